@@ -1,0 +1,154 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: hosts
+short_description: Machines from a Nixie hosts.json file
+version_added: 0.1.0
+description:
+  - Reads a C(hosts.json) file in upstream Nixie's format, a JSON object keyed by flake
+    attribute whose values hold at least C(mac_address), and makes one host per entry.
+  - Every host joins the group named by O(group) and the groups listed in its C(groups) field.
+  - Each host gets the variables V(nixie_flake_attr), V(nixie_mac) (lower-case, colon-separated),
+    V(nixie_arch), V(nixie_description) when the entry has one, V(ansible_host) when the entry has an C(ip),
+    and the entry's C(vars) as they are.
+  - The configuration file must be YAML, end in C(.nixie.yml) or C(.nixie.yaml), and say
+    O(plugin=nixie.metal.hosts). It works as an AWX or AAP inventory source sourced from a project.
+  - A malformed C(hosts.json) fails with one message per problem, naming the file, the host and the field.
+author:
+  - nixie.metal contributors (@nixie-metal)
+extends_documentation_fragment:
+  - ansible.builtin.constructed
+  - ansible.builtin.inventory_cache
+requirements:
+  - jsonschema
+options:
+  plugin:
+    description: The name of this plugin; marks the file as this plugin's configuration.
+    type: str
+    required: true
+    choices: [nixie.metal.hosts]
+  path:
+    description:
+      - The C(hosts.json) file to read.
+      - A relative path is resolved against the directory of this configuration file, not the
+        working directory, so the inventory works the same from a shell, AWX or Semaphore.
+      - C(~) and environment variables are expanded.
+    type: str
+    default: hosts.json
+  group:
+    description: The group every host from the file joins.
+    type: str
+    default: nixie
+"""
+
+EXAMPLES = r"""
+# hosts.nixie.yml, beside hosts.json
+plugin: nixie.metal.hosts
+
+---
+# hosts.nixie.yml: another file, groups by architecture, cached for an hour
+plugin: nixie.metal.hosts
+path: ../site/hosts.json
+keyed_groups:
+  - key: nixie_arch
+    prefix: arch
+compose:
+  ansible_user: "'root'"
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/nixie-inventory
+cache_timeout: 3600
+"""
+
+import os
+
+from ansible.errors import AnsibleParserError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts
+
+CONFIG_SUFFIXES = (".nixie.yml", ".nixie.yaml")
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "nixie.metal.hosts"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(CONFIG_SUFFIXES)
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache=cache)
+        self._read_config_data(path)
+        hosts_path = self._hosts_path(path)
+        hosts = self._cached_or_loaded_hosts(hosts_path, cache)
+        self._populate(hosts)
+
+    def _hosts_path(self, config_path):
+        configured = os.path.expandvars(os.path.expanduser(self.get_option("path")))
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_path)), configured))
+
+    def _cached_or_loaded_hosts(self, hosts_path, cache):
+        """Hosts from the inventory cache when it is enabled, current and fresh; else from the file.
+
+        The cache entry records the file's size and modification time, so an
+        edited hosts.json is never shadowed by a stale cache.
+        """
+        use_cache = self.get_option("cache")
+        cache_key = self.get_cache_key(hosts_path)
+        stamp = _file_stamp(hosts_path)
+        if use_cache and cache:
+            try:
+                cached = self._cache[cache_key]
+            except KeyError:
+                cached = None
+            if cached and cached.get("stamp") == stamp:
+                return cached["hosts"]
+        try:
+            hosts = load_hosts(hosts_path)
+        except HostsFileError as exc:
+            raise AnsibleParserError(to_native(exc)) from None
+        if use_cache:
+            self._cache[cache_key] = {"stamp": stamp, "hosts": hosts}
+        return hosts
+
+    def _populate(self, hosts):
+        group = self.inventory.add_group(self.get_option("group"))
+        strict = self.get_option("strict")
+        for host in hosts:
+            name = host["name"]
+            self.inventory.add_host(name, group=group)
+            for extra_group in host["groups"]:
+                self.inventory.add_child(self.inventory.add_group(extra_group), name)
+            for key, value in host_variables(host).items():
+                self.inventory.set_variable(name, key, value)
+            hostvars = self.inventory.get_host(name).get_vars()
+            self._set_composite_vars(self.get_option("compose"), hostvars, name, strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, name, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, name, strict=strict)
+
+
+def host_variables(host):
+    """The Ansible variables of one normalised hosts.json entry."""
+    variables = {
+        "nixie_flake_attr": host["name"],
+        "nixie_mac": host["mac"],
+        "nixie_arch": host["arch"],
+    }
+    if host["description"] is not None:
+        variables["nixie_description"] = host["description"]
+    if host["ip"] is not None:
+        variables["ansible_host"] = host["ip"]
+    variables.update(host["vars"])
+    return variables
+
+
+def _file_stamp(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]

@@ -1,0 +1,328 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The hosts.json contract: schema, loading and normalisation.
+
+hosts.json is upstream Nixie's format, a JSON object keyed by flake attribute
+whose values hold at least ``mac_address``. Everything here is shared by the
+inventory plugin and every module that reads hosts, so that a file is judged
+the same way wherever it is read. This file is private to the collection
+(leading underscore): its interface may change without notice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import traceback
+
+try:
+    import jsonschema
+except ImportError:
+    jsonschema = None
+    JSONSCHEMA_IMPORT_ERROR = traceback.format_exc()
+else:
+    JSONSCHEMA_IMPORT_ERROR = None
+
+
+ARCHITECTURES = ("x86_64-linux", "aarch64-linux")
+DEFAULT_ARCH = "x86_64-linux"
+
+# A flake attribute that needs no quoting in `flake#attr` and is also a plain
+# Ansible host name and group-friendly identifier.
+HOST_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
+GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# The spellings of a MAC address found in the wild: colon- or dash-separated
+# octets, Cisco's dotted groups of four, and twelve bare hex digits.
+_MAC_SPELLINGS = (
+    re.compile(r"^([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})$"),
+    re.compile(r"^([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})$"),
+    re.compile(r"^([0-9A-Fa-f]{12})$"),
+)
+MAC_PATTERN = "|".join(p.pattern for p in _MAC_SPELLINGS)
+
+HOSTS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://github.com/nixie-metal/nixie.metal/hosts.schema.json",
+    "title": "nixie hosts.json",
+    "description": (
+        "Machines to install, keyed by the flake attribute of their NixOS "
+        "configuration (nixosConfigurations.<name>). Compatible with upstream Nixie."
+    ),
+    "type": "object",
+    "propertyNames": {"pattern": HOST_NAME_PATTERN},
+    "additionalProperties": {"$ref": "#/$defs/host"},
+    "$defs": {
+        "host": {
+            "type": "object",
+            "required": ["mac_address"],
+            "additionalProperties": False,
+            "properties": {
+                "mac_address": {
+                    "description": (
+                        "MAC address of the NIC the machine network-boots from. "
+                        "Any usual spelling: bc:24:11:d0:28:34, BC-24-11-D0-28-34, "
+                        "bc24.11d0.2834 or bc2411d02834; stored lower-case, colon-separated."
+                    ),
+                    "type": "string",
+                    "pattern": MAC_PATTERN,
+                },
+                "ip": {
+                    "description": (
+                        "Address the machine is reachable at when known in advance "
+                        "(static lease or already installed); becomes ansible_host. "
+                        "Without it the address is learnt when the installer phones home."
+                    ),
+                    "type": "string",
+                },
+                "arch": {
+                    "description": "Nix system of the machine; selects the installer and iPXE build.",
+                    "enum": list(ARCHITECTURES),
+                    "default": DEFAULT_ARCH,
+                },
+                "groups": {
+                    "description": "Extra Ansible groups the host joins, besides the nixie group.",
+                    "type": "array",
+                    "items": {"type": "string", "pattern": GROUP_NAME_PATTERN},
+                    "uniqueItems": True,
+                },
+                "vars": {
+                    "description": "Extra host variables, passed to Ansible as they are.",
+                    "type": "object",
+                    "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                },
+                "description": {
+                    "description": "Free text for people: where the machine is, what it is for.",
+                    "type": "string",
+                },
+            },
+        },
+    },
+}
+
+RESERVED_VAR_PREFIX = "nixie_"
+
+
+class HostsFileError(Exception):
+    """hosts.json cannot be used; the message says where and what to do."""
+
+
+def normalize_mac(text):
+    """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one."""
+    for spelling in _MAC_SPELLINGS:
+        match = spelling.fullmatch(text)
+        if match:
+            digits = "".join(g for g in match.groups() if g not in (":", "-")).lower()
+            return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    return None
+
+
+def _nic_mac_problem(mac):
+    """Why a well-formed MAC cannot belong to a machine's NIC, or None."""
+    first_octet = int(mac[:2], 16)
+    if mac == "00:00:00:00:00:00":
+        return "the all-zero address is not a NIC's address"
+    if first_octet & 1:
+        return "a multicast or broadcast address is not a NIC's address"
+    return None
+
+
+def _where(path, host=None, field=None):
+    where = str(path)
+    if host is not None:
+        where += ": host %r" % host
+    if field is not None:
+        where += ", field %r" % field
+    return where
+
+
+def _describe_schema_error(error, path):
+    """Turn one jsonschema error into a sentence naming the host and field."""
+    location = list(error.absolute_path)
+    host = location[0] if location else None
+    field = location[1] if len(location) > 1 else None
+    subfield = ".".join(str(p) for p in location[2:])
+    if subfield:
+        field = "%s.%s" % (field, subfield)
+    validator = error.validator
+    if "propertyNames" in error.schema_path:
+        # jsonschema reports a bad key through the name schema's own keyword.
+        validator = "propertyNames"
+
+    if validator == "type" and host is None:
+        return "%s: the top level must be a JSON object keyed by flake attribute, like " \
+            '{"myhost": {"mac_address": "bc:24:11:d0:28:34"}}; found %s' % (path, _json_type(error.instance))
+    if validator == "type" and field is None:
+        return "%s: must be an object with at least \"mac_address\"; found %s" % (
+            _where(path, host), _json_type(error.instance))
+    if validator == "propertyNames" and host is None:
+        return "%s: %r is not a usable host name: it must be a flake attribute that is also an " \
+            "Ansible host name (a letter or _, then letters, digits, _ or -, at most 63 characters)" % (
+                path, error.instance)
+    if validator == "propertyNames":
+        return "%s: %r is not a valid variable name (letters, digits and _, not starting with a digit)" % (
+            _where(path, host, field), error.instance)
+    if validator == "required":
+        return "%s: \"mac_address\" is missing; add the MAC address the machine network-boots from, " \
+            'e.g. "mac_address": "bc:24:11:d0:28:34"' % _where(path, host)
+    if validator == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        extras = sorted(set(error.instance) - set(known))
+        messages = []
+        for extra in extras:
+            hint = difflib.get_close_matches(extra, known, n=1)
+            suggestion = "did you mean %r?" % hint[0] if hint else "known fields: %s" % ", ".join(known)
+            messages.append("%s: unknown field; %s" % (_where(path, host, extra), suggestion))
+        return "\n".join(messages)
+    if validator == "pattern" and field == "mac_address":
+        return "%s: %r is not a MAC address; write six hex octets such as bc:24:11:d0:28:34" % (
+            _where(path, host, field), error.instance)
+    if validator == "pattern" and field and field.startswith("groups"):
+        return "%s: %r is not a valid group name (letters, digits and _, not starting with a digit)" % (
+            _where(path, host, field), error.instance)
+    if validator == "enum":
+        return "%s: %r is not supported; use one of %s" % (
+            _where(path, host, field), error.instance, ", ".join(repr(v) for v in error.validator_value))
+    if validator == "type":
+        return "%s: expected %s, found %s" % (
+            _where(path, host, field), _json_type_name(error.validator_value), _json_type(error.instance))
+    if validator == "uniqueItems":
+        return "%s: lists the same group twice" % _where(path, host, field)
+    return "%s: %s" % (_where(path, host, field), error.message)
+
+
+def _json_type_name(schema_type):
+    names = {"object": "an object", "array": "a list", "string": "a string", "boolean": "true or false",
+             "integer": "an integer", "number": "a number", "null": "null"}
+    if isinstance(schema_type, list):
+        return " or ".join(names.get(t, t) for t in schema_type)
+    return names.get(schema_type, schema_type)
+
+
+def _json_type(value):
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "%s (a boolean)" % json.dumps(value)
+    if isinstance(value, str):
+        return "a string (%s)" % json.dumps(value)
+    if value is None:
+        return "null"
+    return "a number (%s)" % json.dumps(value)
+
+
+_validator = None
+
+
+def _schema_validator():
+    global _validator
+    if jsonschema is None:
+        raise HostsFileError(
+            "reading hosts.json needs the Python library jsonschema on the controller: "
+            "pip install jsonschema (or install the collection's requirements.txt)")
+    if _validator is None:
+        cls = jsonschema.validators.validator_for(HOSTS_SCHEMA)
+        cls.check_schema(HOSTS_SCHEMA)
+        _validator = cls(HOSTS_SCHEMA)
+    return _validator
+
+
+def _reject_duplicate_keys(path):
+    def hook(pairs):
+        seen = set()
+        for key, dummy in pairs:
+            if key in seen:
+                raise HostsFileError("%s: the key %r appears twice in one object; keep one of them" % (path, key))
+            seen.add(key)
+        return dict(pairs)
+    return hook
+
+
+def parse_hosts(text, path="hosts.json"):
+    """Validate and normalise the text of a hosts.json file.
+
+    Returns a list of host dicts, sorted by name, each with ``name``,
+    ``mac`` (normalised), ``arch``, ``ip`` (or None), ``groups``, ``vars``
+    and ``description``. Raises HostsFileError naming every problem found.
+    """
+    if not text.strip():
+        raise HostsFileError(
+            '%s: the file is empty; it must be a JSON object such as {"myhost": {"mac_address": "bc:24:11:d0:28:34"}}'
+            % path)
+    try:
+        document = json.loads(text, object_pairs_hook=_reject_duplicate_keys(path))
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise HostsFileError("%s: not valid JSON at line %d, column %d: %s" % (
+                path, exc.lineno, exc.colno, exc.msg)) from None
+        raise HostsFileError("%s: not valid JSON: %s" % (path, exc)) from None
+    return normalize_hosts(document, path)
+
+
+def normalize_hosts(document, path="hosts.json"):
+    """Validate an already-decoded hosts.json document and normalise it (see parse_hosts)."""
+    validator = _schema_validator()
+    if not validator.is_valid(document):
+        errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+        raise HostsFileError("\n".join(_describe_schema_error(e, path) for e in errors))
+
+    problems = []
+    hosts = []
+    owner_of_mac = {}
+    for name in sorted(document):
+        entry = document[name]
+        mac = normalize_mac(entry["mac_address"])
+        problem = _nic_mac_problem(mac) if mac else "it is not a MAC address; write six hex octets such as bc:24:11:d0:28:34"
+        if problem:
+            problems.append("%s: %r cannot be used: %s" % (_where(path, name, "mac_address"), entry["mac_address"], problem))
+        elif mac in owner_of_mac:
+            problems.append("%s: %s is also the MAC of host %r; each machine needs its own MAC" % (
+                _where(path, name, "mac_address"), mac, owner_of_mac[mac]))
+        owner_of_mac.setdefault(mac, name)
+
+        ip = entry.get("ip")
+        if ip is not None:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                problems.append("%s: %r is not an IPv4 or IPv6 address" % (_where(path, name, "ip"), ip))
+
+        for var in sorted(entry.get("vars", {})):
+            if var.startswith(RESERVED_VAR_PREFIX):
+                problems.append("%s: %r is reserved: variables starting with %r are set by nixie.metal; rename it" % (
+                    _where(path, name, "vars"), var, RESERVED_VAR_PREFIX))
+
+        hosts.append({
+            "name": name,
+            "mac": mac,
+            "arch": entry.get("arch", DEFAULT_ARCH),
+            "ip": ip,
+            "groups": list(entry.get("groups", [])),
+            "vars": dict(entry.get("vars", {})),
+            "description": entry.get("description"),
+        })
+    if problems:
+        raise HostsFileError("\n".join(problems))
+    return hosts
+
+
+def load_hosts(path):
+    """Read, validate and normalise the hosts.json file at ``path`` (see parse_hosts)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise HostsFileError("%s: no such file; create it (see examples/hosts.json) or fix the path" % path) from None
+    except IsADirectoryError:
+        raise HostsFileError("%s: is a directory, not a hosts.json file" % path) from None
+    except OSError as exc:
+        raise HostsFileError("%s: cannot be read: %s" % (path, exc.strerror or exc)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HostsFileError("%s: not UTF-8 text (byte %d); save it as UTF-8 JSON" % (path, exc.start)) from None
+    return parse_hosts(text, path)
