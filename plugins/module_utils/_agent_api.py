@@ -1,0 +1,133 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Client side of the netboot server's agent API: wait for a host to phone home.
+
+The waiting is a loop of long-polls (the server holds each request until the
+host has a newer event or ``poll`` seconds pass), so a phone-home is seen at
+once without hammering the server. When time runs out, ``diagnose`` turns the
+host's last event into the likely cause.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+
+from ansible.module_utils.urls import open_url
+
+# What a host's furthest state says about where the boot stopped, in boot order.
+HINTS = {
+    "known": "no DHCP request from this MAC was seen: the machine is not powered on, does not try to "
+             "network-boot (check the boot order and that PXE/network boot is enabled), or is on another "
+             "network segment than the server's interface",
+    "offered": "the server answered DHCP but the iPXE binary was not fetched: a firewall may block UDP 69 "
+               "(TFTP) or 4011 on the controller, or the firmware ignored the proxy offer (Secure Boot on, "
+               "or the site DHCP server sends its own boot options)",
+    "ipxe_served": "iPXE was sent but its script was not fetched: iPXE may get no DHCP answer in time, or "
+                   "cannot reach the HTTP port (firewall on TCP %(http_port)s)",
+    "script_served": "the iPXE script was fetched but not the kernel: check the kernel path and that the "
+                     "HTTP port is reachable",
+    "kernel_served": "the kernel was fetched but not the initrd: the download failed or was cut",
+    "initrd_served": "kernel and initrd were fetched but the agent never phoned home: the kernel may not "
+                     "boot (wrong architecture, panic), the installer's network may not come up, or the "
+                     "agent cannot reach the API; look at the machine's console",
+}
+
+
+class AgentApiError(Exception):
+    """The API could not be used or the host did not phone home in time."""
+
+    def __init__(self, message, host=None):
+        super().__init__(message)
+        self.host = host
+
+
+def host_url(api_url, mac, wait=None, after=None):
+    url = "%s/hosts/%s" % (api_url.rstrip("/"), urllib.parse.quote(mac, safe=""))
+    query = {}
+    if wait is not None:
+        query["wait"] = "%g" % wait
+    if after is not None:
+        query["after"] = str(after)
+    return url + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+def fetch_json(url, timeout):
+    try:
+        with open_url(url, timeout=timeout) as response:
+            return json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            body = {}
+        raise AgentApiError("%s answered %d: %s" % (url, exc.code, body.get("error") or exc.reason)) from None
+
+
+def diagnose(host, http_port="8080"):
+    """One sentence on where this host's boot stopped and what to check."""
+    if host is None:
+        return "the server knows nothing of this host"
+    if host.get("state") == "failed":
+        return "the host failed: %s" % (host.get("failed_reason") or "no reason recorded")
+    hint = HINTS.get(host.get("state"), "no hint for state %r" % host.get("state"))
+    return hint % {"http_port": http_port}
+
+
+def last_event(host):
+    events = (host or {}).get("events") or []
+    return events[-1] if events else None
+
+
+def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, on_event=None):
+    """Block until the host with ``mac`` phones home; return its snapshot.
+
+    Raises AgentApiError with the diagnosis when ``timeout`` passes first, when
+    the host fails, or when the server stops or cannot be reached for longer
+    than the remaining time.
+    """
+    deadline = clock() + timeout
+    after = 0
+    host = None
+    unreachable_since = None
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        wait = max(0.0, min(poll, remaining))
+        try:
+            answer = fetch_json(host_url(api_url, mac, wait=wait, after=after), timeout=wait + 10)
+            unreachable_since = None
+        except (urllib.error.URLError, OSError) as exc:
+            if unreachable_since is None:
+                unreachable_since = clock()
+            reason = getattr(exc, "reason", exc)
+            if clock() - unreachable_since > 15:
+                raise AgentApiError("the PXE server's API at %s cannot be reached: %s; is the pxe_server job still "
+                                    "running?" % (api_url, reason), host) from None
+            time.sleep(min(1.0, max(0.0, deadline - clock())))
+            continue
+        host = answer.get("host") or {}
+        if on_event is not None:
+            for event in host.get("events", []):
+                if event.get("seq", 0) > after:
+                    on_event(event)
+        after = max(after, host.get("last_seq") or 0)
+        if host.get("state") == "phoned_home":
+            return host
+        if host.get("state") == "failed":
+            raise AgentApiError(diagnose(host), host)
+        if answer.get("stopping"):
+            raise AgentApiError("the PXE server stopped before %s phoned home; %s" % (mac, diagnose(host)), host)
+    event = last_event(host)
+    last = "last event: %s" % event["event"] if event else "no event at all"
+    port = urllib.parse.urlsplit(api_url).port or 80
+    raise AgentApiError("%s did not phone home within %gs (%s). Likely cause: %s" % (
+        mac, timeout, last, diagnose(host, port)), host)
+
+
+def pick_address(host):
+    """The address to reach the installer at: the one it phoned home from."""
+    return host.get("address")

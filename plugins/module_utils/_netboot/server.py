@@ -1,0 +1,328 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The netboot server: proxyDHCP, TFTP and HTTP on one asyncio loop, for one run.
+
+This file wires the rooms together and owns the lifecycle; protocol decisions
+live in dhcp/policy (DHCP), tftp (TFTP), http/ipxe (HTTP) and registry (state).
+The run ends by itself when every host is done (plus a short linger so that
+wait_for_agent can read the last answers), after ``max_duration``, after
+``idle_timeout`` without any event, on SIGTERM/SIGINT, or when asked through
+the API. Whatever ends it, every socket is closed before ``serve`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, policy, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.runtime import describe_port_holders
+
+try:
+    from aiohttp import web
+except ImportError:
+    web = None
+
+log = logging.getLogger(__name__)
+
+# A DHCP datagram is at most a few hundred bytes; anything bigger than this is not one.
+MAX_DHCP_DATAGRAM = 4096
+# The DHCP sockets' receive buffer: a rack powering on at once sends thousands of DISCOVERs.
+DHCP_RECEIVE_BUFFER = 4 * 1024 * 1024
+# How many client IP -> MAC pairs to remember for attributing TFTP transfers.
+MAX_KNOWN_CLIENT_ADDRESSES = 4096
+
+
+class ServerError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+@dataclass
+class ServerOptions:
+    hosts: list
+    server_ip: str
+    artifacts: dict
+    interface: str | None = None
+    bind_ip: str = "0.0.0.0"
+    http_port: int = 8080
+    dhcp_port: int = dhcp.SERVER_PORT
+    proxy_port: int = dhcp.PXE_PORT
+    tftp_port: int = 69
+    ipxe_files: dict = field(default_factory=dict)
+    extra_cmdline: str | None = None
+    max_duration: float = 3600.0
+    idle_timeout: float = 900.0
+    linger: float = 30.0
+    admin_token: str | None = None
+    run_id: str | None = None
+
+    @property
+    def http_base(self):
+        return "http://%s:%d" % (self.server_ip, self.http_port)
+
+    @property
+    def api_url(self):
+        return self.http_base + netboot_http.API_PREFIX
+
+
+class DhcpEndpoint(asyncio.DatagramProtocol):
+    """One proxyDHCP socket (port 67 or 4011): decode, ask the policy, send what it says."""
+
+    def __init__(self, server, port):
+        self.server = server
+        self.port = port
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        if len(data) > MAX_DHCP_DATAGRAM:
+            return
+        try:
+            request = dhcp.decode(data)
+        except dhcp.MalformedPacket:
+            self.server.counters["dhcp_malformed"] += 1
+            return
+        self.server.on_dhcp_request(self, request, addr)
+
+    def error_received(self, exc):
+        # ICMP errors for earlier replies; nothing to do but not crash.
+        log.debug("DHCP socket on port %d: %s", self.port, exc)
+
+
+class NetbootServer:
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.registry = Registry(options.hosts)
+        self.config = policy.ServerConfig(
+            server_ip=options.server_ip,
+            http_base=options.http_base,
+            binaries=frozenset(options.ipxe_files) or policy.IPXE_BINARIES,
+        )
+        self.counters = {"dhcp_malformed": 0, "dhcp_ignored": 0, "dhcp_answered": 0, "dhcp_send_errors": 0}
+        self.client_macs = {}
+        self.stop_reason = None
+        self._stop = None
+        self._last_activity = time.monotonic()
+        self._all_done_at = None
+        self._transports = []
+        self._tftp = None
+        self._http_runner = None
+        self._http_state = None
+        self.registry.add_listener(self._on_registry_event)
+        self.on_progress = None
+
+    # -- events ----------------------------------------------------------------
+
+    def _on_registry_event(self, event):
+        self._last_activity = time.monotonic()
+        if self.on_progress is not None:
+            self.on_progress(event)
+        if self.registry.all_done() and self._all_done_at is None:
+            self._all_done_at = time.monotonic()
+
+    def _remember_client(self, ip, mac):
+        if not ip or ip == "0.0.0.0":
+            return
+        if len(self.client_macs) >= MAX_KNOWN_CLIENT_ADDRESSES and ip not in self.client_macs:
+            self.client_macs.pop(next(iter(self.client_macs)))
+        self.client_macs[ip] = mac
+
+    def on_dhcp_request(self, endpoint, request, source):
+        mac = request.mac
+        if mac is None:
+            self.counters["dhcp_ignored"] += 1
+            return
+        # Snoop the address the client is taking from the site's server (option 50
+        # in its broadcast REQUEST, or ciaddr), to attribute its TFTP transfer later.
+        self._remember_client(request.requested_ip or request.ciaddr, mac)
+        if endpoint.port == self.options.proxy_port:
+            self._remember_client(source[0], mac)
+
+        host = None
+        if self.registry.is_known(mac):
+            host = policy.HostView(mac=mac, arch=self.registry.arch(mac), finished=self.registry.is_finished(mac))
+        decision = policy.decide(request, endpoint.port, source, host, self.config)
+        if isinstance(decision, policy.Ignore):
+            self.counters["dhcp_ignored"] += 1
+            if decision.reason in ("unknown-host", "finished"):
+                # Recorded (bounded) so a run can tell "a machine we do not own asked".
+                self.registry.record(mac, "dhcp_ignored", reason=decision.reason)
+            return
+        try:
+            endpoint.transport.sendto(decision.encode(), decision.destination.address)
+        except OSError as exc:
+            self.counters["dhcp_send_errors"] += 1
+            log.warning("cannot answer %s on port %d: %s", mac, endpoint.port, exc)
+            return
+        self.counters["dhcp_answered"] += 1
+        self.registry.record(mac, decision.event, port=endpoint.port, arch=decision.client.arch,
+                             firmware=decision.client.firmware, boot_file=decision.boot_file)
+
+    def _on_tftp_event(self, event):
+        mac = self.client_macs.get(event.client[0])
+        if mac is None:
+            log.info("TFTP %s of %s to %s (no DHCP seen from that address)", event.kind, event.filename, event.client[0])
+            return
+        name = {"finished": "ipxe_served", "started": "ipxe_started", "failed": "ipxe_failed"}.get(event.kind, "tftp_" + event.kind)
+        self.registry.record(mac, name, file=event.filename, bytes=event.bytes_sent, client=event.client[0],
+                             blksize=event.blksize, windowsize=event.windowsize, error=event.error)
+
+    # -- sockets -----------------------------------------------------------------
+
+    def _dhcp_socket(self, port):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DHCP_RECEIVE_BUFFER)
+            except OSError:
+                pass
+            if self.options.interface:
+                # Bound to the serving interface: broadcasts leave through it, and a
+                # DHCP server on another interface of this machine is not disturbed.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.options.interface.encode())
+            sock.bind((self.options.bind_ip, port))
+        except OSError as exc:
+            sock.close()
+            raise _bind_error(exc, "udp", port, "proxyDHCP") from None
+        sock.setblocking(False)
+        return sock
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            for port in (self.options.dhcp_port, self.options.proxy_port):
+                transport, dummy = await loop.create_datagram_endpoint(
+                    lambda port=port: DhcpEndpoint(self, port), sock=self._dhcp_socket(port))
+                self._transports.append(transport)
+
+            self._tftp = tftp.TftpServer(_read_files(self.options.ipxe_files), on_event=self._on_tftp_event)
+            try:
+                await self._tftp.start(host=self.options.bind_ip, port=self.options.tftp_port)
+            except OSError as exc:
+                raise _bind_error(exc, "udp", self.options.tftp_port, "TFTP") from None
+
+            app = netboot_http.create_app(
+                self.registry, self.options.artifacts, ipxe_files=self.options.ipxe_files,
+                extra_cmdline=self.options.extra_cmdline, base_url=self.options.http_base,
+                admin_token=self.options.admin_token, run_id=self.options.run_id)
+            self._http_state = netboot_http.get_state(app)
+            self._http_runner = netboot_http.create_runner(app)
+            await self._http_runner.setup()
+            try:
+                await web.TCPSite(self._http_runner, self.options.bind_ip, self.options.http_port).start()
+            except OSError as exc:
+                raise _bind_error(exc, "tcp", self.options.http_port, "HTTP") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    def request_stop(self, reason):
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._stop is not None:
+            self._stop.set()
+
+    def _stop_condition(self, started):
+        now = time.monotonic()
+        http_stop = self._http_state.stop_requested if self._http_state is not None else None
+        if http_stop is not None and http_stop.is_set():
+            return self._http_state.stop_reason or "stop requested through the API"
+        if self._all_done_at is not None and now - self._all_done_at >= self.options.linger:
+            return "every host is done"
+        if now - started >= self.options.max_duration:
+            return "max_duration of %gs reached" % self.options.max_duration
+        if now - self._last_activity >= self.options.idle_timeout:
+            return "idle_timeout: no activity for %gs" % self.options.idle_timeout
+        return None
+
+    async def run_until_stopped(self, tick=0.25):
+        started = time.monotonic()
+        self._last_activity = started
+        if self.registry.all_done():
+            self._all_done_at = started
+        while not self._stop.is_set():
+            reason = self._stop_condition(started)
+            if reason:
+                self.request_stop(reason)
+                break
+            try:
+                await asyncio.wait_for(self._stop.wait(), tick)
+            except asyncio.TimeoutError:
+                pass
+        return self.stop_reason
+
+    async def close(self):
+        for transport in self._transports:
+            transport.close()
+        self._transports = []
+        if self._tftp is not None:
+            await self._tftp.close()
+            self._tftp = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
+
+    def result(self):
+        snapshot = self.registry.snapshot()
+        del snapshot["seq"]
+        return dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
+
+
+def _read_files(named_paths):
+    files = {}
+    for name, path in named_paths.items():
+        with open(path, "rb") as handle:
+            files[name] = handle.read()
+    return files
+
+
+def _bind_error(exc, protocol, port, role):
+    if exc.errno == errno.EADDRINUSE:
+        return ServerError("%s/%d (%s) is already in use by %s; stop it, or run the server on another "
+                           "interface" % (protocol.upper(), port, role, describe_port_holders(port, protocol)))
+    if exc.errno == errno.EACCES:
+        return ServerError("%s/%d (%s): permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE "
+                           "(use become: true on the pxe_server task)" % (protocol.upper(), port, role))
+    if exc.errno == errno.ENODEV:
+        return ServerError("interface not found while binding %s/%d (%s): %s" % (protocol.upper(), port, role, exc))
+    return ServerError("cannot bind %s/%d (%s): %s" % (protocol.upper(), port, role, exc))
+
+
+async def serve(options, on_progress=None, ready=None):
+    """Run one netboot server until a stop condition; return the run's result.
+
+    ``ready``: called once every socket is bound (tests use it to start clients).
+    SIGTERM and SIGINT end the run gracefully; the result still comes back.
+    """
+    server = NetbootServer(options)
+    server.on_progress = on_progress
+    await server.start()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, server.request_stop, "signal %s" % signal.Signals(signum).name)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        if ready is not None:
+            ready(server)
+        await server.run_until_stopped()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        await server.close()
+    return server.result()

@@ -1,0 +1,266 @@
+#!/usr/bin/python
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pxe_server
+short_description: Serve a NixOS installer over the network for one provisioning run
+version_added: 0.1.0
+description:
+  - Runs an ephemeral network boot server on the controller, in the foreground, until the run is over.
+    Meant to be started with C(async) and C(poll=0) so the play goes on while it serves.
+  - ProxyDHCP on UDP 67 and 4011 beside the site's own DHCP server, which keeps handing out addresses;
+    TFTP on UDP 69 for the iPXE binaries; HTTP for the per-machine iPXE script, the kernel and initrd,
+    iPXE over HTTP for UEFI HTTP boot, and the API the installer's agent phones home to.
+  - Only machines listed in O(hosts_file) or O(hosts) get an answer; every other request is ignored
+    and counted. Once a machine has phoned home it gets no more offers, so after installation it boots
+    from its disk even when its firmware tries the network first.
+  - The server stops by itself when every host has phoned home or failed (after O(linger) seconds),
+    after O(max_duration), after O(idle_timeout) without any request, on SIGTERM or SIGINT, or when
+    another task runs this module with O(state=stopped). It then returns the per-host timeline.
+  - Keep O(max_duration) shorter than the task's C(async) value. Ansible ends an async job that runs
+    out of time with SIGKILL and no warning; the next run notices what was left and cleans it up.
+  - Binding ports 67, 69 and 4011 needs root or C(CAP_NET_BIND_SERVICE); use C(become=true).
+author:
+  - nixie.metal contributors (@nixie-metal)
+requirements:
+  - aiohttp
+  - jsonschema
+  - iproute2 (the C(ip) command) when O(interface) or O(address) is not given
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Checks every input and reports what would be served; binds no port.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - nixie.metal.nixie
+options:
+  state:
+    description:
+      - V(started) serves until the run is over, then returns the timeline.
+      - V(stopped) stops a server that is running from the same O(run_dir); nothing happens if none is.
+    type: str
+    choices: [started, stopped]
+    default: started
+  hosts_file:
+    description:
+      - A C(hosts.json) file (upstream Nixie's format) listing the machines to serve.
+      - Mutually exclusive with O(hosts).
+    type: path
+  hosts:
+    description:
+      - The machines to serve, as a list instead of O(hosts_file).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The machine's name, its flake attribute.
+        type: str
+        required: true
+      mac:
+        description: The MAC address the machine network-boots from.
+        type: str
+        required: true
+      arch:
+        description: The machine's Nix system.
+        type: str
+        choices: [x86_64-linux, aarch64-linux]
+        default: x86_64-linux
+  kernel:
+    description:
+      - The installer's kernel for V(x86_64-linux) machines, for example the C(kernel) that
+        M(nixie.metal.nix_build) returns.
+    type: path
+  initrd:
+    description: The installer's initrd for V(x86_64-linux) machines.
+    type: path
+  artifacts:
+    description:
+      - Kernel and initrd per Nix system, for runs with other architectures. A dictionary keyed by
+        Nix system, for example V(aarch64-linux), whose values have the keys C(kernel) and C(initrd).
+      - Entries here override O(kernel) and O(initrd).
+    type: dict
+  cmdline:
+    description:
+      - Extra kernel arguments for the installer, for example C(init=/nix/store/...-nixos-system/init loglevel=4).
+      - The server adds C(nixie.api=), C(nixie.token=) and C(nixie.mac=) itself.
+    type: str
+  interface:
+    description:
+      - The network interface on the machines' segment. Found by itself when the controller has exactly one
+        interface with an IPv4 address that is up.
+    type: str
+  address:
+    description: The controller's IPv4 address on the machines' segment; the machines fetch files from it.
+    type: str
+  http_port:
+    description: TCP port of the HTTP server and the agent API.
+    type: int
+    default: 8080
+  ipxe_dir:
+    description:
+      - Directory holding the iPXE binaries C(undionly.kpxe), C(ipxe.efi), C(snponly.efi), C(ipxe-arm64.efi).
+        Debian and Ubuntu install them in C(/usr/lib/ipxe) with the C(ipxe) package.
+    type: path
+    default: /usr/lib/ipxe
+  max_duration:
+    description: Seconds after which the server stops whatever the state of the hosts.
+    type: float
+    default: 3600
+  idle_timeout:
+    description: Seconds without any event (request, transfer, phone-home) after which the server stops.
+    type: float
+    default: 900
+  linger:
+    description:
+      - Seconds the server keeps answering the API after the last host is done, so that
+        M(nixie.metal.wait_for_agent) can read the last answers.
+    type: float
+    default: 30
+  run_dir:
+    description:
+      - Where the running server keeps its state file (PID, API URL, the token that stops it).
+      - Defaults to C(/run/nixie-metal) for root, else C($XDG_RUNTIME_DIR/nixie-metal).
+    type: path
+seealso:
+  - module: nixie.metal.wait_for_agent
+  - plugin: nixie.metal.hosts
+    plugin_type: inventory
+notes:
+  - The per-host tokens that authenticate the agents are never returned or logged.
+"""
+
+EXAMPLES = r"""
+- name: Serve the installer while the machines boot
+  nixie.metal.pxe_server:
+    hosts_file: "{{ playbook_dir }}/hosts.json"
+    kernel: "{{ installer.kernel }}"
+    initrd: "{{ installer.initrd }}"
+    cmdline: "init={{ installer.init }} {{ installer.cmdline }}"
+    interface: enp3s0
+    max_duration: 3000
+  async: 3600
+  poll: 0
+  become: true
+  register: pxe_job
+
+- name: Stop the server when the play is over
+  nixie.metal.pxe_server:
+    state: stopped
+  become: true
+"""
+
+RETURN = r"""
+api_url:
+  description: Base URL of the agent API, for M(nixie.metal.wait_for_agent).
+  returned: always
+  type: str
+  sample: http://192.168.1.10:8080/api/v1
+stop_reason:
+  description: Why the server stopped.
+  returned: when O(state=started) and not in check mode
+  type: str
+  sample: every host is done
+hosts:
+  description: Every host of the run with its state and timestamped events.
+  returned: when O(state=started)
+  type: list
+  elements: dict
+  sample:
+    - name: node1
+      mac: "52:54:00:12:34:01"
+      state: phoned_home
+      address: 192.168.1.57
+      events:
+        - {seq: 1, time: 1764151200.1, event: offered, state: offered}
+counts:
+  description: How many hosts ended in each state.
+  returned: when O(state=started) and not in check mode
+  type: dict
+  sample: {phoned_home: 2, failed: 0}
+ignored:
+  description: Requests from machines that are not hosts of this run, by MAC (bounded).
+  returned: when O(state=started) and not in check mode
+  type: dict
+server:
+  description: Where the server listens.
+  returned: when O(state=started)
+  type: dict
+  sample: {interface: enp3s0, address: 192.168.1.10, http_port: 8080}
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.server import web
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["started", "stopped"], default="started"),
+            hosts_file=dict(type="path"),
+            hosts=dict(type="list", elements="dict", options=dict(
+                name=dict(type="str", required=True),
+                mac=dict(type="str", required=True),
+                arch=dict(type="str", choices=["x86_64-linux", "aarch64-linux"], default="x86_64-linux"),
+            )),
+            kernel=dict(type="path"),
+            initrd=dict(type="path"),
+            artifacts=dict(type="dict"),
+            cmdline=dict(type="str"),
+            interface=dict(type="str"),
+            address=dict(type="str"),
+            http_port=dict(type="int", default=8080),
+            ipxe_dir=dict(type="path", default="/usr/lib/ipxe"),
+            max_duration=dict(type="float", default=3600),
+            idle_timeout=dict(type="float", default=900),
+            linger=dict(type="float", default=30),
+            run_dir=dict(type="path"),
+        ),
+        mutually_exclusive=[("hosts_file", "hosts")],
+        required_by={"initrd": "kernel", "kernel": "initrd"},
+        supports_check_mode=True,
+    )
+    run_dir = module.params["run_dir"] or runtime.default_run_dir()
+
+    if module.params["state"] == "stopped":
+        if module.check_mode:
+            record = runtime.read_state(run_dir)
+            module.exit_json(changed=bool(record and runtime.is_alive(record)))
+        try:
+            stopped = _pxe_server.stop(run_dir)
+        except OSError as exc:
+            module.fail_json(msg="cannot stop the server: %s" % exc)
+        module.exit_json(changed=stopped)
+
+    if web is None:
+        module.fail_json(msg=missing_required_lib("aiohttp"))
+    try:
+        options = _pxe_server.plan(module.params)
+    except _pxe_server.ControlError as exc:
+        module.fail_json(msg=str(exc))
+    summary = dict(api_url=options.api_url,
+                   server=dict(interface=options.interface, address=options.server_ip, http_port=options.http_port))
+    if module.check_mode:
+        module.exit_json(changed=False, hosts=options.hosts, **summary)
+    try:
+        result = _pxe_server.run(options, run_dir)
+    except _pxe_server.ControlError as exc:
+        module.fail_json(msg=str(exc), **summary)
+    module.exit_json(changed=True, **dict(result, **summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: wait_for_agent
+short_description: Wait for a machine's installer to phone home and return its address
+version_added: 0.1.0
+description:
+  - Waits until the installer booted by M(nixie.metal.pxe_server) on the machine with O(mac) phones home,
+    then returns the address it called from, the addresses and SSH host keys it reported.
+  - Long-polls the server's API, so the answer comes as soon as the agent calls.
+  - When O(timeout) passes first, fails with the host's last event and the likely cause, for example
+    no DHCP request seen (not powered on, or wrong network segment), an offer but no TFTP transfer
+    (a firewall on UDP 69), or kernel and initrd served but no phone-home (the kernel or the agent).
+author:
+  - nixie.metal contributors (@nixie-metal)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: In check mode nothing is waited for; the module reports what it would wait for.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - nixie.metal.nixie
+options:
+  api_url:
+    description: The agent API of the running server, as M(nixie.metal.pxe_server) returns it in RV(nixie.metal.pxe_server#module:api_url).
+    type: str
+    required: true
+  mac:
+    description: The MAC address the machine network-boots from (any usual spelling).
+    type: str
+    required: true
+  timeout:
+    description: Seconds to wait for the phone-home.
+    type: float
+    default: 600
+  poll:
+    description: Longest single long-poll, in seconds; each returns early when the host has news.
+    type: float
+    default: 25
+seealso:
+  - module: nixie.metal.pxe_server
+"""
+
+EXAMPLES = r"""
+- name: Wait for the installer to phone home
+  nixie.metal.wait_for_agent:
+    api_url: "http://{{ pxe_address }}:8080/api/v1"
+    mac: "{{ nixie_mac }}"
+    timeout: 900
+  delegate_to: localhost
+  register: agent
+
+- name: Install on the address it phoned home from
+  ansible.builtin.debug:
+    msg: "{{ inventory_hostname }} is at {{ agent.ip }}"
+"""
+
+RETURN = r"""
+ip:
+  description: The address the agent phoned home from; reach the installer there.
+  returned: success
+  type: str
+  sample: 192.168.1.57
+addresses:
+  description: Every address the agent reported, with interface, MAC and prefix length.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{ifname: eth0, mac: "52:54:00:12:34:01", address: 192.168.1.57, prefix: 24}]
+ssh_host_keys:
+  description: The installer's SSH host public keys, as reported over the token-authenticated phone-home.
+  returned: success
+  type: list
+  elements: str
+  sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... root@nixos"]
+hostname:
+  description: The installer's host name.
+  returned: success
+  type: str
+events:
+  description: The host's timestamped events, from the first DHCP offer to the phone-home.
+  returned: always
+  type: list
+  elements: dict
+state:
+  description: The host's state at the end of the wait (V(phoned_home) on success).
+  returned: always
+  type: str
+  sample: phoned_home
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nixie.metal.plugins.module_utils._agent_api import AgentApiError, pick_address, wait_for_phone_home
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            api_url=dict(type="str", required=True),
+            mac=dict(type="str", required=True),
+            timeout=dict(type="float", default=600),
+            poll=dict(type="float", default=25),
+        ),
+        supports_check_mode=True,
+    )
+    mac = normalize_mac(module.params["mac"])
+    if mac is None:
+        module.fail_json(msg="mac: %r is not a MAC address; write six hex octets such as bc:24:11:d0:28:34" % module.params["mac"])
+    if not module.params["api_url"].startswith(("http://", "https://")):
+        module.fail_json(msg="api_url: %r is not an http:// URL; use the api_url the pxe_server module returns" % module.params["api_url"])
+    if module.params["timeout"] <= 0 or module.params["poll"] <= 0:
+        module.fail_json(msg="timeout and poll must be positive numbers of seconds")
+    if module.check_mode:
+        module.exit_json(changed=False, state="unknown", events=[], msg="would wait for %s to phone home" % mac)
+
+    try:
+        host = wait_for_phone_home(module.params["api_url"], mac, module.params["timeout"], poll=module.params["poll"])
+    except AgentApiError as exc:
+        host = exc.host or {}
+        module.fail_json(msg=str(exc), state=host.get("state"), events=host.get("events", []))
+    module.exit_json(
+        changed=False,
+        ip=pick_address(host),
+        addresses=host.get("addresses", []),
+        ssh_host_keys=host.get("ssh_host_keys", []),
+        hostname=host.get("hostname"),
+        state=host.get("state"),
+        events=host.get("events", []),
+    )
+
+
+if __name__ == "__main__":
+    main()

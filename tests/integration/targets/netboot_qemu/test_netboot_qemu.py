@@ -1,0 +1,156 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Real firmware boots through the collection's own server, driven by Ansible.
+
+Each test makes a private lab (network namespaces, a bridge, dnsmasq as the
+site's DHCP server handing out addresses only), runs serve_and_wait.yml in the
+lab namespace (pxe_server as an async job, wait_for_agent per expected MAC),
+boots QEMU machines (TCG) and checks that wait_for_agent returned the address
+each machine's installer actually got. The lab installer (Debian kernel +
+busybox initramfs carrying the real agent) stands in for the NixOS netboot
+image, which cannot be built offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
+
+from nixielab import installer as lab_installer  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.vm import VM  # noqa: E402  pylint: disable=wrong-import-position
+
+HERE = Path(__file__).resolve().parent
+AGENT_TIMEOUT = 180
+NETWORK_UP = re.compile(r"NIXIE-LAB: network up (\S+) dev \S+ mac (\S+)")
+
+
+@pytest.fixture(scope="module")
+def installer():
+    return lab_installer.build(str(COLLECTION / "nix" / "agent" / "nixie-agent"))
+
+
+def start_play(lab, installer, hosts, expect_macs):
+    """Run serve_and_wait.yml in the lab namespace; return (process, result path)."""
+    hosts_file = lab.workdir / "hosts.json"
+    hosts_file.write_text(json.dumps({name: {"mac_address": mac} for name, mac in hosts.items()}), encoding="utf-8")
+    result_file = lab.workdir / "result.json"
+    variables = {
+        "hosts_file": str(hosts_file),
+        "kernel": str(installer.kernel),
+        "initrd": str(installer.initrd),
+        "cmdline": installer.cmdline(),
+        "interface": lab.bridge,
+        "run_dir": str(lab.workdir / "run"),
+        "api_url": "http://%s:8080/api/v1" % lab.controller_ip,
+        "expect_macs": expect_macs,
+        "agent_timeout": AGENT_TIMEOUT,
+        "result_file": str(result_file),
+        "ansible_python_interpreter": sys.executable,
+    }
+    (lab.workdir / "vars.json").write_text(json.dumps(variables), encoding="utf-8")
+    log = open(lab.workdir / "play.log", "wb")  # pylint: disable=consider-using-with
+    play = lab.popen(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "@%s" % (lab.workdir / "vars.json"),
+                      str(HERE / "serve_and_wait.yml")], stdout=log, stderr=subprocess.STDOUT)
+    wait_for_api(lab, play)
+    return play, result_file
+
+
+def wait_for_api(lab, play, timeout=60):
+    """Return once the server answers its health endpoint (from inside the lab namespace)."""
+    deadline = time.monotonic() + timeout
+    url = "http://%s:8080/api/v1/health" % lab.controller_ip
+    while time.monotonic() < deadline:
+        if play.poll() is not None:
+            pytest.fail("the play ended before the server came up:\n" + (lab.workdir / "play.log").read_text(errors="replace")[-3000:])
+        if lab.run(["curl", "-sf", "-o", "/dev/null", url], check=False).returncode == 0:
+            return
+        time.sleep(0.3)
+    pytest.fail("the server did not come up in %ds" % timeout)
+
+
+def finish_play(lab, play, result_file, timeout=AGENT_TIMEOUT + 120):
+    play.wait(timeout=timeout)
+    log = (lab.workdir / "play.log").read_text(errors="replace")
+    assert result_file.exists(), "the play wrote no result:\n" + log[-4000:]
+    return json.loads(result_file.read_text(encoding="utf-8")), log
+
+
+def installer_address(vm, timeout=AGENT_TIMEOUT):
+    """The address the lab installer's DHCP client got, read from the serial console."""
+    match = vm.wait_for(NETWORK_UP.pattern, timeout=timeout)
+    return match.group(1)
+
+
+def agent_result(result, mac):
+    for item in result["agents"]:
+        if item["item"] == mac:
+            return item
+    raise AssertionError("no wait_for_agent result for %s" % mac)
+
+
+def assert_served(result, mac, vm, expected_events):
+    agent = agent_result(result, mac)
+    assert not agent.get("failed"), agent.get("msg")
+    assert agent["ip"] == installer_address(vm)
+    assert agent["state"] == "phoned_home"
+    events = [event["event"] for event in agent["events"]]
+    for name in expected_events:
+        assert name in events, (name, events)
+    # No token in anything Ansible returned.
+    assert "nixie.token" not in json.dumps(result)
+    return events
+
+
+def test_ovmf_firmware_pxe_then_ipxe(installer):
+    """Path (1): OVMF's own PXE stack (virtio-net, ROM disabled) -> TFTP ipxe.efi -> iPXE -> HTTP."""
+    with Lab() as lab:
+        mac = "52:54:00:12:34:01"
+        play, result_file = start_play(lab, installer, {"ovmf1": mac}, [mac])
+        vm = VM(lab, "ovmf-pxe", mac=mac).start()
+        result, log = finish_play(lab, play, result_file)
+        events = assert_served(result, mac, vm, ["offered", "boot_file_acked", "ipxe_served", "script_served",
+                                                 "kernel_served", "initrd_served", "phoned_home"])
+        assert events.index("ipxe_served") < events.index("script_served"), events
+        server = result["server"]
+        assert server["stop_reason"] in ("every host is done", "state=stopped"), server["stop_reason"]
+        assert "failed=0" in log
+
+
+def test_seabios_ipxe_rom_and_a_stranger_gets_nothing(installer):
+    """Path (2) and (5): SeaBIOS with the iPXE ROM is served; a MAC outside the inventory is not."""
+    with Lab() as lab:
+        known, stranger = "52:54:00:12:34:11", "52:54:00:12:34:66"
+        play, result_file = start_play(lab, installer, {"bios1": known}, [known])
+        stranger_vm = VM(lab, "seabios-ipxe", mac=stranger).start()
+        vm = VM(lab, "seabios-ipxe", mac=known).start()
+        result, dummy = finish_play(lab, play, result_file)
+        assert_served(result, known, vm, ["script_offered", "script_served", "kernel_served", "initrd_served"])
+        ignored = result["server"]["ignored"]["macs"]
+        assert stranger in ignored, ignored
+        serial = stranger_vm.serial()
+        assert "nixie.metal" not in serial and "script.ipxe" not in serial, serial[-2000:]
+
+
+def test_two_machines_at_once(installer):
+    """Path (4): two machines boot at the same time, each gets its own installer and address."""
+    with Lab() as lab:
+        macs = {"pair1": "52:54:00:12:34:21", "pair2": "52:54:00:12:34:22"}
+        play, result_file = start_play(lab, installer, macs, list(macs.values()))
+        vms = {mac: VM(lab, kind, mac=mac).start() for kind, mac in zip(("seabios-ipxe", "ovmf-ipxe"), macs.values())}
+        result, dummy = finish_play(lab, play, result_file)
+        addresses = set()
+        for mac, vm in vms.items():
+            assert_served(result, mac, vm, ["script_served", "kernel_served", "initrd_served"])
+            addresses.add(agent_result(result, mac)["ip"])
+        assert len(addresses) == 2

@@ -1,0 +1,385 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Build the *lab installer*: a Debian kernel plus a busybox initramfs.
+
+It stands in for the NixOS netboot image, which cannot be built offline
+here (no nixpkgs).  It does what matters to the netboot server under test:
+it boots from the kernel/initrd the server hands out, takes an address by
+DHCP, and runs the phone-home agent (``nix/agent/nixie-agent``) with the
+kernel command line the server chose.  Every step prints a
+``NIXIE-LAB: ...`` marker on the serial console (``console=ttyS0``) so
+tests can follow the boot by reading the serial log.
+
+Everything is cached under :func:`cache_dir`, keyed by content, so only the
+first build downloads (≈70 MB) and unpacks; later builds are a hash check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+#: Modules the NICs need, in load order.  The Debian kernel has every NIC
+#: driver as a module; af_packet (udhcpc) is built in.
+NIC_MODULES = (
+    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+    "virtio_pci", "failover", "net_failover", "virtio_net", "e1000",
+)
+
+BUSYBOX = "/bin/busybox"
+MARKER = "NIXIE-LAB:"
+#: Bumped when the layout of a build changes, so old cache entries are ignored.
+BUILD_FORMAT = 2
+
+
+def default_agent() -> Path:
+    """The real agent (nix/agent/nixie-agent) if present, else the lab's stand-in."""
+    repo = Path(__file__).resolve().parents[3]
+    real = repo / "nix" / "agent" / "nixie-agent"
+    return real if real.is_file() else Path(__file__).resolve().parent / "data" / "lab-agent.sh"
+
+
+def cache_dir() -> Path:
+    """Where downloads and builds live: $NIXIE_LAB_CACHE, else XDG cache."""
+    env = os.environ.get("NIXIE_LAB_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(xdg) / "nixie-lab"
+
+
+@dataclasses.dataclass(frozen=True)
+class Installer:
+    """A built lab installer: the two files a netboot server hands out."""
+
+    kernel: Path
+    initrd: Path
+    kernel_version: str
+    key: str
+
+    def cmdline(self, api: str = "", token: str = "", mac: str = "", extra: str = "") -> str:
+        """Kernel command line as the product would write it (console on serial)."""
+        parts = ["console=ttyS0", "panic=-1"]
+        if api:
+            parts.append(f"nixie.api={api}")
+        if token:
+            parts.append(f"nixie.token={token}")
+        if mac:
+            parts.append(f"nixie.mac={mac}")
+        if extra:
+            parts.append(extra)
+        return " ".join(parts)
+
+
+# --------------------------------------------------------------------------
+# kernel .deb: find, download, unpack (all cached)
+# --------------------------------------------------------------------------
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_kernel_deb(debs: Path) -> Path | None:
+    """Newest linux-image-*-amd64 .deb already downloaded (no apt call when warm)."""
+    found = sorted(debs.glob("linux-image-6.*-amd64_*_amd64.deb"))
+    return found[-1] if found else None
+
+
+def _kernel_package_name() -> str:
+    """The package the linux-image-amd64 metapackage points at (override: NIXIE_LAB_KERNEL_PACKAGE)."""
+    override = os.environ.get("NIXIE_LAB_KERNEL_PACKAGE")
+    if override:
+        return override
+    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"],
+                         check=True, capture_output=True, text=True).stdout
+    match = re.search(r"Depends:\s*(linux-image-6\.\S+-amd64)\b", out)
+    if not match:
+        raise RuntimeError(f"cannot find the kernel package behind linux-image-amd64:\n{out}")
+    return match.group(1)
+
+
+def kernel_deb(cache: Path | None = None) -> Path:
+    """Path of the kernel .deb, downloading it with apt-get once."""
+    debs = (cache or cache_dir()) / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("NIXIE_LAB_KERNEL_PACKAGE"):
+        cached = _cached_kernel_deb(debs)
+        if cached:
+            return cached
+    name = _kernel_package_name()
+    existing = sorted(debs.glob(f"{name}_*_amd64.deb"))
+    if existing:
+        return existing[-1]
+    # apt's _apt user cannot write root's cache; download into a temp dir it can.
+    with tempfile.TemporaryDirectory(dir=debs) as tmp:
+        os.chmod(tmp, 0o777)
+        subprocess.run(["apt-get", "download", "-q", name], cwd=tmp, check=True,
+                       capture_output=True)
+        got = list(Path(tmp).glob("*.deb"))
+        if len(got) != 1:
+            raise RuntimeError(f"apt-get download {name} gave {got}")
+        final = debs / got[0].name
+        shutil.move(str(got[0]), final)
+    return final
+
+
+def unpack_kernel(deb: Path, cache: Path | None = None) -> Path:
+    """Unpack vmlinuz and the NIC modules from the .deb (once per .deb).
+
+    Returns a directory holding ``vmlinuz``, ``version`` and ``modules/<name>.ko``.
+    """
+    target = (cache or cache_dir()) / "kernels" / deb.stem
+    if (target / "done").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wanted = ["./boot/vmlinuz-*"] + [f"*/{m}.ko" for m in NIC_MODULES]
+        tar = subprocess.Popen(["tar", "-x", "-C", tmp, "--wildcards", *wanted],
+                               stdin=subprocess.PIPE)
+        subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=tar.stdin, check=True)
+        tar.stdin.close()
+        if tar.wait() != 0:
+            raise RuntimeError(f"unpacking {deb} failed")
+        (target / "modules").mkdir(parents=True)
+        vmlinuz = glob.glob(f"{tmp}/boot/vmlinuz-*")[0]
+        shutil.copy(vmlinuz, target / "vmlinuz")
+        (target / "version").write_text(os.path.basename(vmlinuz)[len("vmlinuz-"):])
+        for ko in glob.glob(f"{tmp}/lib/modules/*/kernel/**/*.ko", recursive=True):
+            shutil.copy(ko, target / "modules" / os.path.basename(ko))
+    (target / "done").touch()
+    return target
+
+
+def module_depends(ko: Path) -> list[str]:
+    """Dependencies recorded in a module's .modinfo (what modprobe would read)."""
+    match = re.search(rb"(?:^|\x00)depends=([^\x00]*)", ko.read_bytes())
+    if not match or not match.group(1):
+        return []
+    return [d.replace("-", "_") for d in match.group(1).decode().split(",")]
+
+
+def load_order(moddir: Path, wanted=NIC_MODULES) -> list[str]:
+    """Modules in an order where each comes after its dependencies.
+
+    insmod cannot resolve dependencies itself (no modprobe/depmod data in
+    the initramfs), so the order is computed here, from the .ko files.
+    """
+    order: list[str] = []
+
+    def visit(name: str, stack: tuple[str, ...] = ()) -> None:
+        if name in order:
+            return
+        if name in stack:
+            raise RuntimeError(f"module dependency cycle: {stack + (name,)}")
+        ko = moddir / f"{name}.ko"
+        if not ko.exists():
+            raise RuntimeError(f"module {name} missing from {moddir}")
+        for dep in module_depends(ko):
+            visit(dep, stack + (name,))
+        order.append(name)
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+# --------------------------------------------------------------------------
+# initramfs
+# --------------------------------------------------------------------------
+
+INIT_SCRIPT = r"""#!/bin/sh
+# /init of the nixie.metal lab installer (generated by tests/lab/nixielab/installer.py).
+export PATH=/bin:/sbin
+mark() { read -r up _ < /proc/uptime; echo "NIXIE-LAB: $* (t=${up}s)" > /dev/console; }
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /run /tmp /dev/pts && mount -t devpts devpts /dev/pts
+mark "init start"
+echo "NIXIE-LAB: cmdline $(cat /proc/cmdline)" > /dev/console
+for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" 2>/dev/console; done
+mark "modules loaded"
+
+# The NIC to use: the one whose MAC the server saw (nixie.mac=), else the first one.
+want_mac=""
+for w in $(cat /proc/cmdline); do case "$w" in nixie.mac=*) want_mac="${w#nixie.mac=}";; esac; done
+ip link set lo up
+iface=""
+i=0
+while [ -z "$iface" ] && [ $i -lt 50 ]; do
+  for d in /sys/class/net/*; do
+    n="${d##*/}"; [ "$n" = lo ] && continue
+    if [ -z "$want_mac" ] || [ "$(cat "$d/address")" = "$want_mac" ]; then iface="$n"; break; fi
+  done
+  [ -z "$iface" ] && { sleep 0.1; i=$((i+1)); }
+done
+if [ -z "$iface" ]; then mark "no network interface"; else
+  ip link set "$iface" up
+  # udhcpc forks to the background once it has a lease, and keeps renewing it.
+  if udhcpc -i "$iface" -s /etc/udhcpc.script -t 30 -T 1 -A 2 -n -S -x hostname:nixie-lab >/dev/console 2>&1; then
+    addr="$(ip -4 -o addr show dev "$iface" | awk '{print $4}' | head -n1)"
+    mark "network up ${addr%/*} dev $iface mac $(cat /sys/class/net/$iface/address)"
+  else
+    mark "network failed dev $iface"
+  fi
+fi
+
+if [ -x /bin/nixie-agent ]; then
+  mark "agent start"
+  /bin/nixie-agent > /dev/console 2>&1
+  mark "agent exit $?"
+else
+  mark "no agent"
+fi
+mark "ready"
+if grep -q 'nixie.lab.shell' /proc/cmdline; then
+  exec setsid cttyhack sh
+fi
+while :; do sleep 3600; done
+"""
+
+UDHCPC_SCRIPT = r"""#!/bin/sh
+# udhcpc hook: apply the lease (busybox ships no default script).
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    echo "NIXIE-LAB: dhcp $1 $ip/${mask} router=${router} server=${serverid} lease=${lease}" > /dev/console
+    ;;
+esac
+exit 0
+"""
+
+
+def _initramfs_tree(root: Path, kdir: Path, agent: Path | None) -> None:
+    """Lay out the initramfs: busybox + applet links, /init, modules, agent."""
+    for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "lib/modules", "root"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, root / "bin/busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True,
+                             text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    (root / "init").write_text(INIT_SCRIPT)
+    (root / "etc/udhcpc.script").write_text(UDHCPC_SCRIPT)
+    order = load_order(kdir / "modules")
+    (root / "etc/modules.order").write_text("\n".join(order) + "\n")
+    for name in order:
+        shutil.copy(kdir / "modules" / f"{name}.ko", root / "lib/modules" / f"{name}.ko")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    if agent is not None:
+        shutil.copy(agent, root / "bin/nixie-agent")
+        os.chmod(root / "bin/nixie-agent", 0o755)
+    for script in ("init", "etc/udhcpc.script"):
+        os.chmod(root / script, 0o755)
+
+
+def _pack_cpio(root: Path, out: Path) -> None:
+    """newc cpio, gzip-compressed: the format the kernel unpacks (no cpio binary here)."""
+    names = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True).stdout
+    cpio = subprocess.run([BUSYBOX, "cpio", "-o", "-H", "newc"], cwd=root, input=names,
+                          check=True, capture_output=True).stdout
+    gz = subprocess.run(["gzip", "-9", "-n"], input=cpio, check=True, capture_output=True).stdout
+    out.write_bytes(gz)
+
+
+def _build_key(deb: Path, agent: Path | None, with_sshd: bool) -> str:
+    """Content key of a build: any input change gives a new cache entry."""
+    digest = hashlib.sha256()
+    for part in (str(BUILD_FORMAT), deb.name, str(deb.stat().st_size), INIT_SCRIPT,
+                 UDHCPC_SCRIPT, ",".join(NIC_MODULES), str(with_sshd)):
+        digest.update(part.encode() + b"\0")
+    digest.update(_sha256_file(Path(BUSYBOX)).encode())
+    digest.update(_sha256_file(agent).encode() if agent else b"no-agent")
+    return digest.hexdigest()[:16]
+
+
+def build(agent: str | os.PathLike | None = None, *, cache: Path | None = None,
+          with_sshd: bool = False) -> Installer:
+    """Build (or fetch from cache) the lab installer.
+
+    ``agent``: path of a POSIX sh script copied to ``/bin/nixie-agent`` and run
+    once the network is up (normally ``nix/agent/nixie-agent``); None for no agent.
+    ``with_sshd``: reserved for a later installer that runs an SSH server
+    (dropbear-bin is available in Debian) so nixos-anywhere can be tried;
+    not implemented yet.
+    """
+    if with_sshd:
+        raise NotImplementedError("sshd in the lab installer is planned, not built yet")
+    cache = cache or cache_dir()
+    agent_path = Path(agent).resolve() if agent else None
+    if agent_path and not agent_path.is_file():
+        raise FileNotFoundError(f"agent script {agent_path} does not exist")
+    deb = kernel_deb(cache)
+    key = _build_key(deb, agent_path, with_sshd)
+    out = cache / "builds" / key
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        kdir = unpack_kernel(deb, cache)
+        tmp_out = Path(tempfile.mkdtemp(dir=_mkdir(cache / "builds")))
+        os.chmod(tmp_out, 0o755)
+        with tempfile.TemporaryDirectory() as tree:
+            os.chmod(tree, 0o755)  # becomes the mode of / in the installer
+            _initramfs_tree(Path(tree), kdir, agent_path)
+            _pack_cpio(Path(tree), tmp_out / "initrd")
+        shutil.copy(kdir / "vmlinuz", tmp_out / "kernel")
+        (tmp_out / "manifest.json").write_text(json.dumps({
+            "deb": deb.name, "kernel_version": (kdir / "version").read_text(),
+            "agent": str(agent_path) if agent_path else None,
+            "modules": load_order(kdir / "modules"),
+        }, indent=2))
+        _publish(tmp_out, out)
+    meta = json.loads(manifest.read_text())
+    return Installer(kernel=out / "kernel", initrd=out / "initrd",
+                     kernel_version=meta["kernel_version"], key=key)
+
+
+def _publish(tmp_out: Path, out: Path) -> None:
+    """Move a finished build into place atomically; a concurrent twin may win."""
+    try:
+        os.rename(tmp_out, out)
+    except OSError:
+        if not (out / "manifest.json").exists():
+            raise
+        shutil.rmtree(tmp_out, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main() -> None:
+    """``python3 -m nixielab.installer [AGENT]``: build and print the paths."""
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("agent", nargs="?", help="agent script to include")
+    args = parser.parse_args()
+    start = time.monotonic()
+    inst = build(args.agent)
+    print(json.dumps({"kernel": str(inst.kernel), "initrd": str(inst.initrd),
+                      "kernel_version": inst.kernel_version, "key": inst.key,
+                      "seconds": round(time.monotonic() - start, 3)}))
+
+
+if __name__ == "__main__":
+    main()
