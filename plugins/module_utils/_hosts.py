@@ -111,6 +111,8 @@ class HostsFileError(Exception):
 
 def normalize_mac(text):
     """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one."""
+    if not isinstance(text, str):
+        return None
     for spelling in _MAC_SPELLINGS:
         match = spelling.fullmatch(text)
         if match:

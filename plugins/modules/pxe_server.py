@@ -92,7 +92,8 @@ options:
     type: dict
   cmdline:
     description:
-      - Extra kernel arguments for the installer, for example C(init=/nix/store/...-nixos-system/init loglevel=4).
+      - Extra kernel arguments for the installer, for example C(init=/nix/store/...-nixos-system/init loglevel=4),
+        which is what M(nixie.metal.nix_build) returns as RV(nixie.metal.nix_build#module:cmdline).
       - The server adds C(nixie.api=), C(nixie.token=) and C(nixie.mac=) itself.
     type: str
   interface:
@@ -146,7 +147,7 @@ EXAMPLES = r"""
     hosts_file: "{{ playbook_dir }}/hosts.json"
     kernel: "{{ installer.kernel }}"
     initrd: "{{ installer.initrd }}"
-    cmdline: "init={{ installer.init }} {{ installer.cmdline }}"
+    cmdline: "{{ installer.cmdline }}"
     interface: enp3s0
     max_duration: 3000
   async: 3600

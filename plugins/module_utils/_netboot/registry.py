@@ -21,6 +21,8 @@ import re
 import secrets
 import time
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+
 STATES = (
     "known",
     "offered",
@@ -50,26 +52,9 @@ MAX_DETAIL_STRING = 512
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_MAC_COLON = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-_MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
-_MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _HOST_KEY = re.compile(r"^((?:ssh|ecdsa|sk)-[A-Za-z0-9@.+-]{1,64}) ([A-Za-z0-9+/]+={0,3})(?: [^\x00-\x1f\x7f]*)?$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$")
 _IFNAME = re.compile(r"^[^\x00-\x20\x7f/:]{1,64}$")
-
-
-def normalize_mac(text):
-    """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one.
-
-    Accepts aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff and aabbccddeeff.
-    """
-    if not isinstance(text, str):
-        return None
-    text = text.strip().lower()
-    if _MAC_COLON.match(text) or _MAC_DOTTED.match(text) or _MAC_BARE.match(text):
-        digits = re.sub(r"[^0-9a-f]", "", text)
-        return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
-    return None
 
 
 class RegistryError(Exception):

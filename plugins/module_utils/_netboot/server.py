@@ -38,6 +38,9 @@ MAX_DHCP_DATAGRAM = 4096
 DHCP_RECEIVE_BUFFER = 4 * 1024 * 1024
 # How many client IP -> MAC pairs to remember for attributing TFTP transfers.
 MAX_KNOWN_CLIENT_ADDRESSES = 4096
+# Hook events of the HTTP app for iPXE binaries fetched over HTTP (UEFI HTTP boot).
+HTTP_IPXE_SERVED = "ipxe_file_served"
+HTTP_IPXE_ABORTED = "ipxe_file_aborted"
 
 
 class ServerError(Exception):
@@ -167,6 +170,22 @@ class NetbootServer:
         self.registry.record(mac, decision.event, port=endpoint.port, arch=decision.client.arch,
                              firmware=decision.client.firmware, boot_file=decision.boot_file)
 
+    def _on_http_event(self, event):
+        """Hook of the HTTP app: tie iPXE binaries fetched by UEFI HTTP boot to a MAC.
+
+        The HTTP app cannot know the MAC of a GET /ipxe/<file>; the DHCP side
+        snooped the address the client took (option 50 of its REQUEST), so the
+        fetch becomes ``ipxe_served`` of that host, like a TFTP transfer.
+        Registry events the app records itself are ignored here.
+        """
+        record = http_ipxe_record(event, self.client_macs)
+        if record is None:
+            if event.get("event") in (HTTP_IPXE_SERVED, HTTP_IPXE_ABORTED):
+                log.info("HTTP %s of %s to %s (no DHCP seen from that address)", event.get("event"), event.get("file"), event.get("peer"))
+            return
+        mac, name, details = record
+        self.registry.record(mac, name, **details)
+
     def _on_tftp_event(self, event):
         mac = self.client_macs.get(event.client[0])
         if mac is None:
@@ -216,7 +235,7 @@ class NetbootServer:
             app = netboot_http.create_app(
                 self.registry, self.options.artifacts, ipxe_files=self.options.ipxe_files,
                 extra_cmdline=self.options.extra_cmdline, base_url=self.options.http_base,
-                admin_token=self.options.admin_token, run_id=self.options.run_id)
+                admin_token=self.options.admin_token, run_id=self.options.run_id, on_event=self._on_http_event)
             self._http_state = netboot_http.get_state(app)
             self._http_runner = netboot_http.create_runner(app)
             await self._http_runner.setup()
@@ -278,6 +297,25 @@ class NetbootServer:
         snapshot = self.registry.snapshot()
         del snapshot["seq"]
         return dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
+
+
+def http_ipxe_record(event, client_macs):
+    """``(mac, event name, details)`` to record for an HTTP app hook event, or None.
+
+    Only the app's iPXE binary events count (``ipxe_file_served`` /
+    ``ipxe_file_aborted``, from UEFI HTTP boot clients); the peer address is
+    mapped to a MAC with ``client_macs`` (address -> MAC, learnt from DHCP).
+    The names match the TFTP path: ``ipxe_served`` (a progress state) and
+    ``ipxe_failed``, with ``via="http"``.
+    """
+    name = event.get("event")
+    if name not in (HTTP_IPXE_SERVED, HTTP_IPXE_ABORTED):
+        return None
+    mac = client_macs.get(event.get("peer"))
+    if mac is None:
+        return None
+    recorded = "ipxe_served" if name == HTTP_IPXE_SERVED else "ipxe_failed"
+    return mac, recorded, {"file": event.get("file"), "client": event.get("peer"), "via": "http", "status": event.get("status")}
 
 
 def _read_files(named_paths):

@@ -14,7 +14,6 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry impo
     ReportInvalid,
     TokenMissing,
     TokenRejected,
-    normalize_mac,
     validate_report,
 )
 
@@ -54,14 +53,6 @@ def report(mac=MAC1, **extra):
     }
     body.update(extra)
     return body
-
-
-def test_normalize_mac_spellings():
-    for text in ("52:54:00:12:34:01", "52-54-00-12-34-01", "5254.0012.3401", "525400123401", " 52:54:00:12:34:01 "):
-        assert normalize_mac(text) == MAC1
-    assert normalize_mac("52:54:00:12:34:0G") is None
-    assert normalize_mac("52:54-00:12:34:01") is None
-    assert normalize_mac(None) is None
 
 
 def test_build_from_hosts(registry):

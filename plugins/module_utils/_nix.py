@@ -1,0 +1,528 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running ``nix build`` for the nix_build module: command lines, log parsing, netboot artifacts.
+
+Everything that decides something is a pure function (command lines, parsing nix's JSON
+and its ``--log-format internal-json`` stream, mapping results to installables, the
+netboot shortcut); :func:`run` is the one place that starts a process. No Ansible imports.
+
+How one run goes (see docs/installer.md):
+
+1. With more than one installable, ``nix build --dry-run --json`` evaluates them and
+   prints one entry per installable, in order: that gives each installable's derivation.
+   (A real ``nix build --json`` lists its results sorted, not in the installables' order.)
+2. One ``nix build --no-link --json`` builds every installable together. Its results are
+   matched to installables by derivation path. If a derivation of step 1 is missing from
+   step 2 the flake changed in between, and the run fails instead of mixing two evaluations.
+3. For a NixOS installer, kernel file, initrd and kernel parameters are read from the
+   built system (``toplevel/kernel``, ``toplevel/kernel-params``), which is a product of
+   the same build. Check mode, which builds nothing, asks ``nix eval`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections import deque
+
+# Nix's activity and result types of the internal-json log format (src/libutil/logging.hh).
+ACT_BUILD = 105
+ACT_SUBSTITUTE = 108
+RES_BUILD_LOG_LINE = 101
+
+# Where Nix lives when it is not on the PATH a module sees (no login shell, no profile).
+NIX_FALLBACK_DIRS = (
+    "/nix/var/nix/profiles/default/bin",
+    "/run/current-system/sw/bin",
+    "~/.nix-profile/bin",
+    "~/.local/state/nix/profile/bin",
+)
+
+INSTALL_HINT = (
+    "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer), "
+    "on other systems the installer from https://nixos.org/download; or set the executable option "
+    "to the path of the nix binary."
+)
+
+# Every call enables what the new CLI and flakes need, so no nix.conf change is required.
+BASE_ARGS = ("--extra-experimental-features", "nix-command flakes", "--log-format", "internal-json")
+
+# The three outputs of a NixOS configuration that boot it over the network.
+NETBOOT_BUILD_ATTRS = (("kernel", "kernel"), ("initrd", "netbootRamdisk"), ("toplevel", "toplevel"))
+
+# Evaluated in check mode only, when the system has not been built yet.
+NETBOOT_EVAL_APPLY = "c: { kernelFile = c.system.boot.loader.kernelFile; kernelParams = c.boot.kernelParams; }"
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_WILL = re.compile(r"^(?:these (\d+)|this) (derivations?|paths?) will be (built|fetched)")
+_STORE_NAME = re.compile(r"^(?:.*/)?[0-9a-z]{32}-(.+?)(?:\.drv)?$")
+
+
+class NixError(Exception):
+    """nix failed; ``log_tail`` holds the last lines of its log."""
+
+    def __init__(self, msg, rc=None, log_tail=None, cmd=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.rc = rc
+        self.log_tail = list(log_tail or [])
+        self.cmd = list(cmd or [])
+
+
+class NixNotFound(NixError):
+    """No nix executable."""
+
+
+class NixTimeout(NixError):
+    """nix ran out of time and was stopped."""
+
+
+# --- finding nix -----------------------------------------------------------------
+
+
+def find_nix(executable=None, path=None):
+    """Path of the nix executable: ``executable`` if given (a path or a name), else from PATH
+    or the usual install locations. Raises NixNotFound with an install hint."""
+    if executable:
+        if os.sep in executable:
+            if os.path.isfile(executable) and os.access(executable, os.X_OK):
+                return executable
+            raise NixNotFound("nix executable %s does not exist or is not executable. %s" % (executable, INSTALL_HINT))
+        found = shutil.which(executable, path=path)
+        if found:
+            return found
+        raise NixNotFound("%s not found on PATH. %s" % (executable, INSTALL_HINT))
+    found = shutil.which("nix", path=path)
+    if found:
+        return found
+    for directory in NIX_FALLBACK_DIRS:
+        candidate = os.path.join(os.path.expanduser(directory), "nix")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise NixNotFound(
+        "nix not found on PATH nor in %s. %s" % (", ".join(NIX_FALLBACK_DIRS), INSTALL_HINT))
+
+
+# --- installables -----------------------------------------------------------------
+
+
+def split_installable(installable):
+    """``FLAKE#ATTR`` -> (FLAKE, ATTR); ATTR is '' when there is no fragment."""
+    flake, sep, attr = installable.partition("#")
+    return flake, attr if sep else ""
+
+
+def nixos_configuration(installer):
+    """Normalise an installer reference to ``FLAKE#ATTR`` naming a NixOS configuration.
+
+    ``./examples#installer`` is short for ``./examples#nixosConfigurations.installer``.
+    """
+    flake, attr = split_installable(installer)
+    if not flake or not attr:
+        raise NixError(
+            "installer %r must name a NixOS configuration as FLAKE#ATTR, for example "
+            "'./examples#nixosConfigurations.installer'" % installer)
+    if "." not in attr and '"' not in attr:
+        attr = "nixosConfigurations." + attr
+    return "%s#%s" % (flake, attr)
+
+
+def netboot_installables(installer):
+    """Role -> installable for the kernel, netboot initrd and system of a NixOS configuration."""
+    base = nixos_configuration(installer)
+    return {role: "%s.config.system.build.%s" % (base, attr) for role, attr in NETBOOT_BUILD_ATTRS}
+
+
+def unique(items):
+    """Items without repeats, first occurrence kept."""
+    seen = set()
+    result = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            result.append(item)
+    return result
+
+
+# --- command lines ---------------------------------------------------------------
+
+
+def option_value(value):
+    """A Python value as nix.conf spells it (booleans true/false, lists space-separated)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " ".join(option_value(v) for v in value)
+    return str(value)
+
+
+def common_flags(impure=False, offline=False, options=None, extra_args=None):
+    """Flags shared by every nix call of a run."""
+    flags = []
+    if impure:
+        flags.append("--impure")
+    if offline:
+        flags.append("--offline")
+    for name, value in (options or {}).items():
+        flags += ["--option", str(name), option_value(value)]
+    flags += list(extra_args or [])
+    return flags
+
+
+def build_command(nix, installables, dry_run=False, **flags):
+    """argv of ``nix build --no-link --json`` for all installables at once."""
+    argv = [nix, *BASE_ARGS, "build", "--no-link", "--json"]
+    if dry_run:
+        argv.append("--dry-run")
+    return argv + common_flags(**flags) + list(installables)
+
+
+def eval_command(nix, installable, apply=None, **flags):
+    """argv of ``nix eval --json`` (evaluation only, nothing is built)."""
+    argv = [nix, *BASE_ARGS, "eval", "--json"]
+    if apply:
+        argv += ["--apply", apply]
+    return argv + common_flags(**flags) + [installable]
+
+
+# --- nix's output ---------------------------------------------------------------
+
+
+def strip_ansi(text):
+    return _ANSI.sub("", text)
+
+
+def store_name(path):
+    """'/nix/store/<hash>-hello-2.12.drv' -> 'hello-2.12'."""
+    match = _STORE_NAME.match(path or "")
+    return match.group(1) if match else path
+
+
+class NixLog:
+    """Reads nix's ``--log-format internal-json`` stderr, line by line.
+
+    Keeps what was built and fetched, the error messages, the dry-run's lists of what
+    would be built or fetched, and a bounded tail of readable lines for failures.
+    """
+
+    def __init__(self, keep=40):
+        self.built = []
+        self.fetched = []
+        self.errors = []
+        self.warnings = []
+        self.will_build = []
+        self.will_fetch = []
+        self.tail = deque(maxlen=keep)
+        self.build_lines = {}  # derivation path -> deque of its last log lines
+        self._activity = {}  # activity id -> derivation path
+        self._listing = None
+
+    def feed_text(self, text):
+        for line in (text or "").splitlines():
+            self.feed(line)
+        return self
+
+    def feed(self, line):
+        if line.startswith("@nix "):
+            try:
+                event = json.loads(line[5:])
+            except ValueError:
+                event = None
+            if isinstance(event, dict):
+                self._event(event)
+                return
+        self._message(strip_ansi(line))
+
+    def _event(self, event):
+        action = event.get("action")
+        if action == "msg":
+            level = event.get("level", 0)
+            if level is None or level <= 2:
+                for line in strip_ansi(str(event.get("msg", ""))).splitlines():
+                    self._message(line)
+        elif action == "start":
+            kind = event.get("type")
+            fields = event.get("fields") or []
+            if kind == ACT_BUILD and fields:
+                drv = str(fields[0])
+                self.built.append(drv)
+                self._activity[event.get("id")] = drv
+                self.tail.append("building %s" % drv)
+            elif kind == ACT_SUBSTITUTE and fields:
+                path = str(fields[0])
+                self.fetched.append(path)
+                self.tail.append("fetching %s" % path)
+        elif action == "result" and event.get("type") == RES_BUILD_LOG_LINE:
+            fields = event.get("fields") or [""]
+            drv = self._activity.get(event.get("id"), "")
+            text = strip_ansi(str(fields[0])).rstrip()
+            self.build_lines.setdefault(drv, deque(maxlen=10)).append(text)
+            self.tail.append("%s> %s" % (store_name(drv) or "builder", text))
+
+    def _message(self, line):
+        if not line.strip():
+            return
+        match = _WILL.match(line)
+        if match:
+            self._listing = self.will_build if match.group(3) == "built" else self.will_fetch
+            self.tail.append(line)
+            return
+        if self._listing is not None and line.startswith("  /"):
+            self._listing.append(line.strip())
+            return
+        self._listing = None
+        self.tail.append(line)
+        stripped = line.strip()
+        if stripped.startswith("error:"):
+            self.errors.append(stripped)
+        elif stripped.startswith("warning:"):
+            self.warnings.append(stripped)
+        elif self.errors and line.startswith((" ", "\t")):
+            # continuation of a multi-line error (traces, "last N log lines")
+            self.errors[-1] += "\n" + line.rstrip()
+
+    def failure_message(self, what, rc):
+        """One message for a failed nix call: nix's errors, then the failing builders' last lines."""
+        parts = ["%s failed (exit %s)" % (what, rc)]
+        if self.errors:
+            parts.append("\n".join(self.errors))
+        else:
+            parts.append("\n".join(list(self.tail)[-15:]) or "nix printed nothing on stderr")
+        for drv, lines in self.build_lines.items():
+            if drv and any(drv in e for e in self.errors):
+                parts.append("last log lines of %s:\n%s" % (store_name(drv), "\n".join(lines)))
+        return ": ".join(parts[:2]) + "".join("\n" + p for p in parts[2:])
+
+
+def parse_build_json(stdout):
+    """``nix build --json`` stdout -> list of {drv_path, outputs}.
+
+    Entries are ``{"drvPath": ..., "outputs": {"out": ...}}``; a plain store path is
+    ``{"path": ...}`` and becomes ``{"drv_path": None, "outputs": {"out": path}}``.
+    """
+    text = (stdout or "").strip()
+    if not text:
+        return []
+    # tolerate anything printed before the JSON document
+    start = text.find("[")
+    if start < 0:
+        raise ValueError("nix printed no JSON list: %s" % text[:200])
+    data = json.loads(text[start:])
+    results = []
+    for entry in data:
+        if "drvPath" in entry:
+            results.append({"drv_path": entry["drvPath"], "outputs": dict(entry.get("outputs") or {})})
+        elif "path" in entry:
+            results.append({"drv_path": None, "outputs": {"out": entry["path"]}})
+        else:
+            raise ValueError("unexpected entry in nix's JSON: %r" % (entry,))
+    return results
+
+
+def match_results(installables, planned, built):
+    """Map each installable to its {drv_path, outputs}.
+
+    ``planned``: the dry-run's entries, one per installable in order (None to skip the
+    dry-run, allowed with a single installable). ``built``: the real build's entries, in
+    any order. Raises NixError when the two disagree (the flake changed in between).
+    """
+    if planned is None:
+        if len(installables) != 1 or len(built) != 1:
+            raise NixError("cannot match %d results to %d installables without a dry run" % (len(built), len(installables)))
+        return {installables[0]: built[0]}
+    if len(planned) != len(installables):
+        raise NixError("nix's dry run returned %d entries for %d installables" % (len(planned), len(installables)))
+    by_drv = {}
+    by_out = {}
+    for entry in built:
+        if entry["drv_path"]:
+            by_drv[entry["drv_path"]] = entry
+        for path in entry["outputs"].values():
+            by_out[path] = entry
+    result = {}
+    for installable, plan in zip(installables, planned):
+        entry = by_drv.get(plan["drv_path"]) if plan["drv_path"] else by_out.get(plan["outputs"].get("out"))
+        if entry is None:
+            raise NixError(
+                "%s evaluated to %s before the build but the build did not produce it: the flake changed "
+                "while nix was running. Run again." % (installable, plan["drv_path"] or plan["outputs"].get("out")))
+        outputs = dict(plan["outputs"])
+        outputs.update(entry["outputs"])
+        result[installable] = {"drv_path": entry["drv_path"], "outputs": outputs}
+    return result
+
+
+# --- netboot artifacts ------------------------------------------------------------
+
+
+def netboot_artifacts(kernel_out, ramdisk_out, toplevel, kernel_file, kernel_params, system=None):
+    """What a network boot server needs from a NixOS installer's store paths."""
+    params = [p for p in kernel_params if p]
+    init = toplevel + "/init"
+    result = {
+        "kernel": "%s/%s" % (kernel_out, kernel_file),
+        "initrd": ramdisk_out + "/initrd",
+        "init": init,
+        "toplevel": toplevel,
+        "kernel_params": params,
+        "cmdline": " ".join(["init=" + init] + params),
+    }
+    if system:
+        result["system"] = system
+    return result
+
+
+def read_toplevel(toplevel):
+    """(kernel file name, kernel parameters, system) read from a built NixOS system.
+
+    NixOS writes ``kernel`` (a link to ``<kernel>/<kernelFile>``), ``kernel-params``
+    and, in recent releases, ``system`` into every system's top-level directory.
+    """
+    kernel_link = os.readlink(os.path.join(toplevel, "kernel"))
+    with open(os.path.join(toplevel, "kernel-params"), encoding="utf-8") as handle:
+        params = handle.read().split()
+    system = None
+    system_file = os.path.join(toplevel, "system")
+    if os.path.isfile(system_file):
+        with open(system_file, encoding="utf-8") as handle:
+            system = handle.read().strip() or None
+    return os.path.basename(kernel_link), params, system
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def run(argv, cwd=None, env=None, timeout=None):
+    """Run argv in its own process group; (rc, stdout, stderr) as text.
+
+    On timeout the whole group gets SIGTERM, then SIGKILL after 10 s, and NixTimeout
+    carries what nix had printed.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise NixNotFound("cannot run %s: %s. %s" % (argv[0], exc.strerror, INSTALL_HINT), cmd=argv) from None
+    except OSError as exc:
+        raise NixError("cannot run %s: %s" % (argv[0], exc), cmd=argv) from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc, signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        log = NixLog().feed_text(stderr.decode("utf-8", "replace"))
+        what = " ".join([os.path.basename(argv[0])] + [a for a in argv[1:] if a in ("build", "eval")])
+        tail = "\n".join(list(log.tail)[-10:])
+        raise NixTimeout(
+            "%s ran out of time after %s seconds and was stopped%s" % (what, timeout, (": last log lines:\n" + tail) if tail else ""),
+            rc=proc.returncode, log_tail=log.tail, cmd=argv) from None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+
+
+def _kill_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Deadline:
+    """The time left of one timeout shared by several nix calls (None: no limit)."""
+
+    def __init__(self, seconds):
+        self.end = None if not seconds else time.monotonic() + seconds
+
+    def left(self):
+        if self.end is None:
+            return None
+        return max(0.001, self.end - time.monotonic())
+
+
+# --- one module run ----------------------------------------------------------------
+
+
+def build(nix, installables=(), installers=None, check_mode=False, cwd=None, timeout=None, env=None,
+          runner=run, **flags):
+    """Build (or, in check mode, evaluate) installables and installers in one nix build call.
+
+    ``installers``: key -> NixOS configuration reference; each key gets the netboot
+    artifacts of that configuration. Returns a dict shaped like the module's result.
+    """
+    if cwd and not os.path.isdir(cwd):
+        raise NixError("chdir %s is not a directory" % cwd)
+    deadline = Deadline(timeout)
+    installers = dict(installers or {})
+    roles = {key: netboot_installables(ref) for key, ref in installers.items()}
+    wanted = unique(list(installables) + [i for r in roles.values() for i in r.values()])
+    if not wanted:
+        raise NixError("nothing to build: give installables or an installer")
+
+    def call(argv, what):
+        try:
+            rc, out, err = runner(argv, cwd=cwd, env=env, timeout=deadline.left())
+        except NixTimeout as exc:
+            exc.msg = "%s ran out of time (timeout %s seconds) and was stopped%s" % (what, timeout, exc.msg.partition(" and was stopped")[2])
+            raise
+        log = NixLog().feed_text(err)
+        if rc != 0:
+            raise NixError(log.failure_message(what, rc), rc=rc, log_tail=log.tail, cmd=argv)
+        return out, log
+
+    planned = None
+    plan_log = None
+    if check_mode or len(wanted) > 1:
+        out, plan_log = call(build_command(nix, wanted, dry_run=True, **flags), "nix build --dry-run")
+        planned = parse_build_json(out)
+    cmd = build_command(nix, wanted, dry_run=check_mode, **flags)
+    if check_mode:
+        mapped = match_results(wanted, planned, planned)
+        built, fetched = plan_log.will_build, plan_log.will_fetch
+        warnings = plan_log.warnings
+    else:
+        out, log = call(cmd, "nix build")
+        mapped = match_results(wanted, planned, parse_build_json(out))
+        built, fetched = log.built, log.fetched
+        warnings = unique((plan_log.warnings if plan_log else []) + log.warnings)
+
+    result = {
+        "changed": bool(built or fetched),
+        "cmd": cmd,
+        "outputs": {i: mapped[i]["outputs"] for i in wanted},
+        "drv_paths": {i: mapped[i]["drv_path"] for i in wanted},
+        "built": built,
+        "fetched": fetched,
+        "warnings": warnings,
+        "artifacts": {},
+    }
+    for key, role in roles.items():
+        paths = {name: mapped[inst]["outputs"].get("out") for name, inst in role.items()}
+        result["artifacts"][key] = _installer_artifacts(
+            nix, installers[key], paths, check_mode, lambda argv: call(argv, "nix eval")[0], flags)
+    return result
+
+
+def _installer_artifacts(nix, installer, paths, check_mode, evaluate, flags):
+    toplevel = paths["toplevel"]
+    if os.path.isdir(toplevel):
+        kernel_file, params, system = read_toplevel(toplevel)
+    elif check_mode:
+        out = evaluate(eval_command(nix, nixos_configuration(installer) + ".config", apply=NETBOOT_EVAL_APPLY, **flags))
+        data = json.loads(out)
+        kernel_file, params, system = data["kernelFile"], data["kernelParams"], None
+    else:
+        raise NixError("nix built %s but %s does not exist" % (installer, toplevel))
+    return netboot_artifacts(paths["kernel"], paths["initrd"], toplevel, kernel_file, params, system)
