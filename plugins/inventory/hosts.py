@@ -13,6 +13,7 @@ description:
   - Every host joins the group named by O(group) and the groups listed in its C(groups) field.
   - Each host gets the variables V(nixie_flake_attr), V(nixie_mac) (lower-case, colon-separated),
     V(nixie_arch), V(nixie_description) when the entry has one, V(ansible_host) when the entry has an C(ip),
+    V(nixie_system) when the entry has a C(system) (a prebuilt system's store path),
     and the entry's C(vars) as they are.
   - The configuration file must be YAML, end in C(.nixie.yml) or C(.nixie.yaml), and say
     O(plugin=nixie.metal.hosts). It works as an AWX or AAP inventory source sourced from a project.
@@ -142,6 +143,8 @@ def host_variables(host):
         variables["nixie_description"] = host["description"]
     if host["ip"] is not None:
         variables["ansible_host"] = host["ip"]
+    if host.get("system") is not None:
+        variables["nixie_system"] = host["system"]
     variables.update(host["vars"])
     return variables
 

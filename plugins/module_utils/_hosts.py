@@ -97,6 +97,14 @@ HOSTS_SCHEMA = {
                     "description": "Free text for people: where the machine is, what it is for.",
                     "type": "string",
                 },
+                "system": {
+                    "description": (
+                        "Store path of the NixOS system the machine should run, when it is built "
+                        "elsewhere; becomes nixie_system. Without it the system is evaluated from the flake."
+                    ),
+                    "type": "string",
+                    "pattern": r"^/nix/store/[0-9a-z]{32}-[^/]+$",
+                },
             },
         },
     },
@@ -183,6 +191,9 @@ def _describe_schema_error(error, path):
             _where(path, host, field), error.instance)
     if validator == "pattern" and field and field.startswith("groups"):
         return "%s: %r is not a valid group name (letters, digits and _, not starting with a digit)" % (
+            _where(path, host, field), error.instance)
+    if validator == "pattern" and field == "system":
+        return "%s: %r is not a store path such as /nix/store/<32 characters>-nixos-system-<name>" % (
             _where(path, host, field), error.instance)
     if validator == "enum":
         return "%s: %r is not supported; use one of %s" % (
@@ -306,6 +317,7 @@ def normalize_hosts(document, path="hosts.json"):
             "groups": list(entry.get("groups", [])),
             "vars": dict(entry.get("vars", {})),
             "description": entry.get("description"),
+            "system": entry.get("system"),
         })
     if problems:
         raise HostsFileError("\n".join(problems))

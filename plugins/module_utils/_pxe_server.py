@@ -144,15 +144,18 @@ def plan(params, links=None):
             raise ControlError("%s must be a positive number of seconds" % name)
     if params.get("linger") is not None and params["linger"] < 0:
         raise ControlError("linger must be zero or a positive number of seconds")
-    try:
-        ipxe.split_cmdline(params.get("cmdline"))
-    except ValueError as exc:
-        raise ControlError("cmdline: %s" % exc) from None
+    artifacts = _artifacts(params.get("kernel"), params.get("initrd"), params.get("artifacts"), hosts)
+    for where, cmdline in [("cmdline", params.get("cmdline"))] + [
+            ("artifacts.%s.cmdline" % arch, files.get("cmdline")) for arch, files in sorted(artifacts.items())]:
+        try:
+            ipxe.split_cmdline(cmdline)
+        except ValueError as exc:
+            raise ControlError("%s: %s" % (where, exc)) from None
     return server.ServerOptions(
         hosts=[{"name": h["name"], "mac": h["mac"], "arch": h["arch"]} for h in hosts],
         server_ip=server_ip,
         interface=interface,
-        artifacts=_artifacts(params.get("kernel"), params.get("initrd"), params.get("artifacts"), hosts),
+        artifacts=artifacts,
         ipxe_files=_ipxe_files(params.get("ipxe_dir") or tftp.DEFAULT_DIRECTORY),
         http_port=params.get("http_port") or 8080,
         extra_cmdline=params.get("cmdline"),
@@ -179,13 +182,34 @@ def claim(run_dir):
     return "removed the state of an earlier server (pid %s) that ended without cleaning up" % record.get("pid")
 
 
-def run(options, run_dir, on_progress=None):
+def owner_of(pid):
+    """The process a run belongs to, as ``{"pid", "start_time"}``; the server stops when it is gone."""
+    if pid is None:
+        return None
+    start_time = runtime.process_start_time(pid)
+    if start_time is None:
+        raise ControlError("owner_pid %d is not a running process" % pid)
+    return {"pid": pid, "start_time": start_time}
+
+
+async def _stop_when_owner_ends(netboot_server, owner, interval=1.0):
+    # An interrupted ansible-playbook cannot stop an async job (it is detached from the
+    # play's process group), so the server watches the playbook itself.
+    while runtime.is_alive(owner):
+        await asyncio.sleep(interval)
+    netboot_server.request_stop("the ansible-playbook run that started the server (pid %d) ended" % owner["pid"])
+
+
+def run(options, run_dir, on_progress=None, owner=None):
     """Serve until a stop condition; the state file exists exactly while serving."""
     note = claim(run_dir)
+    watchers = []
 
-    def ready(dummy):
+    def ready(netboot_server):
         runtime.write_state(run_dir, {"api_url": options.api_url, "admin_token": options.admin_token,
                                       "run_id": options.run_id, "started": time.time()})
+        if owner is not None:
+            watchers.append(asyncio.get_running_loop().create_task(_stop_when_owner_ends(netboot_server, owner)))
 
     try:
         result = asyncio.run(server.serve(options, on_progress=on_progress, ready=ready))

@@ -87,8 +87,9 @@ options:
   artifacts:
     description:
       - Kernel and initrd per Nix system, for runs with other architectures. A dictionary keyed by
-        Nix system, for example V(aarch64-linux), whose values have the keys C(kernel) and C(initrd).
-      - Entries here override O(kernel) and O(initrd).
+        Nix system, for example V(aarch64-linux), whose values have the keys C(kernel) and C(initrd),
+        and optionally C(cmdline), that build's own kernel arguments (its C(init=)), which come before O(cmdline).
+      - This is the shape of RV(nixie.metal.nix_build#module:artifacts). Entries here override O(kernel) and O(initrd).
     type: dict
   cmdline:
     description:
@@ -128,6 +129,12 @@ options:
         M(nixie.metal.wait_for_agent) can read the last answers.
     type: float
     default: 30
+  owner_pid:
+    description:
+      - The server also stops when the process with this PID ends. The provision playbook passes the
+        PID of C(ansible-playbook) itself, so that a run interrupted with Ctrl-C does not leave the server
+        serving until its timeouts.
+    type: int
   run_dir:
     description:
       - Where the running server keeps its state file (PID, API URL, the token that stops it).
@@ -229,6 +236,7 @@ def main():
             idle_timeout=dict(type="float", default=900),
             linger=dict(type="float", default=30),
             run_dir=dict(type="path"),
+            owner_pid=dict(type="int"),
         ),
         mutually_exclusive=[("hosts_file", "hosts")],
         required_by={"initrd": "kernel", "kernel": "initrd"},
@@ -250,6 +258,7 @@ def main():
         module.fail_json(msg=missing_required_lib("aiohttp"))
     try:
         options = _pxe_server.plan(module.params)
+        owner = _pxe_server.owner_of(module.params["owner_pid"])
     except _pxe_server.ControlError as exc:
         module.fail_json(msg=str(exc))
     summary = dict(api_url=options.api_url,
@@ -257,7 +266,7 @@ def main():
     if module.check_mode:
         module.exit_json(changed=False, hosts=options.hosts, **summary)
     try:
-        result = _pxe_server.run(options, run_dir)
+        result = _pxe_server.run(options, run_dir, owner=owner)
     except _pxe_server.ControlError as exc:
         module.fail_json(msg=str(exc), **summary)
     module.exit_json(changed=True, **dict(result, **summary))

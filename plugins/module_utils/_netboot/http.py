@@ -17,7 +17,6 @@ host's token leaves the server, on the kernel command line it hands over.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hmac
 import json
 import logging
@@ -79,84 +78,8 @@ if web is not None:
                 raise
             self._done(self, True)
             return writer
-
-        async def _sendfile(self, request, fobj, offset, count):
-            # aiohttp hands the whole body to loop.sendfile(), where every
-            # sendfile() runs on the event loop thread: one core for all
-            # downloads. Here each sendfile() runs (non-blocking, until the
-            # socket buffer is full) in a small thread pool, so the kernel's
-            # copy work of many clients spreads over the cores; the loop only
-            # waits for writability. Anything unusual takes aiohttp's path.
-            transport = request.transport
-            sock = transport.get_extra_info("socket") if transport is not None else None
-            if sock is None or self.compression or transport.get_extra_info("sslcontext") is not None:
-                return await super()._sendfile(request, fobj, offset, count)
-            writer = await web.StreamResponse.prepare(self, request)
-            loop = asyncio.get_running_loop()
-            if transport.is_closing() or transport.get_write_buffer_size():
-                await loop.sendfile(transport, fobj, offset, count)
-                await web.StreamResponse.write_eof(self)
-                return writer
-            fd = os.dup(sock.fileno())  # ours to close, even if the transport closes its own first
-            job = None
-            resume = transport.is_reading()
-            transport.pause_reading()
-            try:
-                end = offset + count
-                while offset < end:
-                    job = _sendfile_pool().submit(_send_some, fd, fobj.fileno(), offset, end - offset)
-                    sent, blocked = await asyncio.wrap_future(job)
-                    job = None
-                    offset += sent
-                    if blocked:
-                        await _writable(loop, fd)
-                    elif not sent:
-                        break  # the file got shorter; the client sees a short body
-            finally:
-                if job is not None:
-                    job.add_done_callback(lambda dummy: os.close(fd))  # close only after the thread is done with it
-                else:
-                    os.close(fd)
-                if resume and not transport.is_closing():
-                    transport.resume_reading()
-            await web.StreamResponse.write_eof(self)
-            return writer
 else:  # pragma: no cover - only without aiohttp (ansible-test sanity import)
     STATE_KEY = None
-
-SENDFILE_MAX_CHUNK = 8 << 20
-_SENDFILE_POOL = []
-
-
-def _sendfile_pool():
-    if not _SENDFILE_POOL:
-        _SENDFILE_POOL.append(concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                                                    thread_name_prefix="nixie-sendfile"))
-    return _SENDFILE_POOL[0]
-
-
-def _send_some(fd, fileno, offset, count):
-    """sendfile() on a non-blocking socket until it would block; returns (bytes sent, blocked)."""
-    sent = 0
-    limit = min(count, SENDFILE_MAX_CHUNK)
-    while sent < limit:
-        try:
-            done = os.sendfile(fd, fileno, offset + sent, limit - sent)
-        except (BlockingIOError, InterruptedError):
-            return sent, True
-        if not done:
-            break
-        sent += done
-    return sent, False
-
-
-async def _writable(loop, fd):
-    waiter = loop.create_future()
-    loop.add_writer(fd, lambda: waiter.done() or waiter.set_result(None))
-    try:
-        await waiter
-    finally:
-        loop.remove_writer(fd)
 
 
 def ipxe_files_from_dir(directory, names=KNOWN_IPXE_FILES):
@@ -226,9 +149,10 @@ class NetbootHttp:
     """
 
     def __init__(self, registry, artifacts, ipxe_files, extra_cmdline, base_url, api_url,
-                 on_event, admin_token, max_wait, run_id, logger, max_body=DEFAULT_MAX_BODY):
+                 on_event, admin_token, max_wait, run_id, logger, max_body=DEFAULT_MAX_BODY, arch_cmdlines=None):
         self.registry = registry
         self.artifacts = artifacts
+        self.arch_cmdlines = arch_cmdlines or {}
         self.ipxe_files = ipxe_files
         self.extra_cmdline = extra_cmdline
         self.base_url = base_url
@@ -346,7 +270,9 @@ class NetbootHttp:
             base, api = self.bases(request)
         except ValueError:
             return self.text(400, "cannot build URLs from the Host header %r; configure the server's base URL" % request.host[:80])
-        body = ipxe.render_script(base, mac, self.registry.token_for(mac), extra_cmdline=self.extra_cmdline,
+        # The installer's own arguments (init=... of that architecture's build) come first.
+        cmdline = self.arch_cmdlines.get(self.registry.arch(mac), []) + self.extra_cmdline
+        body = ipxe.render_script(base, mac, self.registry.token_for(mac), extra_cmdline=cmdline,
                                   host_name=self.registry.host_name(mac), api_url=api)
         if request.method == hdrs.METH_GET:
             self.emit(self.registry.record(mac, "script_served", peer=self.peer(request)))
@@ -524,8 +450,9 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     """Build the aiohttp application.
 
     ``registry``: the run's :class:`Registry`.
-    ``artifacts``: ``{arch: {"kernel": path, "initrd": path}}``, arch as in hosts.json
-    (``x86_64-linux``, ``aarch64-linux``).
+    ``artifacts``: ``{arch: {"kernel": path, "initrd": path, "cmdline": str}}``, arch as in hosts.json
+    (``x86_64-linux``, ``aarch64-linux``); the optional cmdline is that build's own kernel arguments
+    (``init=...``), put before ``extra_cmdline``.
     ``ipxe_files``: ``{file name: path}`` served under /ipxe/ (see :func:`ipxe_files_from_dir`).
     ``extra_cmdline``: operator's kernel arguments (string or list); checked here, ValueError if unsafe.
     ``base_url``: how machines reach this server, e.g. ``http://192.0.2.1:8080``; None derives it
@@ -543,15 +470,18 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     base = ipxe.check_base_url(base_url) if base_url is not None else None
     api = ipxe.check_base_url(api_url) if api_url is not None else (base + API_PREFIX if base else None)
     clean_artifacts = {}
+    arch_cmdlines = {}
     for arch, files in (artifacts or {}).items():
         clean_artifacts[arch] = {kind: os.fspath(path) for kind, path in (files or {}).items()
                                  if kind in ("kernel", "initrd") and path}
+        arch_cmdlines[arch] = ipxe.split_cmdline((files or {}).get("cmdline"))
     for name in (ipxe_files or {}):
         if "/" in name or name.startswith("."):
             raise ValueError("iPXE file names are bare names such as ipxe.efi; got %r" % name)
     state = NetbootHttp(
         registry=registry,
         artifacts=clean_artifacts,
+        arch_cmdlines=arch_cmdlines,
         ipxe_files={name: os.fspath(path) for name, path in (ipxe_files or {}).items()},
         extra_cmdline=cmdline,
         base_url=base,

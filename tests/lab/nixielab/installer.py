@@ -64,6 +64,9 @@ class Installer:
     initrd: Path
     kernel_version: str
     key: str
+    #: OpenSSH public host keys ("type base64 comment") when built with_sshd, else ().
+    ssh_host_keys: tuple[str, ...] = ()
+    with_sshd: bool = False
 
     def cmdline(self, api: str = "", token: str = "", mac: str = "", extra: str = "") -> str:
         """Kernel command line as the product would write it (console on serial)."""
@@ -236,6 +239,28 @@ if [ -z "$iface" ]; then mark "no network interface"; else
   fi
 fi
 
+# Stand-in pose (tests only): nixie.lab.system=/nix/store/<hash>-nixos-system-<name> makes this
+# installer look like an installed NixOS running that system; without it, it says it is not NixOS.
+pose=""
+for w in $(cat /proc/cmdline); do case "$w" in nixie.lab.system=*) pose="${w#nixie.lab.system=}";; esac; done
+if [ -n "$pose" ]; then nixie-lab-pose "$pose"; else nixie-lab-pose --off; fi
+mark "os $(. /etc/os-release; echo "$ID") system ${pose:-none}"
+
+if [ -x /sbin/dropbear ]; then
+  set -- /etc/dropbear/dropbear_*_host_key
+  keys=""; for k in "$@"; do keys="$keys -r $k"; done
+  # -F foreground (backgrounded here, logs on the console), -E log to stderr, -s no passwords.
+  /sbin/dropbear -F -E -s -p 22 -P /run/dropbear.pid $keys > /dev/console 2>&1 &
+  mark "sshd started port 22 pid $!"
+  # dropbear listens only once the kernel's RNG is ready (~1-2 s under TCG); wait for it, so
+  # that a phone-home means "SSH is up" to whoever connects next.
+  i=0
+  until grep -qE ':0016 0+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null || [ $i -ge 150 ]; do
+    sleep 0.1; i=$((i+1))
+  done
+  mark "sshd listening"
+fi
+
 if [ -x /bin/nixie-agent ]; then
   mark "agent start"
   /bin/nixie-agent > /dev/console 2>&1
@@ -267,6 +292,130 @@ exit 0
 """
 
 
+POSE_SCRIPT = r"""#!/bin/sh
+# nixie-lab-pose: LAB STAND-IN, not part of nixie.metal. Makes the lab installer pose as an
+# installed NixOS running SYSTEM (/etc/os-release ID=nixos, /run/current-system -> SYSTEM),
+# or, with --off, as what it is: the lab installer (ID=nixie-lab-installer, no current system).
+#   nixie-lab-pose /nix/store/<hash>-nixos-system-<name>  |  nixie-lab-pose --off
+set -e
+case "${1:-}" in
+  --off)
+    rm -f /run/current-system
+    cat > /etc/os-release <<'EOR'
+NAME="nixie lab installer"
+ID=nixie-lab-installer
+PRETTY_NAME="nixie.metal lab installer (busybox stand-in, not NixOS)"
+EOR
+    ;;
+  /*)
+    mkdir -p "$1"
+    echo "nixie lab stand-in: posing as this NixOS system" > "$1/nixie-lab-pose"
+    ln -sfn "$1" /run/current-system
+    cat > /etc/os-release <<'EOR'
+NAME=NixOS
+ID=nixos
+VARIANT_ID=nixie-lab-pose
+PRETTY_NAME="NixOS (nixie lab stand-in: the lab installer posing as an installed system)"
+EOR
+    ;;
+  *) echo "usage: nixie-lab-pose /nix/store/<hash>-nixos-system-<name> | --off" >&2; exit 2 ;;
+esac
+echo "NIXIE-LAB: pose ${1}" > /dev/console
+"""
+
+#: What the installer runs as its SSH server (Debian package dropbear-bin), plus OpenSSH's
+#: sftp-server and scp so both scp protocols work against it.
+DROPBEAR = "/usr/sbin/dropbear"
+DROPBEARKEY = "/usr/bin/dropbearkey"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+SCP = "/usr/bin/scp"
+HOST_KEY_TYPES = ("ed25519", "ecdsa")
+
+
+def ensure_dropbear() -> None:
+    """Install dropbear-bin (and OpenSSH's sftp-server) with apt-get when missing."""
+    missing = [pkg for pkg, path in (("dropbear-bin", DROPBEAR), ("openssh-sftp-server", SFTP_SERVER),
+                                     ("openssh-client", SCP)) if not os.path.exists(path)]
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, capture_output=True)
+
+
+def shared_libraries(binary: str) -> list[str]:
+    """Shared objects a dynamic binary loads (ldd), the loader included; [] if static."""
+    out = subprocess.run(["ldd", binary], check=False, capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if match:
+            libs.append(match.group(1))
+    return libs
+
+
+def _copy_with_libs(root: Path, binary: str, dest: str) -> None:
+    """Copy a dynamic binary to ``dest`` in the tree, its libraries under the same paths."""
+    shutil.copy(binary, root / dest.lstrip("/"))
+    for lib in shared_libraries(binary):
+        target = root / lib.lstrip("/")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.realpath(lib), target)  # the real file under the soname
+
+
+def _host_keys(root: Path) -> list[str]:
+    """Generate dropbear host keys; write their OpenSSH public form to /etc/ssh (what the agent reads)."""
+    (root / "etc/dropbear").mkdir(parents=True, exist_ok=True)
+    (root / "etc/ssh").mkdir(parents=True, exist_ok=True)
+    public = []
+    for kind in HOST_KEY_TYPES:
+        key = root / f"etc/dropbear/dropbear_{kind}_host_key"
+        subprocess.run([DROPBEARKEY, "-t", kind, "-f", str(key)], check=True, capture_output=True)
+        out = subprocess.run([DROPBEARKEY, "-y", "-f", str(key)], check=True, capture_output=True,
+                             text=True).stdout
+        line = next(x for x in out.splitlines() if x.startswith(("ssh-", "ecdsa-")))
+        line = " ".join(line.split()[:2]) + " root@nixie-lab"
+        (root / f"etc/ssh/ssh_host_{kind}_key.pub").write_text(line + "\n")
+        public.append(line)
+    return public
+
+
+def _sshd_tree(root: Path, authorized_keys: tuple[str, ...]) -> list[str]:
+    """dropbear, its libraries, host keys, root's authorized_keys, sftp-server and scp."""
+    ensure_dropbear()
+    _copy_with_libs(root, DROPBEAR, "/sbin/dropbear")
+    (root / "usr/lib").mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    _copy_with_libs(root, SFTP_SERVER, "/usr/lib/sftp-server")  # dropbear's compiled-in path
+    _copy_with_libs(root, SCP, "/usr/bin/scp")
+    (root / "etc/shells").write_text("/bin/sh\n")
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "root", 0o700)
+    os.chmod(ssh_dir, 0o700)
+    (ssh_dir / "authorized_keys").write_text("".join(k.strip() + "\n" for k in authorized_keys))
+    os.chmod(ssh_dir / "authorized_keys", 0o600)
+    return _host_keys(root)
+
+
+def lab_client_key(cache: Path | None = None, name: str = "lab_ed25519") -> tuple[Path, str]:
+    """A lab-only SSH client key pair, made once under the cache (``keys/NAME``).
+
+    Returns (private key path, public key line). Stable between runs, so an installer
+    built with it as an authorized key stays cached. Never use it outside the lab.
+    """
+    keys = _mkdir((cache or cache_dir()) / "keys")
+    os.chmod(keys, 0o700)
+    private = keys / name
+    public = keys / f"{name}.pub"
+    if not (private.exists() and public.exists()):
+        with tempfile.TemporaryDirectory(dir=keys) as tmp:
+            tmp_key = Path(tmp) / name
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"nixie-lab-{name}",
+                            "-f", str(tmp_key)], check=True, capture_output=True)
+            os.replace(Path(f"{tmp_key}.pub"), public)
+            os.replace(tmp_key, private)
+    return private, public.read_text().strip()
+
+
 def _initramfs_tree(root: Path, kdir: Path, agent: Path | None) -> None:
     """Lay out the initramfs: busybox + applet links, /init, modules, agent."""
     for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "lib/modules", "root"):
@@ -278,6 +427,8 @@ def _initramfs_tree(root: Path, kdir: Path, agent: Path | None) -> None:
         if applet != "busybox":
             os.symlink("busybox", root / "bin" / applet)
     (root / "init").write_text(INIT_SCRIPT)
+    (root / "bin/nixie-lab-pose").write_text(POSE_SCRIPT)
+    os.chmod(root / "bin/nixie-lab-pose", 0o755)
     (root / "etc/udhcpc.script").write_text(UDHCPC_SCRIPT)
     order = load_order(kdir / "modules")
     (root / "etc/modules.order").write_text("\n".join(order) + "\n")
@@ -301,55 +452,76 @@ def _pack_cpio(root: Path, out: Path) -> None:
     out.write_bytes(gz)
 
 
-def _build_key(deb: Path, agent: Path | None, with_sshd: bool) -> str:
+def _build_key(deb: Path, agent: Path | None, with_sshd: bool,
+               authorized_keys: tuple[str, ...] = ()) -> str:
     """Content key of a build: any input change gives a new cache entry."""
     digest = hashlib.sha256()
     for part in (str(BUILD_FORMAT), deb.name, str(deb.stat().st_size), INIT_SCRIPT,
-                 UDHCPC_SCRIPT, ",".join(NIC_MODULES), str(with_sshd)):
+                 UDHCPC_SCRIPT, POSE_SCRIPT, ",".join(NIC_MODULES), str(with_sshd)):
         digest.update(part.encode() + b"\0")
     digest.update(_sha256_file(Path(BUSYBOX)).encode())
     digest.update(_sha256_file(agent).encode() if agent else b"no-agent")
+    if with_sshd:
+        for binary in (DROPBEAR, SFTP_SERVER, SCP):
+            digest.update(_sha256_file(Path(binary)).encode())
+        for key in authorized_keys:
+            digest.update(key.strip().encode() + b"\n")
+        digest.update(",".join(HOST_KEY_TYPES).encode())
     return digest.hexdigest()[:16]
 
 
 def build(agent: str | os.PathLike | None = None, *, cache: Path | None = None,
-          with_sshd: bool = False) -> Installer:
+          with_sshd: bool = False, authorized_keys: list[str] | tuple[str, ...] = ()) -> Installer:
     """Build (or fetch from cache) the lab installer.
 
     ``agent``: path of a POSIX sh script copied to ``/bin/nixie-agent`` and run
     once the network is up (normally ``nix/agent/nixie-agent``); None for no agent.
-    ``with_sshd``: reserved for a later installer that runs an SSH server
-    (dropbear-bin is available in Debian) so nixos-anywhere can be tried;
-    not implemented yet.
+    ``with_sshd``: add an SSH server (dropbear, from Debian's dropbear-bin, with
+    its shared libraries), started before the agent runs: root may log in with
+    ``authorized_keys`` (OpenSSH public key lines) only, no passwords; commands,
+    ``scp`` (SFTP and legacy protocol) work.  Host keys (ed25519, ecdsa) are made
+    at build time, so they are stable per cache entry; their public form is in
+    ``/etc/ssh/ssh_host_*_key.pub`` (what the agent reports) and in
+    ``Installer.ssh_host_keys``.
     """
-    if with_sshd:
-        raise NotImplementedError("sshd in the lab installer is planned, not built yet")
     cache = cache or cache_dir()
     agent_path = Path(agent).resolve() if agent else None
     if agent_path and not agent_path.is_file():
         raise FileNotFoundError(f"agent script {agent_path} does not exist")
+    authorized_keys = tuple(k.strip() for k in authorized_keys if k.strip())
+    if authorized_keys and not with_sshd:
+        raise ValueError("authorized_keys needs with_sshd=True")
+    if with_sshd:
+        ensure_dropbear()
     deb = kernel_deb(cache)
-    key = _build_key(deb, agent_path, with_sshd)
+    key = _build_key(deb, agent_path, with_sshd, authorized_keys)
     out = cache / "builds" / key
     manifest = out / "manifest.json"
     if not manifest.exists():
         kdir = unpack_kernel(deb, cache)
         tmp_out = Path(tempfile.mkdtemp(dir=_mkdir(cache / "builds")))
         os.chmod(tmp_out, 0o755)
+        host_keys: list[str] = []
         with tempfile.TemporaryDirectory() as tree:
             os.chmod(tree, 0o755)  # becomes the mode of / in the installer
             _initramfs_tree(Path(tree), kdir, agent_path)
+            if with_sshd:
+                host_keys = _sshd_tree(Path(tree), authorized_keys)
             _pack_cpio(Path(tree), tmp_out / "initrd")
         shutil.copy(kdir / "vmlinuz", tmp_out / "kernel")
         (tmp_out / "manifest.json").write_text(json.dumps({
             "deb": deb.name, "kernel_version": (kdir / "version").read_text(),
             "agent": str(agent_path) if agent_path else None,
             "modules": load_order(kdir / "modules"),
+            "with_sshd": with_sshd, "authorized_keys": list(authorized_keys),
+            "ssh_host_keys": host_keys,
         }, indent=2))
         _publish(tmp_out, out)
     meta = json.loads(manifest.read_text())
     return Installer(kernel=out / "kernel", initrd=out / "initrd",
-                     kernel_version=meta["kernel_version"], key=key)
+                     kernel_version=meta["kernel_version"], key=key,
+                     ssh_host_keys=tuple(meta.get("ssh_host_keys", ())),
+                     with_sshd=bool(meta.get("with_sshd", False)))
 
 
 def _publish(tmp_out: Path, out: Path) -> None:
@@ -373,11 +545,16 @@ def main() -> None:
     import time
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("agent", nargs="?", help="agent script to include")
+    parser.add_argument("--sshd", action="store_true", help="include the dropbear SSH server")
+    parser.add_argument("--authorized-key", action="append", default=[], metavar="FILE",
+                        help="public key file allowed to log in as root (implies --sshd; repeatable)")
     args = parser.parse_args()
     start = time.monotonic()
-    inst = build(args.agent)
+    keys = [Path(f).read_text() for f in args.authorized_key]
+    inst = build(args.agent, with_sshd=args.sshd or bool(keys), authorized_keys=keys)
     print(json.dumps({"kernel": str(inst.kernel), "initrd": str(inst.initrd),
                       "kernel_version": inst.kernel_version, "key": inst.key,
+                      "ssh_host_keys": list(inst.ssh_host_keys),
                       "seconds": round(time.monotonic() - start, 3)}))
 
 

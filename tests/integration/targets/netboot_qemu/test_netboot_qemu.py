@@ -127,6 +127,32 @@ def test_ovmf_firmware_pxe_then_ipxe(installer):
         assert "failed=0" in log
 
 
+def test_ovmf_uefi_http_boot(installer):
+    """Path (3): OVMF UEFI HTTP boot (PXE switched off) takes our proxy offer beside the site's address offer.
+
+    OVMF HEADs and GETs ipxe.efi from the URL in the proxy offer, iPXE runs the
+    script; the HTTP fetch of the binary is tied to the MAC by the address the
+    firmware took from the site's server.
+    """
+    with Lab() as lab:
+        mac = "52:54:00:12:34:31"
+        play, result_file = start_play(lab, installer, {"httpboot1": mac}, [mac])
+        vm = VM(lab, "ovmf-httpboot", mac=mac).start()
+        result, log = finish_play(lab, play, result_file)
+        events = assert_served(result, mac, vm, ["offered", "ipxe_served", "script_offered", "script_served",
+                                                 "kernel_served", "initrd_served", "phoned_home"])
+        details = agent_result(result, mac)["events"]
+        offered = [event for event in details if event["event"] == "offered"]
+        assert offered and all(event.get("firmware") == "httpboot" for event in offered), offered
+        assert offered[0]["boot_file"] == "http://%s:8080/ipxe/ipxe.efi" % lab.controller_ip, offered
+        served = [event for event in details if event["event"] == "ipxe_served"]
+        assert served and served[0].get("via") == "http" and served[0].get("file") == "ipxe.efi", served
+        # No TFTP, no 4011 round: HTTP boot takes the binary from the offer itself.
+        assert "boot_file_acked" not in events, events
+        assert events.index("ipxe_served") < events.index("script_served"), events
+        assert "failed=0" in log
+
+
 def test_seabios_ipxe_rom_and_a_stranger_gets_nothing(installer):
     """Path (2) and (5): SeaBIOS with the iPXE ROM is served; a MAC outside the inventory is not."""
     with Lab() as lab:

@@ -187,3 +187,22 @@ def test_the_api_port_is_reachable_while_serving(lab):
     assert json.loads(health)["ok"] is True
     ansible(lab, "nixie.metal.pxe_server", {"state": "stopped", "run_dir": lab.run_dir})
     job_result(lab, jid)
+
+
+def test_the_server_ends_with_the_run_that_owns_it(lab):
+    # Stands in for ansible-playbook: an interrupted run must not leave the server serving.
+    owner = subprocess.Popen(["sleep", "120"])
+    try:
+        jid = start_async(lab, owner_pid=owner.pid)
+        owner.kill()
+        owner.wait()
+        result = job_result(lab, jid)
+        assert result["stop_reason"] == "the ansible-playbook run that started the server (pid %d) ended" % owner.pid
+    finally:
+        owner.kill()
+    assert state_record(lab) is None
+
+
+def test_an_owner_that_is_gone_is_refused(lab):
+    result = ansible(lab, "nixie.metal.pxe_server", server_args(lab, owner_pid=2 ** 22 + 1), check=False)
+    assert result["failed"] and "owner_pid %d is not a running process" % (2 ** 22 + 1) in result["msg"]

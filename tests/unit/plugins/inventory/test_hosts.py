@@ -18,6 +18,7 @@ HOSTS = {
     "web1": {"mac_address": "BC-24-11-D0-28-34", "ip": "10.0.0.5", "groups": ["rack1"],
              "vars": {"ansible_user": "root"}, "description": "by the door"},
     "arm1": {"mac_address": "bc24.11d0.2835", "arch": "aarch64-linux"},
+    "db1": {"mac_address": "bc24.11d0.2836", "system": "/nix/store/" + "0" * 32 + "-nixos-system-db1"},
 }
 
 
@@ -53,7 +54,7 @@ def test_verify_file_wants_nixie_suffix(site):
 
 def test_hosts_groups_and_variables(site):
     dummy, inventory = parse(write_config(site, "plugin: nixie.metal.hosts\n"))
-    assert sorted(h.name for h in inventory.groups["nixie"].get_hosts()) == ["arm1", "web1"]
+    assert sorted(h.name for h in inventory.groups["nixie"].get_hosts()) == ["arm1", "db1", "web1"]
     assert [h.name for h in inventory.groups["rack1"].get_hosts()] == ["web1"]
     web1 = inventory.get_host("web1").get_vars()
     assert web1["nixie_mac"] == "bc:24:11:d0:28:34"
@@ -64,7 +65,8 @@ def test_hosts_groups_and_variables(site):
     assert web1["ansible_user"] == "root"
     arm1 = inventory.get_host("arm1").get_vars()
     assert arm1["nixie_arch"] == "aarch64-linux"
-    assert "ansible_host" not in arm1 and "nixie_description" not in arm1
+    assert "ansible_host" not in arm1 and "nixie_description" not in arm1 and "nixie_system" not in arm1
+    assert inventory.get_host("db1").get_vars()["nixie_system"] == HOSTS["db1"]["system"]
 
 
 def test_path_is_relative_to_the_config_file_not_the_working_directory(site, tmp_path_factory, monkeypatch):
@@ -80,7 +82,7 @@ def test_path_is_relative_to_the_config_file_not_the_working_directory(site, tmp
 def test_group_name_is_configurable(site):
     dummy, inventory = parse(write_config(site, "plugin: nixie.metal.hosts\ngroup: metal\n"))
     assert "nixie" not in inventory.groups
-    assert len(inventory.groups["metal"].get_hosts()) == 2
+    assert len(inventory.groups["metal"].get_hosts()) == 3
 
 
 def test_constructed_options(site):
@@ -98,7 +100,7 @@ def test_constructed_options(site):
     assert inventory.get_host("web1").get_vars()["boot_mac"] == "BC:24:11:D0:28:34"
     assert [h.name for h in inventory.groups["has_address"].get_hosts()] == ["web1"]
     assert [h.name for h in inventory.groups["arch_aarch64_linux"].get_hosts()] == ["arm1"]
-    assert [h.name for h in inventory.groups["arch_x86_64_linux"].get_hosts()] == ["web1"]
+    assert sorted(h.name for h in inventory.groups["arch_x86_64_linux"].get_hosts()) == ["db1", "web1"]
 
 
 def test_strict_compose_error_is_raised(site):
@@ -134,7 +136,7 @@ def test_cache_serves_hosts_until_the_file_changes(site):
         cache_connection: %s
         """ % cache_dir)
     plugin, inventory = parse(config, cache=True)
-    assert sorted(inventory.hosts) == ["arm1", "web1"]
+    assert sorted(inventory.hosts) == ["arm1", "db1", "web1"]
     assert len(os.listdir(cache_dir)) == 1
 
     # A cache that is current is read, not the file: prove it by planting a host only the cache knows.

@@ -54,7 +54,7 @@ def test_upstream_nixie_file_is_accepted_with_defaults():
     hosts = parse_hosts('{"web1": {"mac_address": "BC-24-11-D0-28-34"}}')
     assert hosts == [{
         "name": "web1", "mac": GOOD_MAC, "arch": "x86_64-linux", "ip": None,
-        "groups": [], "vars": {}, "description": None,
+        "groups": [], "vars": {}, "description": None, "system": None,
     }]
 
 
@@ -169,13 +169,20 @@ def test_unknown_field_with_did_you_mean(misspelt, suggestion):
     if suggestion:
         assert "did you mean %r?" % suggestion in message
     else:
-        assert "known fields: mac_address, ip, arch, groups, vars, description" in message
+        assert "known fields: mac_address, ip, arch, groups, vars, description, system" in message
 
 
 def test_group_and_variable_names_are_checked():
     assert "field 'groups.0': 'rack-1' is not a valid group name" in error_of(host_doc(groups=["rack-1"]))
     assert "field 'groups': lists the same group twice" in error_of(host_doc(groups=["a", "a"]))
     assert "field 'vars': '1disk' is not a valid variable name" in error_of(host_doc(vars={"1disk": 1}))
+
+
+def test_a_prebuilt_system_is_a_store_path():
+    path = "/nix/store/" + "a" * 32 + "-nixos-system-web1-25.05"
+    assert parse_hosts(json.dumps(host_doc(system=path)))[0]["system"] == path
+    message = error_of(host_doc(system="/tmp/result"))
+    assert "host 'web1', field 'system': '/tmp/result' is not a store path" in message
 
 
 def test_nixie_variables_are_reserved():

@@ -100,6 +100,8 @@ def test_plan_from_a_host_list(site):
     ({"hosts": [{"name": "a", "mac": "zz"}]}, "give hosts_file or hosts, not both"),
     ({"cmdline": "a\nb"}, "cmdline: "),
     ({"cmdline": "nixie.token=stolen"}, "cmdline: "),
+    ({"artifacts": {"aarch64-linux": {"kernel": "/etc/hostname", "initrd": "/etc/hostname", "cmdline": "a\nb"}}},
+     "artifacts.aarch64-linux.cmdline: "),
     ({"address": "not-an-ip"}, "address 'not-an-ip' is not an IPv4 address"),
     ({"max_duration": 0}, "max_duration must be a positive number"),
     ({"linger": -1}, "linger must be zero or a positive number"),

@@ -109,6 +109,22 @@ async def test_script_for_known_host(env):
     assert env.events[-1]["event"] == "script_served" and env.events[-1]["mac"] == MAC1
 
 
+async def test_each_architecture_boots_its_own_init(tmp_path):
+    arm_kernel = tmp_path / "Image"
+    arm_kernel.write_bytes(b"arm")
+    ns = await _start(tmp_path, artifacts={
+        "x86_64-linux": {"kernel": tmp_path / "bzImage", "initrd": tmp_path / "initrd", "cmdline": "init=/nix/store/x86-system/init"},
+        "aarch64-linux": {"kernel": arm_kernel, "initrd": tmp_path / "initrd", "cmdline": "init=/nix/store/arm-system/init"},
+    })
+    try:
+        x86 = await (await ns.client.get("/boot/%s/script.ipxe" % MAC1)).text()
+        arm = await (await ns.client.get("/boot/%s/script.ipxe" % ARM)).text()
+    finally:
+        await ns.client.close()
+    assert "initrd=initrd init=/nix/store/x86-system/init console=ttyS0,115200 " in x86 and "arm-system" not in x86
+    assert "initrd=initrd init=/nix/store/arm-system/init console=ttyS0,115200 " in arm and "x86-system" not in arm
+
+
 async def test_script_head_records_nothing(env):
     resp = await env.client.head("/boot/%s/script.ipxe" % MAC1)
     assert resp.status == 200

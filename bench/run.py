@@ -1,0 +1,259 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bench runner: run the selected benches, collect their JSON results, regenerate bench/README.md's table.
+
+    python bench/run.py                      # every bench, default parameters
+    python bench/run.py --quick              # every bench, short parameters (CI)
+    python bench/run.py http tftp            # only these
+    python bench/run.py --readme-only        # rebuild the table from the last results
+
+Each bench writes its own JSON result under bench/results/; this runner
+records, per bench, the exact command it ran, when, and its exit code in
+bench/results/runs.json, then rebuilds the table between the markers
+``<!-- results:start -->`` and ``<!-- results:end -->`` of bench/README.md
+from those files only. Every figure in the table comes from the same run
+as its anchor (each bench measures both, interleaved). Exit status: 0 when
+every bench that ran passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+REPO = _common.REPO
+RESULTS = _common.RESULTS
+README = os.path.join(REPO, "bench", "README.md")
+RUNS = os.path.join(RESULTS, "runs.json")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# name -> script, extra arguments for the default and the --quick run, where the result lands.
+BENCHES = {
+    "inventory": {
+        "script": "bench/inventory.py",
+        "default": [],
+        "quick": ["--hosts", "1000", "--rounds", "3", "--commands", "1"],
+        "json_arg": "bench/results/inventory.json",
+    },
+    "tftp": {
+        "script": "bench/tftp.py",
+        "default": [],
+        "quick": ["--reps", "5", "--rounds", "1"],
+        "glob": "bench/results/tftp-*.json",
+    },
+    "http": {
+        "script": "bench/http_throughput.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/http.json",
+    },
+    "e2e": {
+        "script": "bench/e2e.py",
+        "default": ["--rounds", "5"],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/e2e.json",
+    },
+}
+
+
+def display_python():
+    exe = sys.executable
+    return os.path.relpath(exe, REPO) if exe.startswith(REPO + os.sep) else exe
+
+
+def run_bench(name, quick):
+    spec = BENCHES[name]
+    args = list(spec["quick"] if quick else spec["default"])
+    if "json_arg" in spec:
+        args += ["--json", spec["json_arg"]]
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # ansible-inventory of this venv
+    shown_env = []
+    if name == "inventory":
+        env["ANSIBLE_COLLECTIONS_PATH"] = _common.collection_pythonpath()
+        shown_env = ["ANSIBLE_COLLECTIONS_PATH=" + env["ANSIBLE_COLLECTIONS_PATH"]]
+    command = " ".join(shown_env + [display_python(), spec["script"]] + [shlex.quote(a) for a in args])
+    before = set(glob.glob(os.path.join(REPO, spec["glob"]))) if "glob" in spec else set()
+    print("== %s: %s" % (name, command), flush=True)
+    date = time.strftime("%Y-%m-%d %H:%M %Z")
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, os.path.join(REPO, spec["script"])] + args, cwd=REPO, env=env)
+    seconds = time.monotonic() - started
+    if "json_arg" in spec:
+        result = os.path.join(REPO, spec["json_arg"])
+        if not os.path.exists(result) or os.path.getmtime(result) < time.time() - seconds - 1:
+            result = None  # a stale file from an earlier run is not this run's figure
+    else:
+        new = sorted(set(glob.glob(os.path.join(REPO, spec["glob"]))) - before, key=os.path.getmtime)
+        result = new[-1] if new else None
+    print("== %s: exit %d after %.0f s, result %s" % (name, code, seconds, result and os.path.relpath(result, REPO)), flush=True)
+    return {"command": command, "date": date, "exit_code": code, "seconds": round(seconds, 1), "quick": quick,
+            "result": os.path.relpath(result, REPO) if result else None}
+
+
+# ------------------------------------------------------------------ table rows
+
+
+def _median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def rows_inventory(data):
+    hosts = data["hosts"]
+    parse = {k: _median(v) for k, v in data["parse_seconds"].items()}
+    whole = {k: _median(v) for k, v in data["command_seconds"].items()}
+    rounds = len(data["parse_seconds"]["nixie.metal.hosts"])
+    runs = len(data["command_seconds"]["nixie.metal.hosts"])
+    limit = data.get("bar", 1.5)
+    return [
+        {"figure": "parse %d hosts, s (median of %d rounds; lower is better)" % (hosts, rounds),
+         "anchor": "ansible.builtin.yaml", "anchor_value": "%.3f s" % parse["ansible.builtin.yaml"],
+         "ours": "%.3f s" % parse["nixie.metal.hosts"], "ratio": data["parse_ratio"], "bar": "<= %.1f" % limit,
+         "pass": data["parse_ratio"] <= limit},
+        {"figure": "`ansible-inventory --list`, %d hosts, s (median of %d runs)" % (hosts, runs),
+         "anchor": "ansible.builtin.yaml", "anchor_value": "%.3f s" % whole["ansible.builtin.yaml"],
+         "ours": "%.3f s" % whole["nixie.metal.hosts"], "ratio": data["command_ratio"], "bar": "none",
+         "pass": None},
+    ]
+
+
+def rows_tftp(data):
+    args = data["args"]
+    clean = not any(data["failures"].values())
+    ratios = data["ratios_ours_over_dnsmasq"]
+    bars = data["bars"]
+    kib = data["size"] / 1024
+    return [
+        {"figure": "1 client, %.0f KiB, blksize %d windowsize %d, MB/s (median of %d)"
+                   % (kib, args["blksize"], args["windowsize"], args["reps"]),
+         "anchor": "dnsmasq (windowsize %d)" % data["window"]["dnsmasq"]["windowsize"],
+         "anchor_value": "%.1f MB/s" % data["window"]["dnsmasq"]["median"],
+         "ours": "%.1f MB/s" % data["window"]["ours"]["median"], "ratio": ratios["window"],
+         "bar": ">= %.1f" % bars["window"], "pass": clean and ratios["window"] >= bars["window"]},
+        {"figure": "%d clients at once, %.0f KiB, blksize %d, aggregate MB/s (median of %d)"
+                   % (args["clients"], kib, args["plain_blksize"], args["rounds"]),
+         "anchor": "dnsmasq", "anchor_value": "%.1f MB/s" % data["concurrent"]["dnsmasq"]["median"],
+         "ours": "%.1f MB/s" % data["concurrent"]["ours"]["median"], "ratio": ratios["concurrent"],
+         "bar": ">= %.1f" % bars["concurrent"], "pass": clean and ratios["concurrent"] >= bars["concurrent"]},
+    ]
+
+
+def rows_http(data):
+    clean = not any(data["failures"].values())
+    return [
+        {"figure": "%d MiB x %d clients (curl), aggregate MB/s (median of %d rounds)"
+                   % (data["size"] >> 20, data["clients"], data["rounds"]),
+         "anchor": "nginx %s (sendfile, %d workers)" % (data["versions"]["nginx"], data.get("cpus") or 0),
+         "anchor_value": "%.0f MB/s" % data["servers"]["nginx"]["median"],
+         "ours": "%.0f MB/s" % data["servers"]["ours"]["median"], "ratio": data["ratio_ours_over_nginx"],
+         "bar": ">= %.1f" % data["bar"], "pass": clean and data["ratio_ours_over_nginx"] >= data["bar"]},
+    ]
+
+
+def rows_e2e(data):
+    rows = []
+    for kind, ratio in sorted(data["ratios_ours_over_dnsmasq"].items()):
+        result = data["results"][kind]
+        limit = data["bars"].get(kind)
+        clean = not data["failures"]["ours"] and not data["failures"]["dnsmasq"]
+        rows.append({
+            "figure": "QEMU %s, start to phone-home, s (median of %d boots)" % (kind, len(result["ours"]["all"])),
+            "anchor": "dnsmasq proxy + TFTP", "anchor_value": "%.2f s" % result["dnsmasq"]["median"],
+            "ours": "%.2f s" % result["ours"]["median"], "ratio": ratio,
+            "bar": "<= %.2f" % limit if limit else "none", "pass": (clean and ratio <= limit) if limit else None})
+    return rows
+
+
+ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e}
+
+
+def table(runs):
+    lines = [
+        "| Bench | Figure | Anchor | Anchor figure | Ours | Ratio ours/anchor | Bar | Result | Date | Command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in BENCHES:
+        run = runs.get(name)
+        if run is None:
+            continue
+        command = "`%s`" % run["command"].replace("|", "\\|")
+        path = run.get("result") and os.path.join(REPO, run["result"])
+        if not path or not os.path.exists(path):
+            lines.append("| %s | (no result: the bench exited %s) | | | | | | FAIL | %s | %s |"
+                         % (name, run["exit_code"], run["date"], command))
+            continue
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        for row in ROWS[name](data):
+            verdict = "info" if row["pass"] is None else ("PASS" if row["pass"] else "FAIL")
+            lines.append("| %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s |" % (
+                name, row["figure"], row["anchor"], row["anchor_value"], row["ours"], row["ratio"], row["bar"],
+                verdict, run["date"], command))
+    return "\n".join(lines)
+
+
+def regenerate_readme(runs):
+    block = "\n".join([
+        START,
+        "<!-- generated by bench/run.py from bench/results/*.json; do not edit by hand -->",
+        "",
+        table(runs),
+        "",
+        END,
+    ])
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## Results\n\n" + block + "\n"
+    with open(README, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def load_runs():
+    if os.path.exists(RUNS):
+        with open(RUNS, encoding="utf-8") as handle:
+            return json.load(handle)
+    return {}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benches", nargs="*", metavar="BENCH",
+                        help="benches to run: %s (default: all)" % ", ".join(BENCHES))
+    parser.add_argument("--quick", action="store_true", help="short parameters (CI)")
+    parser.add_argument("--readme-only", action="store_true", help="run nothing; rebuild the table from the last results")
+    args = parser.parse_args()
+    unknown = [name for name in args.benches if name not in BENCHES]
+    if unknown:
+        parser.error("unknown bench %s; choose from %s" % (", ".join(unknown), ", ".join(BENCHES)))
+    runs = load_runs()
+    codes = []
+    if not args.readme_only:
+        for name in args.benches or list(BENCHES):
+            runs[name] = run_bench(name, args.quick)
+            codes.append(runs[name]["exit_code"])
+            os.makedirs(RESULTS, exist_ok=True)
+            with open(RUNS, "w", encoding="utf-8") as handle:
+                json.dump(runs, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+    regenerate_readme(runs)
+    print("bench/README.md: results table regenerated from %s" % os.path.relpath(RUNS, REPO))
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

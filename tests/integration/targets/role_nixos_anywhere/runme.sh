@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# The role nixie.metal.nixos_anywhere through ansible-playbook, between two private network namespaces:
+#   ctl (the controller): na0 198.51.100.1/24, fd00:1::1/64; runs ansible-playbook and the stand-in nixos-anywhere
+#   tgt (the machine):    na1 198.51.100.2/24, fd00:1::2/64; OpenSSH's sshd on ports 22 and 2222 with its own
+#                         host key, in a private mount namespace whose /run/current-system and /etc/os-release
+#                         are the test's (so it can pose as a NixOS installer, then as the installed system).
+# files/nixos-anywhere is the stand-in for nixos-anywhere (it cannot run offline): it checks its exact
+# command line and makes the SSH connections the real one makes.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+python=${ANSIBLE_TEST_PYTHON_INTERPRETER:-$(command -v python3)}
+collection=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/nixie/metal
+ctl=nixie-na-ctl-$$
+tgt=nixie-na-tgt-$$
+work=$(mktemp -d)
+chmod 755 "$work"
+agent_pid=
+
+cleanup() {
+    if [ -s "$work/sshd.pid" ]; then kill "$(cat "$work/sshd.pid")" 2>/dev/null || true; fi
+    if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; fi
+    ip netns del "$ctl" 2>/dev/null || true
+    ip netns del "$tgt" 2>/dev/null || true
+    if [ -n "${NIXIE_KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+if [ ! -x /usr/sbin/sshd ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server > "$work/apt.log" 2>&1 \
+        || { cat "$work/apt.log" >&2; exit 1; }
+fi
+
+ansible-doc -t role nixie.metal.nixos_anywhere > "$work/doc.txt"
+grep -q "nixos_anywhere_expected_host_keys" "$work/doc.txt"
+
+# Keys: the target's host key, another machine's host key, the controller's login key.
+mkdir -p "$work/target" "$work/bin" "$work/keys" "$work/extra/etc" "$work/store/abc-nixos-system-target1" "$work/store/old-system"
+ssh-keygen -q -t ed25519 -N '' -C target-host-key -f "$work/target/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C other-host-key -f "$work/target/other_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C controller -f "$work/id_ed25519"
+cp "$work/id_ed25519.pub" "$work/authorized_keys"
+head -c 64 /dev/urandom > "$work/keys/a.key"
+head -c 64 /dev/urandom > "$work/keys/b.key"
+echo "from the extra files" > "$work/extra/etc/nixie-extra"
+printf 'NAME=NixOS\nID=nixos\nVERSION_ID="25.11"\n' > "$work/os-release"
+# The stand-in runs with the test's Python, whatever "python" is on PATH.
+sed "1s|.*|#!$python|" "$here/files/nixos-anywhere" > "$work/bin/nixos-anywhere"
+chmod 755 "$work/bin/nixos-anywhere"
+
+cat > "$work/sshd_config" <<CONFIG
+Port 22
+Port 2222
+ListenAddress 0.0.0.0
+ListenAddress ::
+AuthorizedKeysFile $work/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+LogLevel VERBOSE
+CONFIG
+
+ip netns add "$ctl"
+ip netns add "$tgt"
+ip link add na0 netns "$ctl" type veth peer name na1 netns "$tgt"
+ip -n "$tgt" link set na1 address 52:54:00:aa:bb:01
+for pair in "$ctl na0 198.51.100.1/24 fd00:1::1/64" "$tgt na1 198.51.100.2/24 fd00:1::2/64"; do
+    read -r ns link address4 address6 <<< "$pair"
+    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$link.accept_dad=0"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$address4" dev "$link"
+    ip -n "$ns" addr add "$address6" dev "$link" nodad
+    ip -n "$ns" link set "$link" up
+done
+
+# start_sshd HOSTKEY: sshd in tgt, in a private mount namespace with its own /run (holding
+# /run/current-system) and the test's os-release over the machine's.
+cat > "$work/start-sshd.sh" <<SCRIPT
+#!/usr/bin/env bash
+set -euo pipefail
+if [ -s "$work/sshd.pid" ]; then
+    kill "\$(cat "$work/sshd.pid")" 2>/dev/null || true
+    for _ in \$(seq 50); do ip netns exec "$tgt" ss -Htln 'sport = :22' | grep -q . || break; sleep 0.1; done
+fi
+ip netns exec "$tgt" unshare --mount --propagation private sh -c '
+    mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && ln -s "\$1/store/old-system" /run/current-system &&
+    mount --bind "\$1/os-release" "\$(readlink -f /etc/os-release)" &&
+    exec /usr/sbin/sshd -D -e -f "\$1/sshd_config" -h "\$2"' sh "$work" "\$1" >> "$work/sshd.log" 2>&1 < /dev/null &
+echo \$! > "$work/sshd.pid"
+for _ in \$(seq 100); do
+    ip netns exec "$tgt" ss -Htln 'sport = :22' | grep -q . && ip netns exec "$tgt" ss -Htln 'sport = :2222' | grep -q . && exit 0
+    sleep 0.1
+done
+echo "sshd did not start:" >&2; cat "$work/sshd.log" >&2; exit 1
+SCRIPT
+chmod 755 "$work/start-sshd.sh"
+"$work/start-sshd.sh" "$work/target/host_ed25519"
+
+cat > "$work/inventory.yml" <<INVENTORY
+nixie:
+  hosts:
+    target1:
+      # Unreachable on purpose: every task of the role must run on the controller.
+      ansible_connection: ssh
+      ansible_host: 192.0.2.1
+      ansible_ssh_common_args: -o ConnectTimeout=2
+      nixie_mac: "52:54:00:aa:bb:01"
+      nixie_flake_attr: target1
+      nixie_arch: x86_64
+INVENTORY
+
+host_key=$(cat "$work/target/host_ed25519.pub")
+other_key=$(cat "$work/target/other_ed25519.pub")
+fingerprint() { ssh-keygen -l -f "$1" | awk '{print $2}'; }
+host_fp=$(fingerprint "$work/target/host_ed25519.pub")
+other_fp=$(fingerprint "$work/target/other_ed25519.pub")
+standin_log=$work/standin.jsonl
+export NIXOS_ANYWHERE_STANDIN_LOG=$standin_log NIXOS_ANYWHERE_STANDIN_MNT=$work/mnt
+export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_NOCOLOR=1
+unset SSH_AUTH_SOCK
+
+# play NAME VARS_JSON [ansible-playbook options...]: runs case.yml in ctl with the role's variables.
+play() {
+    local name=$1 vars=$2; shift 2
+    rm -f "$standin_log" "$work/$name.outcome"
+    "$python" -c 'import json, sys; v = json.loads(sys.argv[1]); v["case_outcome_file"] = sys.argv[2]; print(json.dumps(v))' \
+        "$vars" "$work/$name.outcome" > "$work/$name.vars.json"
+    echo "=== case $name"
+    ip netns exec "$ctl" ansible-playbook -i "$work/inventory.yml" -e "ansible_python_interpreter=$python" \
+        -e "@$work/$name.vars.json" "$@" "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
+}
+check() { "$python" "$here/check_case.py" "$@" || { cat "$work/$1.log" 2>/dev/null; exit 1; }; }
+target_file() { nsenter -t "$(cat "$work/sshd.pid")" -m "$@"; }
+
+base=$("$python" -c 'import json, sys; print(json.dumps({
+    "nixos_anywhere_flake": sys.argv[1] + "/flake", "nixos_anywhere_target_host": "198.51.100.2",
+    "nixos_anywhere_ssh_key": sys.argv[1] + "/id_ed25519", "nixos_anywhere_executable": sys.argv[1] + "/bin/nixos-anywhere",
+    "nixos_anywhere_expected_host_keys": ["ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDnot+this+one other", sys.argv[2]],
+    "nixos_anywhere_verify": False, "nixos_anywhere_reboot_timeout": 20, "nixos_anywhere_connect_timeout": 20}))' \
+    "$work" "$host_key")
+with() { "$python" -c 'import json, sys; v = json.loads(sys.argv[1]); v.update(json.loads(sys.argv[2])); print(json.dumps(v))' "$base" "$1"; }
+
+# --- check mode: nothing runs, nothing is contacted; the command line is reported.
+full_vars=$(with '{"nixos_anywhere_build_on": "local", "nixos_anywhere_extra_files": "'"$work"'/extra",
+    "nixos_anywhere_disk_encryption_keys": {"'"$work"'/remote/z.key": "'"$work"'/keys/b.key", "'"$work"'/remote/a.key": "'"$work"'/keys/a.key"},
+    "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_ssh_options": ["ServerAliveInterval=5"],
+    "nixos_anywhere_extra_args": ["--no-substitute-on-destination"]}')
+full_argv=$("$python" -c 'import json, sys; w = sys.argv[1]; print(json.dumps([w + "/bin/nixos-anywhere",
+    "--flake", w + "/flake#target1", "--target-host", "root@198.51.100.2", "-i", w + "/id_ed25519",
+    "--phases", "disko,install,reboot", "--build-on", "local", "--extra-files", w + "/extra",
+    "--disk-encryption-keys", w + "/remote/a.key", w + "/keys/a.key", "--disk-encryption-keys", w + "/remote/z.key", w + "/keys/b.key",
+    "--copy-host-keys", "--ssh-option", "ServerAliveInterval=5", "--no-substitute-on-destination"]))' "$work")
+connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
+play check_mode "$full_vars" --check
+check "$work/check_mode.outcome" ok --argv "$full_argv" --standin-runs 0
+grep -q "Would run, for target1: timeout --kill-after=30 3600 $work/bin/nixos-anywhere --flake" "$work/check_mode.log"
+[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ] || { echo "check mode contacted the target" >&2; exit 1; }
+
+# --- success over IPv4 with every option: the stand-in saw exactly this command line and its SSH steps landed.
+export NIXOS_ANYWHERE_STANDIN_EXPECT
+NIXOS_ANYWHERE_STANDIN_EXPECT=$("$python" -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[1:]))' "$full_argv")
+NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/abc-nixos-system-target1 play ipv4_full "$full_vars"
+check "$work/ipv4_full.outcome" ok --argv "$full_argv" --standin-runs 1
+"$python" - "$work" <<'PY'
+import json, os, stat, sys
+w = sys.argv[1]
+marker = json.loads(open(w + "/mnt/nixos-anywhere-installed").read())
+assert marker == {"flake": w + "/flake", "attribute": "target1", "copy_host_keys": True}, marker
+assert open(w + "/mnt/etc/nixie-extra").read() == "from the extra files\n"
+for name, local in (("a.key", "a.key"), ("z.key", "b.key")):
+    assert open(w + "/remote/" + name, "rb").read() == open(w + "/keys/" + local, "rb").read(), name
+    assert stat.S_IMODE(os.stat(w + "/remote/" + name).st_mode) == 0o600, name
+result = json.load(open(w + "/ipv4_full.outcome"))["result"]
+assert result["pinned"] is True and int(result["pinned_ssh_calls"]) >= 5, result
+assert result["host_key"] == open(w + "/target/host_ed25519.pub").read().split()[0] + " " + open(w + "/target/host_ed25519.pub").read().split()[1], result
+PY
+[ "$(target_file readlink -f /run/current-system)" = "$work/store/abc-nixos-system-target1" ]
+grep -A1 "TASK \[nixie.metal.nixos_anywhere : Run nixos-anywhere\]" "$work/ipv4_full.log" | grep -q "^changed:"
+grep -q "changed=2 " "$work/ipv4_full.log"   # the install and the outcome file, no scratch files
+
+# --- IPv6 in brackets, another port, the SSH agent instead of a key file, no reboot phase.
+eval "$(ssh-agent -s -a "$work/agent.sock")" > /dev/null
+agent_pid=$SSH_AGENT_PID
+ssh-add -q "$work/id_ed25519"
+v6_vars=$(with '{"nixos_anywhere_target_host": "[FD00:1::2]", "nixos_anywhere_port": 2222, "nixos_anywhere_ssh_key": "",
+    "nixos_anywhere_phases": "disko,install"}')
+v6_argv=$("$python" -c 'import json, sys; w = sys.argv[1]; print(json.dumps([w + "/bin/nixos-anywhere",
+    "--flake", w + "/flake#target1", "--target-host", "root@fd00:1::2", "--ssh-port", "2222", "--phases", "disko,install"]))' "$work")
+NIXOS_ANYWHERE_STANDIN_EXPECT=$("$python" -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[1:]))' "$v6_argv")
+rm -rf "${work:?}/mnt"
+SSH_AUTH_SOCK=$work/agent.sock play ipv6_agent "$v6_vars"
+check "$work/ipv6_agent.outcome" ok --argv "$v6_argv" --standin-runs 1
+[ -e "$work/mnt/nixos-anywhere-installed" ]
+grep -q "Accepted publickey for root from fd00:1::1" "$work/sshd.log"
+kill "$agent_pid"; agent_pid=
+unset NIXOS_ANYWHERE_STANDIN_EXPECT
+
+# --- the target offers another host key than the installer reported: nothing is sent, the stand-in never runs.
+play mismatch "$(with '{"nixos_anywhere_expected_host_keys": ["'"$other_key"'"]}')"
+check "$work/mismatch.outcome" failed "Host key mismatch" "$host_fp" "$other_fp" "Nothing was sent" --standin-runs 0
+
+# --- the key changes between the role's check and nixos-anywhere's connections: the pinned ssh refuses.
+rm -rf "${work:?}/mnt"
+NIXOS_ANYWHERE_STANDIN_BEFORE="$work/start-sshd.sh $work/target/other_ed25519" play key_swapped "$base"
+check "$work/key_swapped.outcome" failed "nixos-anywhere failed (exit 1)" "Host key verification failed" --standin-runs 1
+[ ! -e "$work/mnt/nixos-anywhere-installed" ]
+"$work/start-sshd.sh" "$work/target/host_ed25519"
+
+# --- nixos-anywhere fails (and no host keys to check: the role says so): the host fails with its output.
+NIXOS_ANYWHERE_STANDIN_MODE=fail play failing "$(with '{"nixos_anywhere_expected_host_keys": []}')"
+check "$work/failing.outcome" failed "nixos-anywhere failed (exit 1)" "disko failed: /dev/vda: no such device" --standin-runs 1
+grep -q "host key NOT checked\|is not checked" "$work/failing.log"
+
+# --- nixos-anywhere hangs: stopped after the timeout, well before the 30 s grace for SIGKILL.
+start=$(date +%s)
+NIXOS_ANYWHERE_STANDIN_MODE=hang play timeout "$(with '{"nixos_anywhere_timeout": 4}')"
+elapsed=$(( $(date +%s) - start ))
+check "$work/timeout.outcome" failed "nixos-anywhere did not finish within 4 s" "Uploading install SSH keys" --standin-runs 1
+[ "$elapsed" -lt 30 ] || { echo "the timeout case took $elapsed s" >&2; exit 1; }
+if pgrep -f "$work/bin/nixos-anywhere" > /dev/null; then echo "the hung stand-in survived" >&2; exit 1; fi
+
+# --- the executable is missing: said before anything is contacted.
+connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
+play missing "$(with '{"nixos_anywhere_executable": "/nonexistent/nixos-anywhere"}')"
+check "$work/missing.outcome" failed "/nonexistent/nixos-anywhere not found on the controller" "Install nixos-anywhere" --standin-runs 0
+[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ]
+
+# --- wrong arguments.
+play bad_phase "$(with '{"nixos_anywhere_phases": "disko,instal"}')"
+check "$work/bad_phase.outcome" failed "Invalid arguments for target1: nixos_anywhere_phases must name some of kexec, disko, install, reboot: disko,instal." --standin-runs 0
+
+# --- after the reboot, host_status must find the installed system (once the module exists).
+if [ -e "$collection/plugins/modules/host_status.py" ]; then
+    system=$work/store/abc-nixos-system-target1
+    verify_vars=$(with '{"nixos_anywhere_verify": true, "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_expected_system": "'"$system"'"}')
+    NIXOS_ANYWHERE_STANDIN_SYSTEM=$system play verify "$verify_vars"
+    check "$work/verify.outcome" ok --standin-runs 1
+    grep -q '"state": "installed"' "$work/verify.outcome"
+    NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/old-system play verify_other "$verify_vars"
+    check "$work/verify_other.outcome" failed "is other_system, not installed" "$work/store/old-system" --standin-runs 1
+else
+    echo "=== skipped: verify cases (no plugins/modules/host_status.py yet)"
+fi
+echo "ok role_nixos_anywhere"

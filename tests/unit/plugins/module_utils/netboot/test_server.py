@@ -1,0 +1,69 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the server's wiring that needs no socket: HTTP boot binaries tied to a MAC."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import server
+
+MAC = "52:54:00:12:34:01"
+MAC_BYTES = bytes.fromhex(MAC.replace(":", ""))
+CLIENT_IP = "10.77.0.173"
+
+
+def served(peer=CLIENT_IP, name="ipxe_file_served"):
+    return {"event": name, "file": "ipxe.efi", "peer": peer, "status": 200}
+
+
+def test_ipxe_file_served_maps_to_the_mac_of_that_address():
+    assert server.http_ipxe_record(served(), {CLIENT_IP: MAC}) == (
+        MAC, "ipxe_served", {"file": "ipxe.efi", "client": CLIENT_IP, "via": "http", "status": 200})
+
+
+def test_ipxe_file_aborted_is_ipxe_failed():
+    mac, name, details = server.http_ipxe_record(served(name="ipxe_file_aborted"), {CLIENT_IP: MAC})
+    assert (mac, name, details["via"]) == (MAC, "ipxe_failed", "http")
+
+
+@pytest.mark.parametrize("event", [
+    served(peer="10.77.0.99"),                                  # no DHCP seen from that address
+    {"event": "script_served", "peer": CLIENT_IP},              # the app records those itself
+    {"event": "phone_home_rejected", "peer": CLIENT_IP},
+    {"event": "stop_requested"},
+])
+def test_other_events_and_unknown_addresses_record_nothing(event):
+    assert server.http_ipxe_record(event, {CLIENT_IP: MAC}) is None
+
+
+class FakeEndpoint:
+    port = dhcp.SERVER_PORT
+    transport = None  # a REQUEST on port 67 is never answered: nothing may be sent
+
+
+def http_boot_request():
+    """OVMF's HTTP boot DHCPREQUEST (broadcast to port 67) taking CLIENT_IP from the site server."""
+    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s4s", 1, 1, 6, 0, 0x1234, 0, 0x8000,
+                       bytes(4), bytes(4), bytes(4), bytes(4), MAC_BYTES, b"", b"", dhcp.MAGIC_COOKIE)
+    options = [(53, bytes((dhcp.DHCPREQUEST,))), (50, socket.inet_aton(CLIENT_IP)), (54, socket.inet_aton("10.77.0.2")),
+               (93, b"\x00\x10"), (60, b"HTTPClient:Arch:00016:UNDI:003000")]
+    return dhcp.decode(head + b"".join(bytes((code, len(value))) + value for code, value in options) + b"\xff")
+
+
+def test_http_boot_fetch_becomes_ipxe_served_of_the_host():
+    netboot = server.NetbootServer(server.ServerOptions(
+        hosts=[{"name": "vm1", "mac": MAC, "arch": "x86_64-linux"}], server_ip="10.77.0.1", artifacts={}))
+    seen = []
+    netboot.on_progress = seen.append
+    netboot.on_dhcp_request(FakeEndpoint(), http_boot_request(), ("0.0.0.0", 68))
+    assert netboot.client_macs[CLIENT_IP] == MAC
+    netboot._on_http_event(served())  # pylint: disable=protected-access
+    netboot._on_http_event({"event": "script_served", "peer": CLIENT_IP})  # pylint: disable=protected-access
+    assert [event["event"] for event in seen] == ["ipxe_served"]
+    assert seen[0]["via"] == "http" and seen[0]["file"] == "ipxe.efi"
+    assert netboot.registry.snapshot()["hosts"][0]["state"] == "ipxe_served"
