@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,15 +17,19 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 
 def collection_pythonpath() -> str:
-    """A directory holding ansible_collections/nixie/metal -> this checkout."""
+    """A directory holding ansible_collections/nixie/metal -> this checkout.
+
+    The checkout's own collections/ link farm (git-ignored; scripts/demo makes
+    the same one), so the commands the benches print work as shown.
+    """
     here = os.path.realpath(REPO)
-    for path in sys.path + ["/tmp/ac"]:
-        link = os.path.join(path or ".", "ansible_collections", "nixie", "metal")
-        if os.path.exists(link) and os.path.realpath(link) == here:
-            return path
-    root = tempfile.mkdtemp(prefix="nixie-ac-")
-    os.makedirs(os.path.join(root, "ansible_collections", "nixie"))
-    os.symlink(here, os.path.join(root, "ansible_collections", "nixie", "metal"))
+    root = os.path.join(here, "collections")
+    link = os.path.join(root, "ansible_collections", "nixie", "metal")
+    if not (os.path.exists(link) and os.path.realpath(link) == here):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.islink(link):
+            os.unlink(link)
+        os.symlink("../../..", link)
     return root
 
 

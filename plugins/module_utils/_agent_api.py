@@ -36,6 +36,15 @@ HINTS = {
 }
 
 
+# The server saw the machine ask but could not answer it (engine: policy.Ignore reasons).
+REFUSAL_HINTS = {
+    "no-boot-file": "the machine asked to network-boot but the server has no iPXE binary for its firmware "
+                    "(for arm64: ipxe-arm64.efi in ipxe_dir)",
+    "arch-mismatch": "the machine's firmware reports another architecture than its arch in hosts.json; fix arch",
+    "unsupported-arch": "the machine's firmware architecture cannot be served (for example 32-bit UEFI)",
+}
+
+
 class AgentApiError(Exception):
     """The API could not be used or the host did not phone home in time."""
 
@@ -72,6 +81,9 @@ def diagnose(host, http_port="8080"):
         return "the server knows nothing of this host"
     if host.get("state") == "failed":
         return "the host failed: %s" % (host.get("failed_reason") or "no reason recorded")
+    refused = [event for event in host.get("events") or [] if event.get("event") == "dhcp_refused"]
+    if refused and host.get("state") == "known":
+        return REFUSAL_HINTS.get(refused[-1].get("reason"), "the server refused its DHCP request (%s)" % refused[-1].get("reason"))
     hint = HINTS.get(host.get("state"), "no hint for state %r" % host.get("state"))
     return hint % {"http_port": http_port}
 

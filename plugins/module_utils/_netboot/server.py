@@ -43,6 +43,10 @@ HTTP_IPXE_SERVED = "ipxe_file_served"
 HTTP_IPXE_ABORTED = "ipxe_file_aborted"
 
 
+# Ignore reasons that mean "this host asked, and we cannot boot it as it is".
+REFUSALS_WORTH_TELLING = frozenset(("no-boot-file", "arch-mismatch", "unsupported-arch"))
+
+
 class ServerError(Exception):
     """The server cannot start; the message says why and what to do."""
 
@@ -159,6 +163,9 @@ class NetbootServer:
             if decision.reason in ("unknown-host", "finished"):
                 # Recorded (bounded) so a run can tell "a machine we do not own asked".
                 self.registry.record(mac, "dhcp_ignored", reason=decision.reason)
+            elif host is not None and decision.reason in REFUSALS_WORTH_TELLING:
+                # A machine of ours that we cannot boot: its timeline must say why.
+                self.registry.record(mac, "dhcp_refused", reason=decision.reason, detail=decision.detail)
             return
         try:
             endpoint.transport.sendto(decision.encode(), decision.destination.address)

@@ -38,7 +38,7 @@ chain http://%(host)s/boot/${net0/mac}/script.ipxe
 """
 
 # Keep the initrd line bare: anything after the URL makes iPXE wrap the
-# initrd in another archive and the kernel panics (LAB.md).  initrd=initrd
+# initrd in another archive and the kernel panics (seen in the lab).  initrd=initrd
 # on the kernel line is what an EFI-stub kernel needs under iPXE 2019.
 HOST_SCRIPT = """#!ipxe
 echo NIXIE-LAB-IPXE: booting lab installer for %(mac)s

@@ -111,3 +111,9 @@ def test_a_brief_outage_is_ridden_out(api):
 
 def test_diagnose_without_host():
     assert diagnose(None) == "the server knows nothing of this host"
+
+
+def test_a_refused_machine_is_explained():
+    refused = host("known", "dhcp_refused")
+    refused["events"][-1]["reason"] = "no-boot-file"
+    assert "no iPXE binary for its firmware" in diagnose(refused)

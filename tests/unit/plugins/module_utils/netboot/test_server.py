@@ -67,3 +67,26 @@ def test_http_boot_fetch_becomes_ipxe_served_of_the_host():
     assert [event["event"] for event in seen] == ["ipxe_served"]
     assert seen[0]["via"] == "http" and seen[0]["file"] == "ipxe.efi"
     assert netboot.registry.snapshot()["hosts"][0]["state"] == "ipxe_served"
+
+
+def arm64_discover():
+    """An arm64 UEFI firmware's DISCOVER (option 93 = 11) from MAC."""
+    head = struct.pack("!BBBBIHH4s4s4s4s16s64s128s4s", 1, 1, 6, 0, 0x4321, 0, 0x8000,
+                       bytes(4), bytes(4), bytes(4), bytes(4), MAC_BYTES, b"", b"", dhcp.MAGIC_COOKIE)
+    options = [(53, bytes((dhcp.DHCPDISCOVER,))), (93, b"\x00\x0b"), (60, b"PXEClient:Arch:00011:UNDI:003000")]
+    return dhcp.decode(head + b"".join(bytes((code, len(value))) + value for code, value in options) + b"\xff")
+
+
+class SilentEndpoint:
+    port = dhcp.SERVER_PORT
+    transport = None  # a refused request is never answered: sending would fail
+
+
+def test_a_host_we_cannot_boot_gets_a_reason_on_its_timeline():
+    netboot = server.NetbootServer(server.ServerOptions(
+        hosts=[{"name": "arm1", "mac": MAC, "arch": "aarch64-linux"}], server_ip="10.77.0.1", artifacts={},
+        ipxe_files={"ipxe.efi": "/nonexistent"}))
+    netboot.on_dhcp_request(SilentEndpoint(), arm64_discover(), ("0.0.0.0", 68))
+    host = netboot.registry.snapshot()["hosts"][0]
+    assert host["state"] == "known"
+    assert [(event["event"], event["reason"]) for event in host["events"]] == [("dhcp_refused", "no-boot-file")]
