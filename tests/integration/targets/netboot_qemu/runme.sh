@@ -9,4 +9,5 @@ cd "$(dirname "$0")"
 # ansible-test runs a copy of this target; the collection itself is on the collections path.
 collections_root=${ANSIBLE_COLLECTIONS_PATH%%:*}
 export NIXIE_COLLECTION=$collections_root/ansible_collections/nixie/metal
-python -m pytest -q -p no:cacheprovider test_netboot_qemu.py "$@"
+# The lab's own smoke test too: dnsmasq as the proxy, the anchor of bench/e2e.py.
+python -m pytest -q -p no:cacheprovider test_netboot_qemu.py "$NIXIE_COLLECTION/tests/lab/test_lab_smoke.py" "$@"
