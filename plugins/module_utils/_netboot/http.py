@@ -353,14 +353,21 @@ class NetbootHttp:
             self.emit(events[0] if events else dict(answer, event="phoned_home"))
         return self.json(dict(answer, ok=True))
 
+    async def long_poll(self, request, has_news):
+        """Wait as ``?wait=&after=`` asks until ``has_news(after)``; True if the wait ran out.
+
+        Raises ValueError (a 400 for the caller) for a malformed query.
+        """
+        wait, after = self.wait_params(request)
+        if after is None or wait <= 0:
+            return False
+        return not await self.notifier.wait_for(lambda: has_news(after), wait)
+
     async def hosts(self, request):
         try:
-            wait, after = self.wait_params(request)
+            timed_out = await self.long_poll(request, lambda after: self.registry.seq > after)
         except ValueError as exc:
             return self.error(400, str(exc), "bad_query")
-        timed_out = False
-        if after is not None and wait > 0:
-            timed_out = not await self.notifier.wait_for(lambda: self.registry.seq > after, wait)
         payload = self.registry.snapshot()
         payload.update(ok=True, timed_out=timed_out, stopping=self.notifier.closing, run_id=self.run_id)
         return self.json(payload)
@@ -373,12 +380,9 @@ class NetbootHttp:
         if not self.registry.is_known(mac):
             return self.error(404, "%s is not a host of this run; GET %s/hosts lists them" % (mac, API_PREFIX), "unknown_host")
         try:
-            wait, after = self.wait_params(request)
+            timed_out = await self.long_poll(request, lambda after: self.registry.last_seq(mac) > after)
         except ValueError as exc:
             return self.error(400, str(exc), "bad_query")
-        timed_out = False
-        if after is not None and wait > 0:
-            timed_out = not await self.notifier.wait_for(lambda: self.registry.last_seq(mac) > after, wait)
         return self.json({"ok": True, "host": self.registry.host_snapshot(mac), "seq": self.registry.seq,
                           "timed_out": timed_out, "stopping": self.notifier.closing, "run_id": self.run_id})
 
