@@ -1,5 +1,5 @@
 # A nixie.metal site: the network installer, and one NixOS system per machine
-# of hosts.json. Copy this directory, put your SSH key below, and adjust
+# of hosts.json. Copy this directory, put your SSH public key in authorized_keys, and adjust
 # nixos/*.nix (and hosts/<name>.nix for one machine). docs/installer.md explains it.
 #
 #   nix build --no-link --json \
@@ -35,11 +35,12 @@
     let
       inherit (nixpkgs) lib;
 
-      # Who may log in as root: on the installer (nixos-anywhere connects with this
-      # key) and on the installed machines. Replace with your own public key(s).
-      sshKeys = [
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEexampleEXAMPLEexampleEXAMPLEexample operator@example"
-      ];
+      # Who may log in as root: on the installer (nixos-anywhere connects with these
+      # keys) and on the installed machines. One public key per line in ./authorized_keys;
+      # blank lines and lines starting with # are ignored.
+      sshKeys = lib.filter (line: line != "" && !lib.hasPrefix "#" line) (
+        lib.splitString "\n" (builtins.readFile ./authorized_keys)
+      );
 
       # The machines, keyed by flake attribute, in upstream Nixie's format.
       hosts = builtins.fromJSON (builtins.readFile ./hosts.json);
