@@ -93,8 +93,18 @@ def last_event(host):
     return events[-1] if events else None
 
 
-def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, on_event=None):
-    """Block until the host with ``mac`` phones home; return its snapshot.
+# The progress states a wait can stop at, in boot order (the registry's, without "known").
+BOOT_STAGES = ("offered", "ipxe_served", "script_served", "kernel_served", "initrd_served", "phoned_home")
+
+
+def reached(host, stage):
+    """Whether the host's furthest state is ``stage`` or a later one."""
+    state = (host or {}).get("state")
+    return state in BOOT_STAGES and BOOT_STAGES.index(state) >= BOOT_STAGES.index(stage)
+
+
+def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, on_event=None, until_state="phoned_home"):
+    """Block until the host with ``mac`` phones home (or reaches ``until_state``); return its snapshot.
 
     Raises AgentApiError with the diagnosis when ``timeout`` passes first, when
     the host fails, or when the server stops or cannot be reached for longer
@@ -127,17 +137,23 @@ def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, 
                 if event.get("seq", 0) > after:
                     on_event(event)
         after = max(after, host.get("last_seq") or 0)
-        if host.get("state") == "phoned_home":
+        if reached(host, until_state):
             return host
         if host.get("state") == "failed":
             raise AgentApiError(diagnose(host), host)
         if answer.get("stopping"):
-            raise AgentApiError("the PXE server stopped before %s phoned home; %s" % (mac, diagnose(host)), host)
+            raise AgentApiError("the PXE server stopped before %s %s; %s" % (mac, _goal(until_state), diagnose(host)), host)
     event = last_event(host)
     last = "last event: %s" % event["event"] if event else "no event at all"
     port = urllib.parse.urlsplit(api_url).port or 80
-    raise AgentApiError("%s did not phone home within %gs (%s). Likely cause: %s" % (
-        mac, timeout, last, diagnose(host, port)), host)
+    raise AgentApiError("%s did not %s within %gs (%s). Likely cause: %s" % (
+        mac, _goal(until_state, infinitive=True), timeout, last, diagnose(host, port)), host)
+
+
+def _goal(stage, infinitive=False):
+    if stage == "phoned_home":
+        return "phone home" if infinitive else "phoned home"
+    return ("reach %s" if infinitive else "reached %s") % stage
 
 
 def pick_address(host):

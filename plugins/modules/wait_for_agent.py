@@ -49,6 +49,15 @@ options:
     description: Longest single long-poll, in seconds; each returns early when the host has news.
     type: float
     default: 25
+  until_state:
+    description:
+      - The boot stage to wait for. The default waits for the phone-home; an earlier stage returns as soon as
+        the machine has reached it or gone past it, so a loop over the stages shows the boot's progress as it
+        happens (the provision playbook does this, one line per stage).
+      - Only with V(phoned_home) are RV(ip), RV(addresses), RV(ssh_host_keys) and RV(hostname) returned.
+    type: str
+    choices: [offered, ipxe_served, script_served, kernel_served, initrd_served, phoned_home]
+    default: phoned_home
 seealso:
   - module: nixie.metal.pxe_server
 """
@@ -62,6 +71,21 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: agent
 
+- name: Follow the machine's boot, one line per stage as it is reached
+  nixie.metal.wait_for_agent:
+    api_url: "http://{{ pxe_address }}:8080/api/v1"
+    mac: "{{ nixie_mac }}"
+    until_state: "{{ stages[stages.index(boot.state) + 1 if boot.state is defined else 0] }}"
+    timeout: 900
+  vars:
+    stages: [offered, ipxe_served, script_served, kernel_served, initrd_served, phoned_home]
+  loop: "{{ range(6) | list }}"
+  loop_control:
+    label: "{{ boot.state | default('?') }}"
+    break_when: boot.state == 'phoned_home'
+  delegate_to: localhost
+  register: boot
+
 - name: Install on the address it phoned home from
   ansible.builtin.debug:
     msg: "{{ inventory_hostname }} is at {{ agent.ip }}"
@@ -70,24 +94,24 @@ EXAMPLES = r"""
 RETURN = r"""
 ip:
   description: The address the agent phoned home from; reach the installer there.
-  returned: success
+  returned: success, when O(until_state=phoned_home)
   type: str
   sample: 192.168.1.57
 addresses:
   description: Every address the agent reported, with interface, MAC and prefix length.
-  returned: success
+  returned: success, when O(until_state=phoned_home)
   type: list
   elements: dict
   sample: [{ifname: eth0, mac: "52:54:00:12:34:01", address: 192.168.1.57, prefix: 24}]
 ssh_host_keys:
   description: The installer's SSH host public keys, as reported over the token-authenticated phone-home.
-  returned: success
+  returned: success, when O(until_state=phoned_home)
   type: list
   elements: str
   sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... root@nixos"]
 hostname:
   description: The installer's host name.
-  returned: success
+  returned: success, when O(until_state=phoned_home)
   type: str
 events:
   description: The host's timestamped events, from the first DHCP offer to the phone-home.
@@ -95,7 +119,7 @@ events:
   type: list
   elements: dict
 state:
-  description: The host's state at the end of the wait (V(phoned_home) on success).
+  description: The host's state at the end of the wait (V(phoned_home) on success, or the stage reached for an earlier O(until_state)).
   returned: always
   type: str
   sample: phoned_home
@@ -103,7 +127,7 @@ state:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils._agent_api import AgentApiError, pick_address, wait_for_phone_home
+from ansible_collections.nixie.metal.plugins.module_utils._agent_api import BOOT_STAGES, AgentApiError, pick_address, wait_for_phone_home
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
 
@@ -114,6 +138,7 @@ def main():
             mac=dict(type="str", required=True),
             timeout=dict(type="float", default=600),
             poll=dict(type="float", default=25),
+            until_state=dict(type="str", default="phoned_home", choices=list(BOOT_STAGES)),
         ),
         supports_check_mode=True,
     )
@@ -125,10 +150,11 @@ def main():
     if module.params["timeout"] <= 0 or module.params["poll"] <= 0:
         module.fail_json(msg="timeout and poll must be positive numbers of seconds")
     if module.check_mode:
-        module.exit_json(changed=False, state="unknown", events=[], msg="would wait for %s to phone home" % mac)
+        module.exit_json(changed=False, state="unknown", events=[], msg="would wait for %s to reach %s" % (mac, module.params["until_state"]))
 
     try:
-        host = wait_for_phone_home(module.params["api_url"], mac, module.params["timeout"], poll=module.params["poll"])
+        host = wait_for_phone_home(module.params["api_url"], mac, module.params["timeout"], poll=module.params["poll"],
+                                   until_state=module.params["until_state"])
     except AgentApiError as exc:
         host = exc.host or {}
         module.fail_json(msg=str(exc), state=host.get("state"), events=host.get("events", []))

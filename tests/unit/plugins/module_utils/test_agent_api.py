@@ -117,3 +117,26 @@ def test_a_refused_machine_is_explained():
     refused = host("known", "dhcp_refused")
     refused["events"][-1]["reason"] = "no-boot-file"
     assert "no iPXE binary for its firmware" in diagnose(refused)
+
+
+def test_waits_until_a_boot_stage_is_reached_or_passed(api):
+    fake = api([{"host": host("offered", "offered")},
+                {"host": host("script_served", "offered", "script_served")}])
+    # iPXE in ROM fetches the script directly: ipxe_served is passed, not visited.
+    result = _agent_api.wait_for_phone_home(API, MAC, timeout=100, clock=fake.clock, until_state="ipxe_served")
+    assert result["state"] == "script_served"
+    assert len(fake.urls) == 2
+
+
+def test_a_stage_timeout_names_the_stage(api):
+    fake = api([{"host": host("offered", "offered")}])
+    with pytest.raises(AgentApiError, match="did not reach kernel_served within 50s .*UDP 69"):
+        _agent_api.wait_for_phone_home(API, MAC, timeout=50, clock=fake.clock, until_state="kernel_served")
+
+
+@pytest.mark.parametrize("state, stage, expected", [
+    ("known", "offered", False), ("offered", "offered", True), ("initrd_served", "kernel_served", True),
+    ("kernel_served", "phoned_home", False), ("failed", "offered", False), (None, "offered", False),
+])
+def test_reached_compares_boot_order(state, stage, expected):
+    assert _agent_api.reached({"state": state}, stage) is expected
