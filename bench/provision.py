@@ -187,7 +187,7 @@ def analyse(args, hosts, report, sim_events, wall, returncode):
             failures.append("%s: the simulated machine never phoned home" % name)
         wait = waits.get(name)
         if wait is None or wait[2].get("failed") or last_item(wait[2]).get("state") != "phoned_home":
-            failures.append("%s: wait_for_agent did not return phoned_home: %s" % (name, wait and wait[2].get("msg")))
+            failures.append("%s: wait_for_agent did not return phoned_home: %s" % (name, wait and last_item(wait[2]).get("msg")))
     recap = report.get("stats", {})
     outcome_messages = []
     for play in report.get("plays", []):
