@@ -15,6 +15,13 @@ description:
     V(nixie_arch), V(nixie_description) when the entry has one, V(ansible_host) when the entry has an C(ip),
     V(nixie_system) when the entry has a C(system) (a prebuilt system's store path),
     and the entry's C(vars) as they are.
+  - From the entry's C(power) field (see M(nixie.metal.power)), V(nixie_power_driver) (V(wol) when there is none) and,
+    for a BMC, V(nixie_power_address), V(nixie_power_user) and, when given, V(nixie_power_port),
+    V(nixie_power_system), V(nixie_power_validate_certs) and V(nixie_power_boot_mode).
+  - V(nixie_power_password) is not the password but a template that reads it when a task uses it, from the
+    environment variable named by C(power.password_env) or the Ansible variable (for example an Ansible Vault
+    encrypted one in C(group_vars)) named by C(power.password_var); unset, it fails naming the variable and the host.
+    C(hosts.json) never holds a password, and C(ansible-inventory --list) shows only the template.
   - The configuration file must be YAML, end in C(.nixie.yml) or C(.nixie.yaml), and say
     O(plugin=nixie.metal.hosts). It works as an AWX or AAP inventory source sourced from a project.
   - A malformed C(hosts.json) fails with one message per problem, naming the file, the host and the field.
@@ -69,6 +76,7 @@ import os
 from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.template import trust_as_template
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts
 
@@ -145,7 +153,36 @@ def host_variables(host):
         variables["ansible_host"] = host["ip"]
     if host.get("system") is not None:
         variables["nixie_system"] = host["system"]
+    variables.update(power_variables(host["name"], host.get("power") or {"driver": "wol"}))
     variables.update(host["vars"])
+    return variables
+
+
+def power_variables(name, power):
+    """The nixie_power_* variables of a host's ``power`` entry.
+
+    The password is never in hosts.json: ``nixie_power_password`` is a template
+    that reads it, when a task uses it, from the environment variable or the
+    Ansible variable the entry names, and fails naming both when it is not set.
+    The names are checked by the schema (letters, digits and _), so the template
+    holds nothing from the file but them; it is marked trusted so that Ansible
+    renders it.
+    """
+    variables = {"nixie_power_driver": power["driver"]}
+    for field in ("address", "port", "user", "system", "validate_certs", "boot_mode"):
+        if field in power:
+            variables["nixie_power_" + field] = power[field]
+    if "password_env" in power:
+        template = ("{{ lookup('ansible.builtin.env', '%s') or undef(hint='the environment variable %s, which hosts.json "
+                    "names for the BMC password of %s (power.password_env), is not set or empty') }}" % (
+                        power["password_env"], power["password_env"], name))
+    elif "password_var" in power:
+        template = ("{{ %s | default(undef(hint='the variable %s, which hosts.json names for the BMC password of %s "
+                    "(power.password_var), is not defined; define it, for example in an Ansible Vault encrypted "
+                    "group_vars file')) }}" % (power["password_var"], power["password_var"], name))
+    else:
+        return variables
+    variables["nixie_power_password"] = trust_as_template(template)
     return variables
 
 

@@ -33,6 +33,13 @@ DEFAULT_ARCH = "x86_64-linux"
 # Ansible host name and group-friendly identifier.
 HOST_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
 GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# How a machine is powered on: Wake-on-LAN, or its BMC (the power module).
+POWER_DRIVERS = ("wol", "redfish", "ipmi")
+BMC_DRIVERS = ("redfish", "ipmi")
+BOOT_MODES = ("uefi", "legacy")
+REDFISH_ONLY_FIELDS = ("system", "validate_certs")
 
 # The spellings of a MAC address found in the wild: colon- or dash-separated
 # octets, Cisco's dotted groups of four, and twelve bare hex digits.
@@ -105,6 +112,62 @@ HOSTS_SCHEMA = {
                     "type": "string",
                     "pattern": r"^/nix/store/[0-9a-z]{32}-[^/]+$",
                 },
+                "power": {"$ref": "#/$defs/power"},
+            },
+        },
+        "power": {
+            "description": (
+                "How the machine is powered on and made to boot from the network: Wake-on-LAN (the default) "
+                "or its BMC over Redfish or IPMI, which can also restart it and set a one-time network boot. "
+                "The BMC password is never written here: name the environment variable or the Ansible "
+                "(Vault) variable that holds it."
+            ),
+            "type": "object",
+            "required": ["driver"],
+            "additionalProperties": False,
+            "properties": {
+                "driver": {
+                    "description": "wol (Wake-on-LAN magic packets), redfish or ipmi (the machine's BMC).",
+                    "enum": list(POWER_DRIVERS),
+                },
+                "address": {
+                    "description": "The BMC's host name or IP address; for redfish also an https:// URL.",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "port": {
+                    "description": "The BMC's port when not the default (IPMI 623, Redfish 443).",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 65535,
+                },
+                "user": {"description": "The BMC user.", "type": "string", "minLength": 1},
+                "password_env": {
+                    "description": "Name of the environment variable on the controller that holds the BMC password.",
+                    "type": "string",
+                    "pattern": VARIABLE_NAME_PATTERN,
+                },
+                "password_var": {
+                    "description": (
+                        "Name of the Ansible variable that holds the BMC password, for example one defined "
+                        "in an Ansible Vault encrypted group_vars file."
+                    ),
+                    "type": "string",
+                    "pattern": VARIABLE_NAME_PATTERN,
+                },
+                "system": {
+                    "description": "redfish: the ComputerSystem Id or path, when the BMC manages several systems.",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "validate_certs": {
+                    "description": "redfish: whether the BMC's TLS certificate must be trusted (default true).",
+                    "type": "boolean",
+                },
+                "boot_mode": {
+                    "description": "uefi or legacy: the firmware mode of the one-time network boot.",
+                    "enum": list(BOOT_MODES),
+                },
             },
         },
     },
@@ -174,6 +237,9 @@ def _describe_schema_error(error, path):
     if validator == "propertyNames":
         return "%s: %r is not a valid variable name (letters, digits and _, not starting with a digit)" % (
             _where(path, host, field), error.instance)
+    if validator == "required" and field == "power":
+        return "%s: \"driver\" is missing; say how the machine is powered on: %s" % (
+            _where(path, host, field), ", ".join(POWER_DRIVERS))
     if validator == "required":
         return "%s: \"mac_address\" is missing; add the MAC address the machine network-boots from, " \
             'e.g. "mac_address": "bc:24:11:d0:28:34"' % _where(path, host)
@@ -182,10 +248,23 @@ def _describe_schema_error(error, path):
         extras = sorted(set(error.instance) - set(known))
         messages = []
         for extra in extras:
+            name = "%s.%s" % (field, extra) if field else extra
+            if field == "power" and "pass" in extra.lower():
+                messages.append("%s: a password is never written in hosts.json; put it in an environment variable and "
+                                "name that in power.password_env, or in an Ansible Vault variable and name that in "
+                                "power.password_var" % _where(path, host, name))
+                continue
             hint = difflib.get_close_matches(extra, known, n=1)
             suggestion = "did you mean %r?" % hint[0] if hint else "known fields: %s" % ", ".join(known)
-            messages.append("%s: unknown field; %s" % (_where(path, host, extra), suggestion))
+            messages.append("%s: unknown field; %s" % (_where(path, host, name), suggestion))
         return "\n".join(messages)
+    if validator == "pattern" and field in ("power.password_env", "power.password_var"):
+        return "%s: %r is not a variable name (letters, digits and _, not starting with a digit)" % (
+            _where(path, host, field), error.instance)
+    if validator == "minLength":
+        return "%s: must not be empty" % _where(path, host, field)
+    if validator in ("minimum", "maximum") and field == "power.port":
+        return "%s: %r is not a port number (1-65535)" % (_where(path, host, field), error.instance)
     if validator == "pattern" and field == "mac_address":
         return "%s: %r is not a MAC address; write six hex octets such as bc:24:11:d0:28:34" % (
             _where(path, host, field), error.instance)
@@ -309,6 +388,9 @@ def normalize_hosts(document, path="hosts.json"):
                 problems.append("%s: %r is reserved: variables starting with %r are set by nixie.metal; rename it" % (
                     _where(path, name, "vars"), var, RESERVED_VAR_PREFIX))
 
+        power = dict(entry.get("power", {"driver": "wol"}))
+        problems.extend(_power_problems(path, name, power))
+
         hosts.append({
             "name": name,
             "mac": mac,
@@ -318,10 +400,33 @@ def normalize_hosts(document, path="hosts.json"):
             "vars": dict(entry.get("vars", {})),
             "description": entry.get("description"),
             "system": entry.get("system"),
+            "power": power,
         })
     if problems:
         raise HostsFileError("\n".join(problems))
     return hosts
+
+
+def _power_problems(path, name, power):
+    """What is wrong with a schema-valid ``power`` entry, one sentence each (the schema cannot say it as well)."""
+    driver = power["driver"]
+    given = sorted(field for field in power if field != "driver")
+    if driver not in BMC_DRIVERS:
+        return ["%s: only BMC drivers (%s) take it; driver %r needs the MAC address only" % (
+            _where(path, name, "power." + field), ", ".join(BMC_DRIVERS), driver) for field in given]
+    problems = []
+    for field in ("address", "user"):
+        if field not in power:
+            problems.append("%s: driver %r needs the BMC's %s" % (_where(path, name, "power." + field), driver, field))
+    secrets = [field for field in ("password_env", "password_var") if field in power]
+    if len(secrets) != 1:
+        problems.append("%s: driver %r needs exactly one of password_env (an environment variable's name) and "
+                        "password_var (an Ansible Vault variable's name)%s" % (
+                            _where(path, name, "power"), driver, "; both are given" if secrets else ""))
+    if driver != "redfish":
+        problems.extend("%s: a Redfish field; driver %r does not take it" % (_where(path, name, "power." + field), driver)
+                        for field in REDFISH_ONLY_FIELDS if field in power)
+    return problems
 
 
 def load_hosts(path):

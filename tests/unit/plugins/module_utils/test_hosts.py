@@ -54,7 +54,7 @@ def test_upstream_nixie_file_is_accepted_with_defaults():
     hosts = parse_hosts('{"web1": {"mac_address": "BC-24-11-D0-28-34"}}')
     assert hosts == [{
         "name": "web1", "mac": GOOD_MAC, "arch": "x86_64-linux", "ip": None,
-        "groups": [], "vars": {}, "description": None, "system": None,
+        "groups": [], "vars": {}, "description": None, "system": None, "power": {"driver": "wol"},
     }]
 
 
