@@ -63,11 +63,41 @@ BENCHES = {
         "quick": ["--quick"],
         "json_arg": "bench/results/e2e.json",
     },
+    "ipv6": {
+        "script": "bench/ipv6.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/ipv6.json",
+    },
     "provision": {
         "script": "bench/provision.py",
         "default": [],
         "quick": ["--quick"],
         "json_arg": "bench/results/provision.json",
+    },
+    "dhcp_burst": {
+        "script": "bench/dhcp_burst.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/dhcp_burst.json",
+    },
+    "machines": {
+        "script": "bench/machines.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/machines.json",
+    },
+    "machines_full": {
+        "script": "bench/machines.py",
+        "default": ["--full"],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/machines_full.json",
+    },
+    "agent_api": {
+        "script": "bench/agent_api.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/agent_api.json",
     },
 }
 
@@ -180,6 +210,22 @@ def rows_e2e(data):
     return rows
 
 
+def rows_ipv6(data):
+    results = data["results"]
+    clean = not data["failures"]
+    rows = []
+    for anchor, what in (("ipv4-only", "IPv4 single-stack"), ("ipv4", "IPv4, lab's dual-stack segment")):
+        ratio = data["ratios"]["ipv6/" + anchor]
+        barred = data["bar"]["ratio"] == "ipv6/" + anchor
+        rows.append({
+            "figure": "QEMU OVMF PXE over IPv6 single-stack, start to phone-home, s (median of %d boots)" % len(results["ipv6"]["all"]),
+            "anchor": "same server and firmware, %s" % what, "anchor_value": "%.2f s" % results[anchor]["median"],
+            "ours": "%.2f s" % results["ipv6"]["median"], "ratio": ratio,
+            "bar": "<= %.1f" % data["bar"]["max"] if barred else "none",
+            "pass": (clean and ratio is not None and ratio <= data["bar"]["max"]) if barred else None})
+    return rows
+
+
 def rows_provision(data):
     figures = data["figures"]
     reached = figures["wake_to_all_wait_for_agent"]
@@ -199,7 +245,68 @@ def rows_provision(data):
     ]
 
 
-ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e, "provision": rows_provision}
+def _ratio(ours, anchor):
+    return ours / anchor if ours is not None and anchor else float("nan")
+
+
+def rows_dhcp_burst(data):
+    args, figures, bars = data["args"], data["figures"], data["bars"]
+    ours, anchor = figures["ours"], figures["dnsmasq"]
+    rows = []
+    for phase, what in (("paced_discover", "DISCOVER"), ("paced_4011", "REQUEST to 4011")):
+        rows.append({
+            "figure": "%d PXE clients (arch 7), %s paced at %d/s: answered, slowest request -> answer, ms (median of %d rounds)"
+                      % (args["clients"], what, args["rate"], args["rounds"]),
+            "anchor": data["anchor"],
+            "anchor_value": "%s answered, max %s ms" % (anchor[phase]["answered"], anchor[phase]["delay_max_ms"]),
+            "ours": "%s answered, max %s ms" % (ours[phase]["answered"], ours[phase]["delay_max_ms"]),
+            "ratio": _ratio(ours[phase]["delay_max_ms"], anchor[phase]["delay_max_ms"]),
+            "bar": "all answered, max <= 10 ms", "pass": bars[phase]["pass"]})
+    for phase, what in (("burst_discover", "DISCOVER"), ("burst_4011", "REQUEST to 4011")):
+        rows.append({
+            "figure": "%d PXE clients, %s all at once: answered by the first retry (%g s; first try) (median of %d rounds)"
+                      % (args["clients"], what, args["retry_after"], args["rounds"]),
+            "anchor": data["anchor"],
+            "anchor_value": "%s (%s)" % (anchor[phase]["answered"], anchor[phase]["answered_first_try"]),
+            "ours": "%s (%s)" % (ours[phase]["answered"], ours[phase]["answered_first_try"]),
+            "ratio": _ratio(ours[phase]["answered"], anchor[phase]["answered"]),
+            "bar": "all %d, >= anchor" % args["clients"], "pass": bars[phase]["pass"]})
+    return rows
+
+
+def rows_machines(data):
+    args, figures = data["args"], data["figures"]
+    ours, anchor = figures.get("ours"), figures.get("anchor")
+    small = data["bars"].get("completion_bar_applies", not args.get("full"))
+    return [{
+        "figure": "%d simulated machines (DHCP, 4011, TFTP ipxe.efi, iPXE DHCP, script, kernel %g MiB, initrd %g MiB, phone-home; "
+                  "power-on spread %g s): first power-on -> last phone-home, s (median of %d rounds)"
+                  % (args["machines"], args["kernel_mib"], args["initrd_mib"], args["spread"], args["rounds"]),
+        "anchor": data["anchor"],
+        "anchor_value": "%s s" % anchor["completion_s"] if anchor else "not run",
+        "ours": "%s s (slowest machine %s s, %s failed, server CPU %s s, peak RSS %s MiB)" % (
+            ours["completion_s"], ours["slowest_machine_s"], ours["failed"], ours["server_cpu_s"], ours["server_peak_rss_mib"]),
+        "ratio": data.get("ratio_completion_ours_over_anchor") or float("nan"),
+        "bar": "< 30 s, 0 failed, < 300 MiB" if small else "0 failed, < 300 MiB (no time bar)",
+        "pass": data["pass"]}]
+
+
+def rows_agent_api(data):
+    args, figures = data["args"], data["figures"]
+    ours, anchor = figures["ours"], figures.get("nginx")
+    return [{
+        "figure": "%d concurrent phone-homes (new connections) while %d long-polls wait: phone-home p99, ms (median of %d rounds)"
+                  % (args["hosts"], args["hosts"], args["rounds"]),
+        "anchor": data["anchor"],
+        "anchor_value": "%s ms" % anchor["phone_home_p99_ms"] if anchor else "not run",
+        "ours": "%s ms (%s/%d ok; long-poll answered p99 %s ms after its phone-home)" % (
+            ours["phone_home_p99_ms"], ours["phone_homes_ok"], args["hosts"], ours["long_poll_delivery_p99_ms"]),
+        "ratio": data.get("ratio_p99_ours_over_nginx") or float("nan"),
+        "bar": "all ok, p99 < 200 ms", "pass": data["pass"]}]
+
+
+ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e, "ipv6": rows_ipv6, "provision": rows_provision,
+        "dhcp_burst": rows_dhcp_burst, "machines": rows_machines, "machines_full": rows_machines, "agent_api": rows_agent_api}
 
 
 def table(runs):

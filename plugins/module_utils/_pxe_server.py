@@ -11,6 +11,7 @@ removes its state file. ``stop`` ends the server a state file names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ import urllib.error
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, runtime, server, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, privileges, runtime, server, tftp
 
 
 class ControlError(Exception):
@@ -66,14 +67,63 @@ def choose_address(links, interface=None, address=None):
                        "machines' network segment" % ", ".join("%s %s" % pair for pair in usable))
 
 
+UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+
+
+def usable_ipv6(info):
+    """Whether an ``ip -j addr`` entry is an IPv6 address machines can be sent to in a URL.
+
+    Global or unique-local (scope global), settled (not tentative, failed or
+    deprecated) and not a temporary privacy address, which changes under the run.
+    """
+    return (info.get("family") == "inet6" and info.get("scope") == "global"
+            and not any(info.get(flag) for flag in ("tentative", "dadfailed", "deprecated", "temporary")))
+
+
+def choose_address6(links, interface=None, address6=None):
+    """Pick ``(interface, IPv6 address, prefix length)`` from ``ip -j addr`` output, or None when there is none.
+
+    ``address6`` must then be configured (on ``interface`` when given); without
+    it, the first usable address of ``interface`` (or of the only up,
+    non-loopback interface that has one) is chosen: a configured one before
+    one the router's advertisements made (SLAAC, "dynamic"), unique-local
+    before global (a ULA stays the same when the site's provider prefix changes).
+    """
+    candidates = []
+    for link in links:
+        flags = link.get("flags", [])
+        for info in link.get("addr_info", []):
+            if usable_ipv6(info):
+                candidates.append((link.get("ifname"), info.get("local"), info.get("prefixlen", 64),
+                                   "LOOPBACK" in flags, "UP" in flags, bool(info.get("dynamic"))))
+    if address6 is not None:
+        wanted = ipaddress.IPv6Address(address6)
+        for name, local, prefixlen, dummy, dummy2, dummy3 in candidates:
+            if ipaddress.IPv6Address(local) == wanted and (interface is None or interface == name):
+                return name, str(wanted), prefixlen
+        raise ControlError("IPv6 address %s is not configured on %s (or is not settled, or is link-local); give a "
+                           "global or unique-local address of this machine (ip -6 addr shows them)" % (address6, interface or "any interface"))
+    if interface is not None:
+        mine = [c for c in candidates if c[0] == interface]
+    else:
+        up = sorted({c[0] for c in candidates if c[4] and not c[3]})
+        if len(up) > 1:
+            raise ControlError("several interfaces have IPv6 addresses (%s); set interface" % ", ".join(up))
+        mine = [c for c in candidates if up and c[0] == up[0]]
+    if not mine:
+        return None
+    mine.sort(key=lambda c: (c[5], ipaddress.IPv6Address(c[1]) not in UNIQUE_LOCAL))
+    return mine[0][0], mine[0][1], mine[0][2]
+
+
 def read_links():
     try:
-        output = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, check=True, text=True).stdout
+        output = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, check=True, text=True).stdout
     except FileNotFoundError:
         raise ControlError("the ip command (iproute2) is needed to find the serving address; "
                            "install iproute2 or set both interface and address") from None
     except subprocess.CalledProcessError as exc:
-        raise ControlError("ip -j -4 addr show failed: %s" % exc.stderr.strip()) from None
+        raise ControlError("ip -j addr show failed: %s" % exc.stderr.strip()) from None
     return json.loads(output or "[]")
 
 
@@ -137,8 +187,7 @@ def plan(params, links=None):
             ipaddress.IPv4Address(params["address"])
         except ValueError:
             raise ControlError("address %r is not an IPv4 address" % params["address"]) from None
-    interface, server_ip = choose_address(links if links is not None else read_links(),
-                                          params.get("interface"), params.get("address"))
+    interface, server_ip, ipv6 = choose_addresses(links if links is not None else read_links(), params)
     for name in ("max_duration", "idle_timeout"):
         if params.get(name) is not None and params[name] <= 0:
             raise ControlError("%s must be a positive number of seconds" % name)
@@ -164,7 +213,60 @@ def plan(params, links=None):
         linger=params["linger"] if params.get("linger") is not None else 30,
         admin_token=secrets.token_urlsafe(24),
         run_id=secrets.token_hex(8),
+        **ipv6
     )
+
+
+def has_ipv4(links, interface=None):
+    """Whether ``interface`` (or, without it, any up non-loopback interface) has an IPv4 address."""
+    for link in links:
+        if interface is not None and link.get("ifname") != interface:
+            continue
+        if interface is None and ("LOOPBACK" in link.get("flags", []) or "UP" not in link.get("flags", [])):
+            continue
+        if any(info.get("family") == "inet" for info in link.get("addr_info", [])):
+            return True
+    return False
+
+
+def choose_addresses(links, params):
+    """``(interface, IPv4 address or None, IPv6 ServerOptions fields)`` for a run.
+
+    IPv4 is served when the interface has an IPv4 address; IPv6 (DHCPv6 in
+    ``params["dhcp6"]`` mode, default proxy) when it has a global or
+    unique-local one, unless ``dhcp6`` is ``off``. An interface with only
+    IPv6 makes an IPv6-only run.
+    """
+    mode = params.get("dhcp6") or "proxy"
+    if mode not in ("proxy", "addresses", "off"):
+        raise ControlError("dhcp6 must be proxy, addresses or off, got %r" % mode)
+    address6 = params.get("address6")
+    if address6 is not None:
+        if mode == "off":
+            raise ControlError("address6 is set but dhcp6 is off; drop one of them")
+        try:
+            if ipaddress.IPv6Address(address6).is_link_local:
+                raise ControlError("address6 %s is link-local: machines need a global or unique-local address in "
+                                   "their boot URLs" % address6)
+        except ValueError:
+            raise ControlError("address6 %r is not an IPv6 address" % address6) from None
+    if mode == "off" or params.get("address") is not None or has_ipv4(links, params.get("interface")):
+        interface, server_ip = choose_address(links, params.get("interface"), params.get("address"))
+        found = None if mode == "off" else choose_address6(links, interface, address6)
+    else:
+        found = choose_address6(links, params.get("interface"), address6)
+        if found is None:
+            choose_address(links, params.get("interface"))  # raises: says there is no address at all
+        interface, server_ip = found[0], None
+    if found is None:
+        if mode == "addresses":
+            raise ControlError("dhcp6=addresses needs an IPv6 address on %s (the prefix it hands addresses from); "
+                               "add one, e.g. ip -6 addr add fd00:1::1/64 dev %s" % (interface, interface))
+        return interface, server_ip, {}
+    ipv6 = {"server_ip6": found[1], "dhcp6_mode": mode}
+    if mode == "addresses":
+        ipv6["dhcp6_prefix"] = str(ipaddress.IPv6Network("%s/%s" % (found[1], found[2]), strict=False))
+    return interface, server_ip, ipv6
 
 
 # -- running and stopping --------------------------------------------------------
@@ -200,14 +302,52 @@ async def _stop_when_owner_ends(netboot_server, owner, interval=1.0):
     netboot_server.request_stop("the ansible-playbook run that started the server (pid %d) ended" % owner["pid"])
 
 
-def run(options, run_dir, on_progress=None, owner=None):
-    """Serve until a stop condition; the state file exists exactly while serving."""
+def tokens_to_keep(record, hosts):
+    """The per-host tokens of a dead server's state ``record`` that this run's ``hosts`` can keep: ``{mac: token}``.
+
+    An installer that server booted carries its token on its kernel command line and keeps
+    phoning home with it; keeping the token lets it finish with the server that replaced it.
+    """
+    recorded = (record or {}).get("tokens")
+    if not isinstance(recorded, dict):
+        return {}
+    macs = {host["mac"] for host in hosts}
+    kept = {}
+    for mac, token in recorded.items():
+        if mac in macs and isinstance(token, str) and ipxe.is_token_value(token) and token not in kept.values():
+            kept[mac] = token
+    return kept
+
+
+def run(options, run_dir, on_progress=None, owner=None, drop_privileges=True):
+    """Serve until a stop condition; the state file exists exactly while serving.
+
+    Once every socket is bound, the process gives up its capabilities (``drop_privileges``).
+    A run that finds the state of a server that died keeps that server's per-host tokens.
+    """
+    stale = runtime.read_state(run_dir)
     note = claim(run_dir)
+    if note:
+        kept = tokens_to_keep(stale, options.hosts)
+        if kept:
+            options = dataclasses.replace(options, tokens=kept)
+            note += "; its %d host(s) keep their tokens, so installers it booted can still phone home" % len(kept)
     watchers = []
 
     def ready(netboot_server):
+        registry = netboot_server.registry
         runtime.write_state(run_dir, {"api_url": options.api_url, "admin_token": options.admin_token,
-                                      "run_id": options.run_id, "started": time.time()})
+                                      "run_id": options.run_id, "started": time.time(),
+                                      "tokens": {mac: registry.token_for(mac) for mac in registry.macs()}})
+        if drop_privileges:
+            try:
+                privileges.drop_capabilities()
+            except OSError as exc:
+                raise server.ServerError("cannot give up root's capabilities after binding: %s" % exc) from None
+            holding = privileges.threads_with_capabilities()
+            if holding:
+                raise server.ServerError("threads %s of the server still hold root's capabilities after binding; "
+                                         "this is a bug of nixie.metal, please report it" % holding)
         if owner is not None:
             watchers.append(asyncio.get_running_loop().create_task(_stop_when_owner_ends(netboot_server, owner)))
 

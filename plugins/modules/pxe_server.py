@@ -21,8 +21,13 @@ description:
     after O(max_duration), after O(idle_timeout) without any request, on SIGTERM or SIGINT, or when
     another task runs this module with O(state=stopped). It then returns the per-host timeline.
   - Keep O(max_duration) shorter than the task's C(async) value. Ansible ends an async job that runs
-    out of time with SIGKILL and no warning; the next run notices what was left and cleans it up.
-  - Binding ports 67, 69 and 4011 needs root or C(CAP_NET_BIND_SERVICE); use C(become=true).
+    out of time with SIGKILL and no warning; the next run notices what was left and cleans it up, and
+    keeps the per-host tokens of the server that died, so installers it booted can still phone home.
+  - Binding ports 67, 69 and 4011 needs root or C(CAP_NET_BIND_SERVICE) (and binding to O(interface) needs
+    C(CAP_NET_RAW) on Linux before 5.7); use C(become=true). Once every port is bound the server gives up all its
+    capabilities for good (and sets C(no_new_privs)); it opens no raw socket, except with O(dhcp6=addresses),
+    whose router advertisements go out of one opened before that.
+  - Machines are served over the address family they boot with; on a dual-stack segment both are served.
 author:
   - nixie.metal contributors (@nixie-metal)
 requirements:
@@ -105,6 +110,28 @@ options:
   address:
     description: The controller's IPv4 address on the machines' segment; the machines fetch files from it.
     type: str
+  address6:
+    description:
+      - The controller's IPv6 address on the machines' segment, global or unique-local (not link-local).
+        Boot file URLs name it, and machines that boot over IPv6 fetch files from it and phone home to it.
+      - Found by itself on O(interface) (a unique-local address first) when not given. An interface with
+        IPv6 addresses but no IPv4 one makes an IPv6-only run.
+    type: str
+  dhcp6:
+    description:
+      - How machines that boot over IPv6 are answered (see C(docs/ipv6.md) in the collection).
+      - V(proxy) answers UEFI firmware beside the site's router and DHCPv6 server, without addresses, with
+        the boot file URL on UDP 547 and 4011. It also answers iPXE's Information-request (a router
+        advertisement with the O flag only); on a segment whose router sets the M flag, iPXE takes its boot
+        file only from the DHCPv6 server that gives it its address, so that server must name the script.
+      - V(addresses) is for an isolated segment with no router and no other DHCPv6 server. The server sends
+        router advertisements (M and O flags, the prefix of O(address6) for SLAAC, router lifetime 0) and
+        gives each machine of the inventory an address itself (the prefix plus the 48 bits of its MAC).
+      - V(off) serves IPv4 only.
+      - IPv6 is served only when the interface has a global or unique-local IPv6 address.
+    type: str
+    choices: [proxy, addresses, "off"]
+    default: proxy
   http_port:
     description: TCP port of the HTTP server and the agent API.
     type: int
@@ -137,7 +164,8 @@ options:
     type: int
   run_dir:
     description:
-      - Where the running server keeps its state file (PID, API URL, the token that stops it).
+      - Where the running server keeps its state file (PID, API URL, the token that stops it, the hosts' tokens),
+        readable by its owner only.
       - Defaults to C(/run/nixie-metal) for root, else C($XDG_RUNTIME_DIR/nixie-metal).
     type: path
 seealso:
@@ -204,7 +232,7 @@ server:
   description: Where the server listens.
   returned: when O(state=started)
   type: dict
-  sample: {interface: enp3s0, address: 192.168.1.10, http_port: 8080}
+  sample: {interface: enp3s0, address: 192.168.1.10, http_port: 8080, address6: "fd00:1::10", dhcp6: proxy}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -230,6 +258,8 @@ def main():
             cmdline=dict(type="str"),
             interface=dict(type="str"),
             address=dict(type="str"),
+            address6=dict(type="str"),
+            dhcp6=dict(type="str", choices=["proxy", "addresses", "off"], default="proxy"),
             http_port=dict(type="int", default=8080),
             ipxe_dir=dict(type="path", default="/usr/lib/ipxe"),
             max_duration=dict(type="float", default=3600),
@@ -262,7 +292,8 @@ def main():
     except _pxe_server.ControlError as exc:
         module.fail_json(msg=str(exc))
     summary = dict(api_url=options.api_url,
-                   server=dict(interface=options.interface, address=options.server_ip, http_port=options.http_port))
+                   server=dict(interface=options.interface, address=options.server_ip, http_port=options.http_port,
+                               address6=options.server_ip6, dhcp6=options.dhcp6_mode if options.server_ip6 else "off"))
     if module.check_mode:
         module.exit_json(changed=False, hosts=options.hosts, **summary)
     try:

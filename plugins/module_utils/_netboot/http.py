@@ -39,7 +39,15 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry impo
 )
 
 DEFAULT_MAX_WAIT = 60.0
+# Bytes of a file handed to the kernel per sendfile call (nginx's sendfile_max_chunk is 2m).
+SENDFILE_SLICE = 4 * 1024 * 1024
 DEFAULT_MAX_BODY = 64 * 1024
+# A connection that has not sent a whole request this long after it opened (or after its last
+# answer) is closed. aiohttp's own default is an hour, so a client that sends half a request
+# and waits could hold a file descriptor each until the server runs out (docs/reliability.md).
+IDLE_TIMEOUT = 15.0
+# How long the body of a phone-home or stop request may take to arrive, for the same reason.
+BODY_TIMEOUT = 15.0
 API_PREFIX = "/api/v1"
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 LOGGER_NAME = "nixie.metal.netboot.http"
@@ -78,6 +86,29 @@ if web is not None:
                 raise
             self._done(self, True)
             return writer
+
+        async def _sendfile(self, request, fobj, offset, count):
+            # aiohttp hands the whole body to loop.sendfile(), which asks the kernel for all of
+            # it in one call. To a reader as fast as a local link that call returns only when
+            # the file is sent: 0.1-0.7 s for an 800 MiB initrd, during which DHCP, TFTP and
+            # every other transfer wait (docs/performance.md). In slices the loop runs between.
+            if count <= SENDFILE_SLICE or os.environ.get("AIOHTTP_NOSENDFILE") or self.compression:
+                return await super()._sendfile(request, fobj, offset, count)
+            writer = await web.StreamResponse.prepare(self, request)
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("Connection lost")
+            loop = asyncio.get_running_loop()
+            sent = 0
+            while sent < count:
+                size = min(SENDFILE_SLICE, count - sent)
+                try:
+                    await loop.sendfile(transport, fobj, offset + sent, size)
+                except NotImplementedError:  # no sendfile on this transport (TLS): aiohttp's own copy
+                    return await self._sendfile_fallback(writer, fobj, offset + sent, count - sent)
+                sent += size
+            await web.StreamResponse.write_eof(self)
+            return writer
 else:  # pragma: no cover - only without aiohttp (ansible-test sanity import)
     STATE_KEY = None
 
@@ -92,52 +123,82 @@ def ipxe_files_from_dir(directory, names=KNOWN_IPXE_FILES):
     return found
 
 
+def decode_json_body(raw):
+    """The JSON document in a request body; ValueError when it is not UTF-8 JSON.
+
+    Nesting too deep for the decoder (a few thousand ``[`` fit in the body limit) is
+    refused like any other bad JSON instead of escaping as a RecursionError.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("the JSON document nests too deep") from None
+
+
 class _ChangeNotifier:
-    """Wakes long-polls when the registry changes; safe to call from any thread."""
+    """Wakes long-polls when the registry changes; safe to call from any thread.
+
+    A waiter names what it waits for: one host's MAC, or None for any change.
+    An event wakes the waiters of its own host and those of any change only,
+    so a rack of wait_for_agent long-polls costs one wake-up per event instead
+    of one per waiting host (docs/performance.md).
+    """
 
     def __init__(self):
         self._loop = None
-        self._event = None
+        self._waiters = {}  # MAC or None -> set of futures
         self.closing = False
 
     def attach(self, loop):
         self._loop = loop
-        self._event = asyncio.Event()
 
-    def __call__(self, _event=None):
+    def __call__(self, event=None):
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        key = event.get("mac") if isinstance(event, dict) else None
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            self._wake()
+            self._wake(key)
         else:
-            loop.call_soon_threadsafe(self._wake)
+            loop.call_soon_threadsafe(self._wake, key)
 
-    def _wake(self):
-        event, self._event = self._event, asyncio.Event()
-        if event is not None:
-            event.set()
+    def _wake(self, key=None, everyone=False):
+        keys = list(self._waiters) if everyone else ((None,) if key is None else (key, None))
+        for each in keys:
+            for future in self._waiters.pop(each, ()):
+                if not future.done():
+                    future.set_result(None)
 
     def close(self):
         self.closing = True
-        self._wake()
+        self._wake(everyone=True)
 
-    async def wait_for(self, predicate, timeout):
-        """Wait until ``predicate()`` is true or ``timeout`` seconds pass; return predicate()."""
+    async def wait_for(self, predicate, timeout, key=None):
+        """Wait until ``predicate()`` is true or ``timeout`` seconds pass; return predicate().
+
+        ``key``: the MAC whose events can make the predicate true, or None for any event.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate() and not self.closing:
             remaining = deadline - loop.time()
-            if remaining <= 0 or self._event is None:
+            if remaining <= 0 or self._loop is None:
                 break
+            future = loop.create_future()
+            waiters = self._waiters.setdefault(key, set())
+            waiters.add(future)
             try:
-                await asyncio.wait_for(self._event.wait(), remaining)
+                await asyncio.wait_for(future, remaining)
             except asyncio.TimeoutError:
                 break
+            finally:
+                waiters.discard(future)
+                if not waiters and self._waiters.get(key) is waiters:
+                    del self._waiters[key]
         return predicate()
 
 
@@ -149,7 +210,8 @@ class NetbootHttp:
     """
 
     def __init__(self, registry, artifacts, ipxe_files, extra_cmdline, base_url, api_url,
-                 on_event, admin_token, max_wait, run_id, logger, max_body=DEFAULT_MAX_BODY, arch_cmdlines=None):
+                 on_event, admin_token, max_wait, run_id, logger, max_body=DEFAULT_MAX_BODY, arch_cmdlines=None,
+                 base_url6=None):
         self.registry = registry
         self.artifacts = artifacts
         self.arch_cmdlines = arch_cmdlines or {}
@@ -157,6 +219,7 @@ class NetbootHttp:
         self.extra_cmdline = extra_cmdline
         self.base_url = base_url
         self.api_url = api_url
+        self.base_url6 = base_url6
         self.on_event = on_event
         self.admin_token = admin_token
         self.max_wait = max_wait
@@ -210,7 +273,14 @@ class NetbootHttp:
         return request.remote
 
     def bases(self, request):
-        """(base_url, api_url) for this request: configured, or from the Host header."""
+        """(base_url, api_url) for this request: configured, or from the Host header.
+
+        A request that came in over IPv6 gets the IPv6 URLs when they are configured:
+        a machine is served over the family its iPXE used, and its installer phones
+        home over the same one.
+        """
+        if self.base_url6 is not None and arrived_over_ipv6(request):
+            return self.base_url6, self.base_url6 + API_PREFIX
         if self.base_url is not None:
             return self.base_url, self.api_url
         base = ipxe.check_base_url("%s://%s" % (request.scheme, request.host))
@@ -229,6 +299,17 @@ class NetbootHttp:
             return None, self.text(404, "host %s (%s) is already %s in this run; booting the next device"
                                    % (self.registry.host_name(mac), mac, self.registry.state(mac)))
         return mac, None
+
+    @staticmethod
+    async def read_body(request):
+        """The request body, or None when it did not arrive within BODY_TIMEOUT seconds."""
+        try:
+            return await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            return None
+
+    def body_timeout(self):
+        return self.error(408, "the request body did not arrive within %gs; send it in one go" % BODY_TIMEOUT, "body_timeout")
 
     @staticmethod
     def bearer(request):
@@ -273,7 +354,8 @@ class NetbootHttp:
         # The installer's own arguments (init=... of that architecture's build) come first.
         cmdline = self.arch_cmdlines.get(self.registry.arch(mac), []) + self.extra_cmdline
         body = ipxe.render_script(base, mac, self.registry.token_for(mac), extra_cmdline=cmdline,
-                                  host_name=self.registry.host_name(mac), api_url=api)
+                                  host_name=self.registry.host_name(mac), api_url=api,
+                                  address_setting="ip6" if arrived_over_ipv6(request) else "ip")
         if request.method == hdrs.METH_GET:
             self.emit(self.registry.record(mac, "script_served", peer=self.peer(request)))
         return web.Response(text=body, content_type="text/plain", headers={hdrs.CACHE_CONTROL: "no-store"})
@@ -333,10 +415,12 @@ class NetbootHttp:
                 self.emit({"event": "phone_home_rejected", "peer": peer, "status": exc.status, "code": exc.code})
                 return self.error(exc.status, exc.message, exc.code,
                                   headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="nixie.metal"'})
-        raw = await request.read()
+        raw = await self.read_body(request)
+        if raw is None:
+            return self.body_timeout()
         try:
-            report = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            report = decode_json_body(raw)
+        except ValueError:
             self.log.warning("phone-home from %s rejected: body is not JSON", peer)
             return self.error(400, "the body is not UTF-8 JSON; send the report object the nixie-agent builds", "bad_json")
         try:
@@ -353,15 +437,16 @@ class NetbootHttp:
             self.emit(events[0] if events else dict(answer, event="phoned_home"))
         return self.json(dict(answer, ok=True))
 
-    async def long_poll(self, request, has_news):
+    async def long_poll(self, request, has_news, mac=None):
         """Wait as ``?wait=&after=`` asks until ``has_news(after)``; True if the wait ran out.
 
-        Raises ValueError (a 400 for the caller) for a malformed query.
+        ``mac``: the host whose events matter (None: any). Raises ValueError
+        (a 400 for the caller) for a malformed query.
         """
         wait, after = self.wait_params(request)
         if after is None or wait <= 0:
             return False
-        return not await self.notifier.wait_for(lambda: has_news(after), wait)
+        return not await self.notifier.wait_for(lambda: has_news(after), wait, key=mac)
 
     async def hosts(self, request):
         try:
@@ -380,7 +465,7 @@ class NetbootHttp:
         if not self.registry.is_known(mac):
             return self.error(404, "%s is not a host of this run; GET %s/hosts lists them" % (mac, API_PREFIX), "unknown_host")
         try:
-            timed_out = await self.long_poll(request, lambda after: self.registry.last_seq(mac) > after)
+            timed_out = await self.long_poll(request, lambda after: self.registry.last_seq(mac) > after, mac=mac)
         except ValueError as exc:
             return self.error(400, str(exc), "bad_query")
         return self.json({"ok": True, "host": self.registry.host_snapshot(mac), "seq": self.registry.seq,
@@ -398,11 +483,13 @@ class NetbootHttp:
             self.log.warning("stop request from %s rejected: wrong admin token", peer)
             return self.error(403, "wrong admin token; use the one the pxe_server module was started with", "token_rejected")
         reason = "stop requested through the API"
-        raw = await request.read()
+        raw = await self.read_body(request)
+        if raw is None:
+            return self.body_timeout()
         if raw.strip():
             try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+                body = decode_json_body(raw)
+            except ValueError:
                 return self.error(400, "the body must be empty or a JSON object such as {\"reason\": \"...\"}", "bad_json")
             if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
                 return self.error(400, "the body must be a JSON object whose optional \"reason\" is a string", "bad_body")
@@ -450,7 +537,7 @@ def _make_error_middleware(state):
 
 def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_url=None, api_url=None,
                on_event=None, admin_token=None, max_wait=DEFAULT_MAX_WAIT, max_body=DEFAULT_MAX_BODY,
-               run_id=None, logger=None):
+               run_id=None, logger=None, base_url6=None):
     """Build the aiohttp application.
 
     ``registry``: the run's :class:`Registry`.
@@ -461,6 +548,8 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     ``extra_cmdline``: operator's kernel arguments (string or list); checked here, ValueError if unsafe.
     ``base_url``: how machines reach this server, e.g. ``http://192.0.2.1:8080``; None derives it
     per request from the Host header. ``api_url``: defaults to ``{base_url}/api/v1``.
+    ``base_url6``: the same over IPv6 (``http://[2001:db8::1]:8080``), used for requests that
+    arrive over IPv6.
     ``on_event(dict)``: called for each registry event caused by HTTP (script_served,
     kernel_served, initrd_served, *_aborted, phoned_home) and for HTTP-only events
     (ipxe_file_served, phone_home_rejected, stop_requested); exceptions are logged.
@@ -490,6 +579,7 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
         extra_cmdline=cmdline,
         base_url=base,
         api_url=api,
+        base_url6=ipxe.check_base_url(base_url6) if base_url6 is not None else None,
         on_event=on_event,
         admin_token=admin_token,
         max_wait=float(max_wait),
@@ -513,6 +603,13 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     return app
 
 
+def arrived_over_ipv6(request):
+    """Whether ``request`` reached an IPv6 listener (an IPv4-mapped address counts as IPv4)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return isinstance(sockname, tuple) and len(sockname) == 4 and not str(sockname[0]).lower().startswith("::ffff:")
+
+
 def get_state(app):
     """The :class:`NetbootHttp` behind an app made by :func:`create_app`."""
     return app[STATE_KEY]
@@ -531,4 +628,4 @@ def create_runner(app, logger=None):
         await runner.cleanup()
     """
     return web.AppRunner(app, access_log=logger or logging.getLogger(LOGGER_NAME + ".access"),
-                         access_log_format=ACCESS_LOG_FORMAT, handle_signals=False)
+                         access_log_format=ACCESS_LOG_FORMAT, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT)

@@ -42,6 +42,11 @@ DEFAULT_DHCP_DELAYS = (1, 2, 4)
 DEFAULT_FAIL_DELAY = 10
 
 
+def is_token_value(token):
+    """True when ``token`` has the shape of a host token (16-128 URL-safe characters)."""
+    return isinstance(token, str) and bool(_TOKEN_VALUE.match(token))
+
+
 def check_token(token):
     """Return ``token`` if it is a safe kernel command-line token, else raise ValueError."""
     if not isinstance(token, str) or not _SAFE_TOKEN.match(token):
@@ -109,7 +114,7 @@ def kernel_arguments(api_url, token, mac, extra=None):
 
 
 def render_script(base_url, mac, token, extra_cmdline=None, host_name=None, api_url=None,
-                  dhcp_delays=DEFAULT_DHCP_DELAYS, fail_delay=DEFAULT_FAIL_DELAY):
+                  dhcp_delays=DEFAULT_DHCP_DELAYS, fail_delay=DEFAULT_FAIL_DELAY, address_setting="ip"):
     """Return the iPXE script (text ending in a newline) for one host.
 
     ``base_url``: where iPXE reaches this server, e.g. ``http://192.0.2.1:8080``.
@@ -119,7 +124,13 @@ def render_script(base_url, mac, token, extra_cmdline=None, host_name=None, api_
     ``dhcp_delays``: seconds to sleep between DHCP attempts when the NIC has no
     address yet (one more attempt than delays). ``fail_delay``: seconds the
     failure message stays on screen before iPXE exits to the firmware.
+    ``address_setting``: the iPXE setting that is set once the NIC has an
+    address of the family the script was fetched over: ``ip`` (IPv4) or
+    ``ip6`` (IPv6; on an IPv6-only segment ``${ip}`` stays empty, and another
+    ``dhcp`` would wait out iPXE's DHCPv4 timeout again).
     """
+    if address_setting not in ("ip", "ip6"):
+        raise ValueError("address_setting must be ip or ip6, got %r" % (address_setting,))
     base = check_base_url(base_url)
     mac_norm = normalize_mac(mac)
     if mac_norm is None:
@@ -136,7 +147,7 @@ def render_script(base_url, mac, token, extra_cmdline=None, host_name=None, api_
     lines = [
         "#!ipxe",
         "echo nixie.metal: booting the NixOS installer for %s" % label,
-        "isset ${ip} && goto nixie_net_ok || echo nixie.metal: no IP address yet, trying DHCP",
+        "isset ${%s} && goto nixie_net_ok || echo nixie.metal: no IP address yet, trying DHCP" % address_setting,
     ]
     for delay in delays:
         lines.append("dhcp && goto nixie_net_ok || sleep %d" % delay)

@@ -15,6 +15,7 @@ only way out is :meth:`Registry.token_for`, used to render the iPXE script.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import re
@@ -101,6 +102,10 @@ class UnknownHost(RegistryError):
 
     status = 404
     code = "unknown_host"
+
+
+def _token_digest(token):
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def _clean_detail(value, depth=0):
@@ -267,6 +272,8 @@ class Registry:
         self._max_ignored = max(0, int(max_ignored_macs))
         self._hosts = {}
         self._by_name = {}
+        self._by_token_digest = {}
+        self._finished = 0
         self._seq = 0
         self._listeners = []
         self._ignored = {}
@@ -294,8 +301,20 @@ class Registry:
             entry = _Host(name, mac, arch, token)
             self._hosts[mac] = entry
             self._by_name[name] = entry
+            self._by_token_digest[_token_digest(token)] = entry
 
     # -- queries -------------------------------------------------------------
+
+    def _host(self, mac):
+        """The entry of ``mac`` in any spelling, or None.
+
+        The server passes MACs already normalised (DHCP's chaddr, the routes'
+        parsed paths), so the exact key is tried before the regular expressions.
+        """
+        host = self._hosts.get(mac) if isinstance(mac, str) else None
+        if host is None:
+            host = self._hosts.get(normalize_mac(mac))
+        return host
 
     @property
     def seq(self):
@@ -307,51 +326,51 @@ class Registry:
         return list(self._hosts)
 
     def is_known(self, mac):
-        return normalize_mac(mac) in self._hosts
+        return self._host(mac) is not None
 
     def host_name(self, mac):
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return host.name if host else None
 
     def arch(self, mac):
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return host.arch if host else None
 
     def state(self, mac):
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return host.state if host else None
 
     def token_for(self, mac):
         """The host's secret token, for the iPXE script only; None for unknown MACs."""
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return host.token if host else None
 
     def is_finished(self, mac):
         """True once the host phoned home or failed; False for unknown MACs."""
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return bool(host and host.finished)
 
     def all_done(self):
         """True when every host is finished (also when there are no hosts)."""
-        return all(host.finished for host in self._hosts.values())
+        return self._finished == len(self._hosts)
 
     def last_seq(self, mac=None):
         """Newest event seq of one host, or of the whole registry when mac is None."""
         if mac is None:
             return self._seq
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         return host.last_seq if host else 0
 
     def events_after(self, seq, mac=None):
         """Events newer than ``seq`` (of one host or all), oldest first."""
-        hosts = [self._hosts.get(normalize_mac(mac))] if mac is not None else list(self._hosts.values())
+        hosts = [self._host(mac)] if mac is not None else list(self._hosts.values())
         found = [dict(e) for h in hosts if h for e in h.events if e["seq"] > seq]
         found.sort(key=lambda e: e["seq"])
         return found
 
     def host_snapshot(self, mac):
         """A JSON-ready dict of one host (no token); None for unknown MACs."""
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         if host is None:
             return None
         report = host.report or {}
@@ -474,12 +493,13 @@ class Registry:
             raise ValueError("event names are lower-case identifiers such as 'offered'; got %r" % (event,))
         if event in ("phoned_home", "known"):
             raise ValueError("%r cannot be recorded; phone_home() sets phoned_home" % event)
-        host = self._hosts.get(normalize_mac(mac))
+        host = self._host(mac)
         if host is None:
             return self._ignore(mac, event)
         if not host.finished:
             if event == "failed":
                 host.state = "failed"
+                self._finished += 1
                 reason = details.get("reason")
                 host.failed_reason = _clean_detail(reason) if reason is not None else "failed"
             elif event in _RANK and _RANK[event] > _RANK[host.state]:
@@ -491,13 +511,13 @@ class Registry:
         return self.record(mac, "failed", reason=reason)
 
     def _find_by_token(self, token):
-        found = None
-        encoded = token.encode("utf-8", "surrogateescape")
-        for host in self._hosts.values():
-            # compare against every host so timing does not reveal which one matched
-            if hmac.compare_digest(host.token.encode("utf-8"), encoded) and found is None:
-                found = host
-        return found
+        # One dictionary lookup by the token's digest, then a constant-time comparison: the
+        # lookup's timing depends on a SHA-256 of the presented token, which says nothing about
+        # the real tokens, and the work no longer grows with the number of hosts.
+        host = self._by_token_digest.get(_token_digest(token))
+        if host is not None and hmac.compare_digest(host.token.encode("utf-8"), token.encode("utf-8", "surrogateescape")):
+            return host
+        return None
 
     def phone_home(self, token, report, peer_ip=None):
         """Accept the agent's report for the host that ``token`` belongs to.
@@ -541,6 +561,7 @@ class Registry:
         host.peer_ip = str(peer_ip) if peer_ip else None
         host.phoned_home_at = self._clock()
         host.state = "phoned_home"
+        self._finished += 1
         self._append(host, "phoned_home", {
             "peer_ip": host.peer_ip,
             "hostname": clean["hostname"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import tempfile
 
 STATE_FILE_NAME = "pxe_server.json"
@@ -57,7 +58,7 @@ def read_state(run_dir):
 
 
 def write_state(run_dir, record):
-    """Atomically write the state record, readable by its owner only (it holds the admin token)."""
+    """Atomically write the state record, readable by its owner only (it holds the admin and host tokens)."""
     os.makedirs(run_dir, mode=0o700, exist_ok=True)
     record = dict(record, pid=os.getpid(), start_time=process_start_time(os.getpid()))
     fd, temporary = tempfile.mkstemp(dir=run_dir, prefix=".pxe_server.")
@@ -132,3 +133,21 @@ def describe_port_holders(port, protocol):
     if not holders:
         return "another process (not visible from here)"
     return ", ".join("%s (pid %d)" % (command, pid) for pid, command in holders)
+
+
+def raise_open_files_limit(wanted):
+    """Raise this process's soft limit of open files towards ``wanted`` (never above the hard limit).
+
+    Every TFTP transfer, HTTP connection and long-poll holds a descriptor; a
+    rack of hundreds of machines with as many wait_for_agent long-polls needs
+    more than the usual soft limit of 1024. Returns the soft limit in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft

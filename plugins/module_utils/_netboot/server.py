@@ -13,17 +13,20 @@ the API. Whatever ends it, every socket is closed before ``serve`` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import gc
 import logging
+import secrets
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, policy, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, dhcp6, policy, policy6, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.runtime import describe_port_holders
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.runtime import describe_port_holders, raise_open_files_limit
 
 try:
     from aiohttp import web
@@ -35,7 +38,26 @@ log = logging.getLogger(__name__)
 # A DHCP datagram is at most a few hundred bytes; anything bigger than this is not one.
 MAX_DHCP_DATAGRAM = 4096
 # The DHCP sockets' receive buffer: a rack powering on at once sends thousands of DISCOVERs.
+# A bounded queue in the kernel (about 3,000 requests), taken even above net.core.rmem_max when
+# the server may (CAP_NET_ADMIN, which binding port 67 as root brings).
 DHCP_RECEIVE_BUFFER = 4 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+# Concurrent TFTP transfers: a rack powering on at once fetches iPXE all together, and a request
+# over the bound is dropped until the client retransmits (seconds later). The file's datagrams
+# are shared between transfers, so each costs a socket and a small state object.
+TFTP_MAX_TRANSFERS = 1024
+# Transfers one client address may run at once: a machine needs one (OVMF's size probe ends
+# before its real transfer starts), and a host that opens transfers and abandons them must not
+# hold every slot for the 6 s each takes to time out (docs/reliability.md).
+TFTP_MAX_TRANSFERS_PER_CLIENT = 4
+# Pending connections the kernel queues for the HTTP server (aiohttp's default is 128): every
+# installer of a rack may phone home in the same second; the kernel caps it at net.core.somaxconn.
+HTTP_BACKLOG = 1024
+# Open files the server asks for: a socket per TFTP transfer, HTTP connection and long-poll.
+OPEN_FILES = 8192
+# Datagrams handled per wake-up of a DHCP socket: a burst is drained without one trip through
+# the event loop per request, and TFTP and HTTP still get the loop back between batches.
+DHCP_READ_BATCH = 64
 # How many client IP -> MAC pairs to remember for attributing TFTP transfers.
 MAX_KNOWN_CLIENT_ADDRESSES = 4096
 # Hook events of the HTTP app for iPXE binaries fetched over HTTP (UEFI HTTP boot).
@@ -54,7 +76,7 @@ class ServerError(Exception):
 @dataclass
 class ServerOptions:
     hosts: list
-    server_ip: str
+    server_ip: str | None  # None: no IPv4 on the segment (IPv6 only)
     artifacts: dict
     interface: str | None = None
     bind_ip: str = "0.0.0.0"
@@ -69,10 +91,25 @@ class ServerOptions:
     linger: float = 30.0
     admin_token: str | None = None
     run_id: str | None = None
+    # MAC -> token kept from a server of the same run that died (see _pxe_server.run).
+    tokens: dict = field(default_factory=dict)
+    # IPv6 (server6.py): the interface's global or unique-local address, None for IPv4 only;
+    # the DHCPv6 mode (policy6.MODE_*) and, for the addresses mode, the prefix to hand out.
+    server_ip6: str | None = None
+    dhcp6_mode: str = policy6.MODE_PROXY
+    dhcp6_prefix: str | None = None
+    dhcp6_port: int = dhcp6.SERVER_PORT
+    proxy6_port: int = dhcp6.PXE_PORT
 
     @property
     def http_base(self):
+        if self.server_ip is None:
+            return self.http_base6
         return "http://%s:%d" % (self.server_ip, self.http_port)
+
+    @property
+    def http_base6(self):
+        return "http://[%s]:%d" % (self.server_ip6, self.http_port) if self.server_ip6 else None
 
     @property
     def api_url(self):
@@ -105,15 +142,57 @@ class DhcpEndpoint(asyncio.DatagramProtocol):
         log.debug("DHCP socket on port %d: %s", self.port, exc)
 
 
+class BatchedDatagramTransport:
+    """A datagram socket that hands its protocol up to ``batch`` datagrams per wake-up.
+
+    asyncio's own datagram transport reads one datagram per trip through the
+    event loop, which under a burst costs more than answering the request
+    (see docs/performance.md). Sending is one ``sendto``: a full send buffer
+    raises (BlockingIOError), and the caller counts a lost answer that the
+    client's retransmission recovers, instead of queueing without bound.
+    """
+
+    def __init__(self, loop, sock, protocol, batch=DHCP_READ_BATCH):
+        self._loop = loop
+        self._sock = sock
+        self._protocol = protocol
+        self._batch = batch
+        loop.add_reader(sock.fileno(), self._read_ready)
+        protocol.connection_made(self)
+
+    def _read_ready(self):
+        recvfrom = self._sock.recvfrom
+        received = self._protocol.datagram_received
+        for dummy in range(self._batch):
+            try:
+                data, address = recvfrom(MAX_DHCP_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            received(data, address)
+
+    def sendto(self, data, address):
+        self._sock.sendto(data, address)
+
+    def close(self):
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+
 class NetbootServer:
     def __init__(self, options: ServerOptions):
         self.options = options
-        self.registry = Registry(options.hosts)
+        self.registry = Registry(options.hosts, token_factory=_token_factory(options))
         self.config = policy.ServerConfig(
             server_ip=options.server_ip,
             http_base=options.http_base,
             binaries=frozenset(options.ipxe_files) or policy.IPXE_BINARIES,
-        )
+        ) if options.server_ip is not None else None
+        self.ipv6 = None
         self.counters = {"dhcp_malformed": 0, "dhcp_ignored": 0, "dhcp_answered": 0, "dhcp_send_errors": 0}
         self.client_macs = {}
         self.stop_reason = None
@@ -209,10 +288,7 @@ class NetbootServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DHCP_RECEIVE_BUFFER)
-            except OSError:
-                pass
+            _set_receive_buffer(sock, DHCP_RECEIVE_BUFFER)
             if self.options.interface:
                 # Bound to the serving interface: broadcasts leave through it, and a
                 # DHCP server on another interface of this machine is not disturbed.
@@ -228,26 +304,32 @@ class NetbootServer:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            for port in (self.options.dhcp_port, self.options.proxy_port):
-                transport, dummy = await loop.create_datagram_endpoint(
-                    lambda port=port: DhcpEndpoint(self, port), sock=self._dhcp_socket(port))
-                self._transports.append(transport)
+            for port in (self.options.dhcp_port, self.options.proxy_port) if self.config is not None else ():
+                self._transports.append(BatchedDatagramTransport(loop, self._dhcp_socket(port), DhcpEndpoint(self, port)))
 
-            self._tftp = tftp.TftpServer(_read_files(self.options.ipxe_files), on_event=self._on_tftp_event)
+            tftp_files = _read_files(self.options.ipxe_files)
+            self._tftp = tftp.TftpServer(tftp_files, on_event=self._on_tftp_event, max_transfers=TFTP_MAX_TRANSFERS,
+                                         max_transfers_per_client=TFTP_MAX_TRANSFERS_PER_CLIENT)
             try:
                 await self._tftp.start(host=self.options.bind_ip, port=self.options.tftp_port)
             except OSError as exc:
                 raise _bind_error(exc, "udp", self.options.tftp_port, "TFTP") from None
+            if self.options.server_ip6 is not None:
+                await self._start_ipv6(tftp_files)
 
             app = netboot_http.create_app(
                 self.registry, self.options.artifacts, ipxe_files=self.options.ipxe_files,
-                extra_cmdline=self.options.extra_cmdline, base_url=self.options.http_base,
+                extra_cmdline=self.options.extra_cmdline, base_url=self.options.http_base, base_url6=self.options.http_base6,
                 admin_token=self.options.admin_token, run_id=self.options.run_id, on_event=self._on_http_event)
             self._http_state = netboot_http.get_state(app)
             self._http_runner = netboot_http.create_runner(app)
             await self._http_runner.setup()
             try:
-                await web.TCPSite(self._http_runner, self.options.bind_ip, self.options.http_port).start()
+                await web.TCPSite(self._http_runner, self.options.bind_ip, self.options.http_port, backlog=HTTP_BACKLOG).start()
+                if self.options.server_ip6 is not None:
+                    # asyncio makes IPv6 listeners IPV6_V6ONLY, so "::" sits beside the IPv4 one.
+                    host6 = "::" if self.options.bind_ip == "0.0.0.0" else self.options.server_ip6
+                    await web.TCPSite(self._http_runner, host6, self.options.http_port, backlog=HTTP_BACKLOG).start()
             except OSError as exc:
                 raise _bind_error(exc, "tcp", self.options.http_port, "HTTP") from None
         except BaseException:
@@ -289,10 +371,32 @@ class NetbootServer:
                 pass
         return self.stop_reason
 
+    async def _start_ipv6(self, tftp_files):
+        options = self.options
+        if not options.interface:
+            raise ServerError("serving IPv6 needs the interface (DHCPv6 listens on its multicast group)")
+        try:
+            config6 = policy6.ServerConfig6(
+                server_ip=options.server_ip6, http_port=options.http_port,
+                duid=dhcp6.duid_ll(server6.interface_mac(options.interface)),
+                binaries=frozenset(options.ipxe_files) or policy.IPXE_BINARIES,
+                mode=options.dhcp6_mode, prefix=options.dhcp6_prefix)
+        except (ValueError, server6.Ipv6Error) as exc:
+            raise ServerError("IPv6: %s" % exc) from None
+        self.ipv6 = server6.Ipv6Side(self, config6, options.interface, tftp_files, tftp_port=options.tftp_port,
+                                     dhcp_port=options.dhcp6_port, proxy_port=options.proxy6_port)
+        try:
+            await self.ipv6.start()
+        except server6.Ipv6Error as exc:
+            raise ServerError(str(exc)) from None
+
     async def close(self):
         for transport in self._transports:
             transport.close()
         self._transports = []
+        if self.ipv6 is not None:
+            await self.ipv6.close()
+            self.ipv6 = None
         if self._tftp is not None:
             await self._tftp.close()
             self._tftp = None
@@ -325,6 +429,24 @@ def http_ipxe_record(event, client_macs):
     return mac, recorded, {"file": event.get("file"), "client": event.get("peer"), "via": "http", "status": event.get("status")}
 
 
+def _token_factory(options):
+    """Tokens for the hosts in order: kept ones (``options.tokens``) first, fresh ones otherwise; None: all fresh."""
+    if not options.tokens:
+        return None
+    tokens = [options.tokens.get(normalize_mac(host["mac"])) or secrets.token_urlsafe(24) for host in options.hosts]
+    return iter(tokens).__next__
+
+
+def _set_receive_buffer(sock, size):
+    """SO_RCVBUFFORCE when allowed (root), else SO_RCVBUF (capped by net.core.rmem_max)."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
+        except OSError:
+            continue
+
+
 def _read_files(named_paths):
     files = {}
     for name, path in named_paths.items():
@@ -345,12 +467,32 @@ def _bind_error(exc, protocol, port, role):
     return ServerError("cannot bind %s/%d (%s): %s" % (protocol.upper(), port, role, exc))
 
 
+@contextlib.contextmanager
+def startup_objects_frozen():
+    """Keep the garbage collector off every object that exists once the server has started.
+
+    Imports, the hosts file's schema and aiohttp leave tens of thousands of
+    objects that live as long as the run; a full collection walking them
+    stopped the loop for 50-300 ms in the middle of a burst of requests
+    (docs/performance.md). Frozen, they are never walked again; what the run
+    itself allocates is collected as usual. Garbage is collected first so it
+    is not kept for the whole run.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 async def serve(options, on_progress=None, ready=None):
     """Run one netboot server until a stop condition; return the run's result.
 
     ``ready``: called once every socket is bound (tests use it to start clients).
     SIGTERM and SIGINT end the run gracefully; the result still comes back.
     """
+    raise_open_files_limit(OPEN_FILES)
     server = NetbootServer(options)
     server.on_progress = on_progress
     await server.start()
@@ -365,7 +507,8 @@ async def serve(options, on_progress=None, ready=None):
     try:
         if ready is not None:
             ready(server)
-        await server.run_until_stopped()
+        with startup_objects_frozen():
+            await server.run_until_stopped()
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)

@@ -711,7 +711,10 @@ class TftpServer:
     ``retries`` retransmissions without progress a transfer fails, so a
     vanished client holds its slot at most ``(retries + 1) * timeout``.
     At most ``max_transfers`` run at once; further requests are dropped
-    unanswered (the client's own retransmission retries later).
+    unanswered (the client's own retransmission retries later). With
+    ``max_transfers_per_client``, one client address runs at most that many
+    at once, so a host that opens transfers and abandons them cannot take
+    every slot from the machines that are booting.
     blksize is capped to what fits ``mtu`` unfragmented (1468 for IPv4 and
     1448 for IPv6 clients at 1500), or to ``max_blksize`` when given.
     ``gso`` allows Linux UDP GSO to send a window in one system call.
@@ -719,13 +722,16 @@ class TftpServer:
     """
 
     def __init__(self, files, on_event=None, max_transfers: int = 64, retries: int = 5, timeout: float = 1.0,
-                 mtu: int = 1500, max_blksize: int | None = None, max_windowsize: int = MAX_WINDOWSIZE, gso: bool = True) -> None:
+                 mtu: int = 1500, max_blksize: int | None = None, max_windowsize: int = MAX_WINDOWSIZE, gso: bool = True,
+                 max_transfers_per_client: int | None = None) -> None:
         for name in files:
             if not is_bare_name(name):
                 raise ValueError("not a bare file name: %r" % (name,))
         self.files = {name: bytes(data) for name, data in files.items()}
         self.on_event = on_event
         self.max_transfers = max_transfers
+        self.max_transfers_per_client = max_transfers_per_client
+        self._per_client = {}  # client IP -> transfers running
         self.retries = retries
         self.timeout = timeout
         self.mtu = mtu
@@ -765,6 +771,7 @@ class TftpServer:
         for session in list(self._sessions.values()):
             session.abort("server shutting down")
         self._sessions.clear()
+        self._per_client.clear()
         if self._poller is not None:
             self._poller.close()
             self._poller = None
@@ -788,6 +795,12 @@ class TftpServer:
     def _forget(self, session) -> None:
         if self._sessions.get(session.client) is session:
             del self._sessions[session.client]
+            ip = session.client[0]
+            left = self._per_client.get(ip, 1) - 1
+            if left > 0:
+                self._per_client[ip] = left
+            else:
+                self._per_client.pop(ip, None)
 
     def _blocks_for(self, filename: str, blksize: int, gso: int = 0):
         if len(self.files[filename]) // blksize >= MAX_CACHED_BLOCKS:
@@ -824,6 +837,10 @@ class TftpServer:
             log.warning("tftp: %d transfers running, dropping request from %s", len(self._sessions), addr)
             self._emit("refused", None, "too many transfers", addr, name)
             return
+        if self.max_transfers_per_client is not None and self._per_client.get(addr[0], 0) >= self.max_transfers_per_client:
+            log.debug("tftp: %s already runs %d transfers, dropping its request", addr[0], self._per_client[addr[0]])
+            self._emit("refused", None, "too many transfers from this client", addr, name)
+            return
         content = self.files[name]
         cap = self.max_blksize
         if cap is None:
@@ -848,6 +865,7 @@ class TftpServer:
         timeout = float(neg.timeout) if neg.timeout is not None else self.timeout
         session = _Session(self, sock, addr, name, transfer, timeout, time.monotonic(), plain)
         self._sessions[addr] = session
+        self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
         session.open()
 
     def _transfer_socket(self, addr):

@@ -67,10 +67,12 @@ class Installer:
     #: OpenSSH public host keys ("type base64 comment") when built with_sshd, else ().
     ssh_host_keys: tuple[str, ...] = ()
     with_sshd: bool = False
+    #: The serial console device: ttyS0 on x86 PCs, ttyAMA0 on arm64 (QEMU virt's PL011).
+    console: str = "ttyS0"
 
     def cmdline(self, api: str = "", token: str = "", mac: str = "", extra: str = "") -> str:
         """Kernel command line as the product would write it (console on serial)."""
-        parts = ["console=ttyS0", "panic=-1"]
+        parts = [f"console={self.console}", "panic=-1"]
         if api:
             parts.append(f"nixie.api={api}")
         if token:
@@ -138,8 +140,8 @@ def kernel_deb(cache: Path | None = None) -> Path:
     return final
 
 
-def unpack_kernel(deb: Path, cache: Path | None = None) -> Path:
-    """Unpack vmlinuz and the NIC modules from the .deb (once per .deb).
+def unpack_kernel(deb: Path, cache: Path | None = None, modules=NIC_MODULES) -> Path:
+    """Unpack vmlinuz and the NIC ``modules`` from the .deb (once per .deb).
 
     Returns a directory holding ``vmlinuz``, ``version`` and ``modules/<name>.ko``.
     """
@@ -148,7 +150,7 @@ def unpack_kernel(deb: Path, cache: Path | None = None) -> Path:
         return target
     shutil.rmtree(target, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        wanted = ["./boot/vmlinuz-*"] + [f"*/{m}.ko" for m in NIC_MODULES]
+        wanted = ["./boot/vmlinuz-*"] + [f"*/{m}.ko" for m in modules]
         tar = subprocess.Popen(["tar", "-x", "-C", tmp, "--wildcards", *wanted],
                                stdin=subprocess.PIPE)
         subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=tar.stdin, check=True)
@@ -228,15 +230,37 @@ while [ -z "$iface" ] && [ $i -lt 50 ]; do
   done
   [ -z "$iface" ] && { sleep 0.1; i=$((i+1)); }
 done
+api=""
+for w in $(cat /proc/cmdline); do case "$w" in nixie.api=*) api="${w#nixie.api=}";; esac; done
 if [ -z "$iface" ]; then mark "no network interface"; else
   ip link set "$iface" up
-  # udhcpc forks to the background once it has a lease, and keeps renewing it.
-  if udhcpc -i "$iface" -s /etc/udhcpc.script -t 30 -T 1 -A 2 -n -S -x hostname:nixie-lab >/dev/console 2>&1; then
-    addr="$(ip -4 -o addr show dev "$iface" | awk '{print $4}' | head -n1)"
-    mark "network up ${addr%/*} dev $iface mac $(cat /sys/class/net/$iface/address)"
-  else
-    mark "network failed dev $iface"
-  fi
+  case "$api" in
+  http://\[*|https://\[*)
+    # The server is an IPv6 literal: take the address the router advertisement gives (SLAAC,
+    # kernel defaults), once duplicate address detection is over. DHCPv4, if any, runs beside.
+    udhcpc -i "$iface" -s /etc/udhcpc.script -S -x hostname:nixie-lab >/dev/null 2>&1 &
+    addr=""
+    i=0
+    while [ -z "$addr" ] && [ $i -lt 600 ]; do
+      addr="$(ip -6 -o addr show dev "$iface" scope global | grep -v -e tentative -e dadfailed | awk '{print $4}' | head -n1)"
+      [ -z "$addr" ] && { sleep 0.1; i=$((i+1)); }
+    done
+    if [ -n "$addr" ]; then
+      mark "network up ${addr%/*} dev $iface mac $(cat /sys/class/net/$iface/address)"
+    else
+      mark "network failed dev $iface"
+    fi
+    ;;
+  *)
+    # udhcpc forks to the background once it has a lease, and keeps renewing it.
+    if udhcpc -i "$iface" -s /etc/udhcpc.script -t 30 -T 1 -A 2 -n -S -x hostname:nixie-lab >/dev/console 2>&1; then
+      addr="$(ip -4 -o addr show dev "$iface" | awk '{print $4}' | head -n1)"
+      mark "network up ${addr%/*} dev $iface mac $(cat /sys/class/net/$iface/address)"
+    else
+      mark "network failed dev $iface"
+    fi
+    ;;
+  esac
 fi
 
 # Stand-in pose (tests only): nixie.lab.system=/nix/store/<hash>-nixos-system-<name> makes this
@@ -416,11 +440,16 @@ def lab_client_key(cache: Path | None = None, name: str = "lab_ed25519") -> tupl
     return private, public.read_text().strip()
 
 
-def _initramfs_tree(root: Path, kdir: Path, agent: Path | None) -> None:
-    """Lay out the initramfs: busybox + applet links, /init, modules, agent."""
+def _initramfs_tree(root: Path, kdir: Path, agent: Path | None, busybox: str = BUSYBOX,
+                    modules=NIC_MODULES) -> None:
+    """Lay out the initramfs: busybox + applet links, /init, modules, agent.
+
+    ``busybox`` may be another architecture's static build of the same
+    version (the arm64 lab): the applet list comes from this machine's one.
+    """
     for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "lib/modules", "root"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copy(BUSYBOX, root / "bin/busybox")
+    shutil.copy(busybox, root / "bin/busybox")
     applets = subprocess.run([BUSYBOX, "--list"], check=True, capture_output=True,
                              text=True).stdout.split()
     for applet in applets:
@@ -430,7 +459,7 @@ def _initramfs_tree(root: Path, kdir: Path, agent: Path | None) -> None:
     (root / "bin/nixie-lab-pose").write_text(POSE_SCRIPT)
     os.chmod(root / "bin/nixie-lab-pose", 0o755)
     (root / "etc/udhcpc.script").write_text(UDHCPC_SCRIPT)
-    order = load_order(kdir / "modules")
+    order = load_order(kdir / "modules", modules)
     (root / "etc/modules.order").write_text("\n".join(order) + "\n")
     for name in order:
         shutil.copy(kdir / "modules" / f"{name}.ko", root / "lib/modules" / f"{name}.ko")

@@ -8,6 +8,9 @@ Kinds (what the network sees):
 ``ovmf-ipxe``       UEFI + QEMU's iPXE ROM: iPXE does DHCP/HTTP itself.
 ``ovmf-httpboot``   UEFI HTTP boot first (IPv4/IPv6 PXE switched off by fw_cfg).
 ``seabios-ipxe``    legacy BIOS + QEMU's iPXE ROM (client arch 0).
+``aavmf-pxe``       arm64 UEFI (AAVMF, qemu-system-aarch64 -M virt) with its own PXE
+                    client (client arch 11); serial console ttyAMA0.
+``aavmf-httpboot``  arm64 UEFI HTTP boot first (client arch 19).
 
 Always TCG: KVM cannot run guests on these machines and hangs.
 """
@@ -24,7 +27,13 @@ from .net import Lab, stop_process
 
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+AAVMF_CODE = "/usr/share/AAVMF/AAVMF_CODE.fd"
+AAVMF_VARS = "/usr/share/AAVMF/AAVMF_VARS.fd"
 KINDS = ("ovmf-pxe", "ovmf-ipxe", "ovmf-httpboot", "seabios-ipxe")
+#: arm64 kinds (qemu-system-aarch64); kept apart from KINDS, which baseline.py boots through dnsmasq.
+ARM64_KINDS = ("aavmf-pxe", "aavmf-httpboot")
+#: Firmware (code, variables template) per UEFI family of kinds.
+UEFI_FIRMWARE = {"ovmf": (OVMF_CODE, OVMF_VARS), "aavmf": (AAVMF_CODE, AAVMF_VARS)}
 
 
 def default_mac(index: int) -> str:
@@ -36,26 +45,32 @@ def qemu_argv(kind: str, *, tap: str, mac: str, vm_uuid: str, serial_log: Path,
               vars_file: Path | None, memory: int = 512, nic: str = "virtio-net-pci",
               extra: list[str] | None = None) -> list[str]:
     """The QEMU command line for one client kind (pure: easy to read and test)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown VM kind {kind!r}; one of {KINDS}")
-    uefi = kind.startswith("ovmf")
-    argv = [
-        "qemu-system-x86_64", "-accel", "tcg", "-m", str(memory), "-smp", "1",
+    if kind not in KINDS + ARM64_KINDS:
+        raise ValueError(f"unknown VM kind {kind!r}; one of {KINDS + ARM64_KINDS}")
+    family = kind.split("-")[0]
+    uefi = family in UEFI_FIRMWARE
+    if family == "aavmf":
+        machine = ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57"]
+    else:
+        machine = ["qemu-system-x86_64"]
+    argv = machine + [
+        "-accel", "tcg", "-m", str(memory), "-smp", "1",
         "-uuid", vm_uuid, "-name", f"nixielab-{mac}",
         "-nographic", "-vga", "none", "-monitor", "none",
         "-serial", f"file:{serial_log}", "-no-reboot",
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
     ]
     device = f"{nic},netdev=n0,mac={mac},bootindex=1"
-    if kind in ("ovmf-pxe", "ovmf-httpboot"):
-        device += ",romfile="  # no iPXE ROM: the firmware's own network stack boots
+    if kind in ("ovmf-pxe", "ovmf-httpboot") or family == "aavmf":
+        # No option ROM: the firmware's own network stack boots (QEMU's default ROM is x86 iPXE).
+        device += ",romfile="
     argv += ["-device", device]
     if uefi:
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={UEFI_FIRMWARE[family][0]}",
                  "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
     else:
         argv += ["-boot", "order=n"]
-    if kind == "ovmf-httpboot":
+    if kind in ("ovmf-httpboot", "aavmf-httpboot"):
         # Skip the PXEv4/PXEv6 attempts (≈2 min under TCG) so HTTP boot goes first.
         argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
                  "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
@@ -86,9 +101,10 @@ class VM:
         """Create the tap and launch QEMU in the lab namespace."""
         self.tap = self.lab.add_tap()
         vars_file = None
-        if self.kind.startswith("ovmf"):
-            vars_file = self.lab.workdir / f"{self.name}.OVMF_VARS.fd"
-            shutil.copy(OVMF_VARS, vars_file)  # firmware writes boot entries into it
+        family = self.kind.split("-")[0]
+        if family in UEFI_FIRMWARE:
+            vars_file = self.lab.workdir / f"{self.name}.{family.upper()}_VARS.fd"
+            shutil.copy(UEFI_FIRMWARE[family][1], vars_file)  # firmware writes boot entries into it
         argv = qemu_argv(self.kind, tap=self.tap, mac=self.mac, vm_uuid=self.uuid,
                          serial_log=self.serial_log, vars_file=vars_file, memory=self.memory,
                          nic=self.nic, extra=self.extra)

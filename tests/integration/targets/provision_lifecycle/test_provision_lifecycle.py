@@ -35,6 +35,9 @@ sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
+sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
+from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
 SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 RUN_DIR = "/run/nixie-metal"   # pxe_server's default as root; the playbook does not change it
 MACS = {"node1": "52:54:00:12:34:01", "node2": "52:54:00:12:34:02"}
@@ -408,6 +411,9 @@ def test_every_machine_fails_with_the_diagnosis_and_the_server_stops(site):
     assert len(jobs) == 1 and jobs[0].get("finished", 1), jobs
     assert jobs[0]["stop_reason"] == "state=stopped", jobs[0]
     assert {host["name"]: host["state"] for host in jobs[0]["hosts"]} == {name: "known" for name in MACS}
+    record("lifecycle.all_fail", "tests/integration/targets/provision_lifecycle/test_provision_lifecycle.py::"
+           "test_every_machine_fails_with_the_diagnosis_and_the_server_stops",
+           "both machines failed with the diagnosis; the server was stopped by the playbook; no process, port or state file left")
 
 
 def test_an_interrupted_run_leaves_no_server(site):
@@ -442,6 +448,9 @@ def test_an_interrupted_run_leaves_no_server(site):
     jobs = run.async_results()
     assert len(jobs) == 1, jobs
     assert jobs[0]["stop_reason"] == "the ansible-playbook run that started the server (pid %d) ended" % playbook, jobs[0]
+    record("lifecycle.ctrl_c", "tests/integration/targets/provision_lifecycle/test_provision_lifecycle.py::test_an_interrupted_run_leaves_no_server",
+           "Ctrl-C while serving: server gone and ports free %.1f s later; no process or state file left" % stopped_after,
+           seconds=round(stopped_after, 1))
 
 
 SSHD_CONFIG = """\
@@ -521,3 +530,7 @@ def test_a_silent_machine_fails_alone_and_the_other_goes_on(site):
     assert len(jobs) == 1 and jobs[0]["stop_reason"] == "state=stopped", jobs
     states = {host["name"]: host["state"] for host in jobs[0]["hosts"]}
     assert states == {"node1": "phoned_home", "node2": "known"}, states
+    record("lifecycle.one_fails", "tests/integration/targets/provision_lifecycle/test_provision_lifecycle.py::"
+           "test_a_silent_machine_fails_alone_and_the_other_goes_on",
+           "node2 failed alone; node1 reached its install step %.1f s after phoning home; the server stopped; nothing left" % reached_install,
+           seconds_to_install_step=round(reached_install, 1))

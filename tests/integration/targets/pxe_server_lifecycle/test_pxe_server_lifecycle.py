@@ -19,6 +19,11 @@ sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
+sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
+from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
+TEST = "tests/integration/targets/pxe_server_lifecycle/test_pxe_server_lifecycle.py::"
+
 SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 
 
@@ -116,10 +121,15 @@ def test_state_stopped_ends_a_running_server_and_a_second_run_is_refused(lab):
     jid = start_async(lab)
     assert bound_ports(lab) == SERVER_PORTS
 
+    first_pid = state_record(lab)["pid"]
     second = ansible(lab, "nixie.metal.pxe_server", server_args(lab), check=False)
     assert second["failed"]
-    assert "a nixie.metal PXE server is already running (pid %d" % state_record(lab)["pid"] in second["msg"]
+    assert "a nixie.metal PXE server is already running (pid %d" % first_pid in second["msg"]
     assert "state=stopped" in second["msg"]
+    # Refused before anything was bound: the first server still serves, and its state is untouched.
+    assert state_record(lab)["pid"] == first_pid and bound_ports(lab) == SERVER_PORTS
+    record("lifecycle.second_run_refused", TEST + "test_state_stopped_ends_a_running_server_and_a_second_run_is_refused",
+           "refused before binding: \"%s\"" % second["msg"].split(";")[0])
 
     stopped = ansible(lab, "nixie.metal.pxe_server", {"state": "stopped", "run_dir": lab.run_dir})
     assert stopped["changed"] is True
@@ -143,13 +153,19 @@ def test_sigterm_returns_the_timeline(lab):
 
 def test_sigkill_leaves_a_stale_state_that_the_next_run_recovers_from(lab):
     start_async(lab)
-    record = state_record(lab)
-    os.kill(record["pid"], signal.SIGKILL)  # what Ansible's async timeout does
+    stale = state_record(lab)
+    killed = time.monotonic()
+    os.kill(stale["pid"], signal.SIGKILL)  # what Ansible's async timeout does
     wait_until(lambda: bound_ports(lab) == set(), "the kernel did not release the ports")
+    released = time.monotonic() - killed
     assert state_record(lab) is not None
     result = ansible(lab, "nixie.metal.pxe_server", server_args(lab, idle_timeout=1))
-    assert "removed the state of an earlier server (pid %d)" % record["pid"] in result["recovered"]
+    assert "removed the state of an earlier server (pid %d)" % stale["pid"] in result["recovered"]
     assert result["stop_reason"].startswith("idle_timeout")
+    assert bound_ports(lab) == set() and state_record(lab) is None
+    record("lifecycle.sigkill", TEST + "test_sigkill_leaves_a_stale_state_that_the_next_run_recovers_from",
+           "SIGKILL: ports free %.1f s later; the next run said \"%s\" and served" % (released, result["recovered"]),
+           seconds_to_release=round(released, 2))
 
 
 def test_a_taken_port_names_its_holder_and_leaves_nothing_bound(lab):

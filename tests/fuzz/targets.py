@@ -1,0 +1,341 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fuzz targets: each takes one input (bytes) and drives a parser of the server the way the server does.
+
+A target may reject its input only the way the server does (MalformedPacket dropped, TftpError
+answered, an HTTP error status); anything else that escapes, and any broken invariant (an
+AssertionError), is a finding. The targets import no fuzzer, so the regression tests and the
+fuzz driver (run.py) share them.
+
+Targets:
+
+* ``dhcp67`` / ``dhcp4011``: a datagram as the proxyDHCP socket on that port receives it, through
+  ``DhcpEndpoint.datagram_received`` of a real ``NetbootServer`` (decode, classify, policy, registry,
+  encode). Invariant: a reply only ever goes to a MAC of the inventory that has not finished, and
+  it decodes again.
+* ``tftp``: a read request and the client's later datagrams, through the same pure functions the
+  TFTP server calls (parse_request, check_request, negotiate, Transfer). Invariants: only a
+  registered file is ever served, never a write; DATA is exactly the file's bytes in order; a
+  transfer always ends once the client goes silent.
+* ``api``: the agent API's inputs (Authorization header, query string, MAC in the path, body)
+  through the real aiohttp handlers of phone-home, host and stop. Invariants: no handler raises
+  (a 500 is a finding too), a phone-home changes a host only with that host's own token, no
+  answer carries a token.
+
+Inputs of ``tftp`` and ``api`` are records, each a 2-byte big-endian length then that many bytes
+(see :func:`split_records`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import server as netboot_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import registry as registry_module
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
+
+SERVER_IP = "10.77.0.1"
+# Hosts of the fuzzed run: the MAC of the captured packets (fixtures), an arm64 host, a finished host.
+HOSTS = (
+    {"name": "node1", "mac": "52:54:00:12:34:01", "arch": "x86_64-linux"},
+    {"name": "arm1", "mac": "52:54:00:12:34:03", "arch": "aarch64-linux"},
+    {"name": "done1", "mac": "52:54:00:12:34:09", "arch": "x86_64-linux"},
+)
+FINISHED_MAC = "52:54:00:12:34:09"
+# Deterministic tokens, so seeds can carry a valid one and a crash replays exactly.
+TOKENS = {"node1": "tok1-AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "arm1": "tok2-BBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+          "done1": "tok3-CCCCCCCCCCCCCCCCCCCCCCCCCCCC"}
+ADMIN_TOKEN = "admin-DDDDDDDDDDDDDDDDDDDDDDDDDDDD"
+DHCP_SOURCES = (("0.0.0.0", 68), ("10.77.0.173", 4011), ("10.77.0.173", 68), ("10.1.1.1", 67))
+# Small stand-ins for the iPXE binaries: sizes that cross block and window boundaries.
+TFTP_FILES = {
+    "undionly.kpxe": bytes(range(256)) * 7 + b"tail",
+    "ipxe.efi": bytes((i * 7) & 0xFF for i in range(3 * 512)),
+    "snponly.efi": b"",
+    "ipxe-arm64.efi": b"A" * 1469,
+}
+TFTP_RETRIES = 3
+# Enough TFTP datagrams per input to cover a window or two; the rest of the input is ignored.
+MAX_TFTP_FOLLOW_UPS = 64
+
+
+def split_records(data, count):
+    """Split ``data`` into at most ``count`` records, each a 2-byte big-endian length then that many bytes.
+
+    A record cut short by the end of the input keeps what there is; bytes after ``count`` records are ignored.
+    """
+    records = []
+    at = 0
+    while len(records) < count and at + 2 <= len(data):
+        size = (data[at] << 8) | data[at + 1]
+        records.append(data[at + 2:at + 2 + size])
+        at += 2 + size
+    return records
+
+
+def join_records(*records):
+    """The inverse of :func:`split_records`, for building seeds."""
+    return b"".join(len(record).to_bytes(2, "big") + record for record in records)
+
+
+FRESH_REGISTRY_SEQ = 1
+
+
+def fresh_registry():
+    """The run's registry as it starts: every host known, done1 already phoned home."""
+    registry = Registry([dict(host) for host in HOSTS], token_factory=iter([TOKENS[h["name"]] for h in HOSTS]).__next__)
+    registry.phone_home(TOKENS["done1"], {"mac": FINISHED_MAC})
+    assert registry.seq == FRESH_REGISTRY_SEQ
+    return registry
+
+
+# -- DHCP ----------------------------------------------------------------------------------------------
+
+class _RecordingTransport:
+    """Stands in for the datagram transport: keeps what the endpoint sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def sendto(self, data, addr):
+        self.sent.append((data, addr))
+
+
+def _dhcp_server():
+    quiet_logger(netboot_server.__name__)
+    options = netboot_server.ServerOptions(
+        hosts=[dict(host) for host in HOSTS], server_ip=SERVER_IP, artifacts={},
+        ipxe_files={name: "/nonexistent/" + name for name in tftp.IPXE_FILES})
+    server = netboot_server.NetbootServer(options)
+    registry = fresh_registry()
+    server.registry = registry
+    registry.add_listener(server._on_registry_event)  # pylint: disable=protected-access
+    return server
+
+
+_DHCP_SERVER = []
+
+
+def dhcp_input(data, port):
+    _CURRENT_INPUT[0] = data
+    # One long-lived server, as on the wire: what it answers depends only on the inventory, and
+    # its tables of events and strangers must stay bounded however many inputs it sees.
+    if not _DHCP_SERVER:
+        _DHCP_SERVER.append(_dhcp_server())
+    server = _DHCP_SERVER[0]
+    before = dict(server.counters)
+    endpoint = netboot_server.DhcpEndpoint(server, port)
+    transport = _RecordingTransport()
+    endpoint.connection_made(transport)
+    source = DHCP_SOURCES[len(data) % len(DHCP_SOURCES)]
+    endpoint.datagram_received(data, source)
+    owned = {host["mac"] for host in HOSTS} - {FINISHED_MAC}
+    assert len(transport.sent) <= 1, "one request, %d replies" % len(transport.sent)
+    for payload, address in transport.sent:
+        reply = dhcp.decode(payload)
+        assert reply.op == dhcp.BOOTREPLY
+        assert reply.mac in owned, "a reply to %s, which is not an unfinished host of the run" % reply.mac
+        assert reply.message_type in (dhcp.DHCPOFFER, dhcp.DHCPACK)
+        assert address[1] in (dhcp.CLIENT_PORT, dhcp.SERVER_PORT, source[1]), address
+    assert sum(server.counters.values()) - sum(before.values()) <= 1
+    registry = server.registry
+    # pylint: disable-next=protected-access
+    assert len(registry._ignored) <= registry_module.MAX_IGNORED_MACS
+    # pylint: disable-next=protected-access
+    assert all(len(host.events) <= registry_module.MAX_EVENTS_PER_HOST for host in registry._hosts.values())
+    assert len(server.client_macs) <= netboot_server.MAX_KNOWN_CLIENT_ADDRESSES
+
+
+def dhcp67(data):
+    dhcp_input(data, dhcp.SERVER_PORT)
+
+
+def dhcp4011(data):
+    dhcp_input(data, dhcp.PXE_PORT)
+
+
+# -- TFTP ----------------------------------------------------------------------------------------------
+
+def tftp_input(data):
+    records = split_records(data, MAX_TFTP_FOLLOW_UPS + 1)
+    if not records:
+        return
+    request = records[0]
+    follow_ups = records[1:]
+    # What the listener drops unanswered, it never parses.
+    if len(request) < 2 or request[0] != 0 or request[1] not in (tftp.OP_RRQ, tftp.OP_WRQ):
+        return
+    try:
+        parsed = tftp.parse_request(request)
+        name = tftp.check_request(parsed, TFTP_FILES)
+    except tftp.TftpError as exc:
+        assert exc.code in (tftp.ERR_ILLEGAL_OP, tftp.ERR_ACCESS, tftp.ERR_NOT_FOUND, tftp.ERR_UNDEFINED), exc.code
+        tftp.build_error(exc.code, exc.message)   # the refusal must be sendable
+        return
+    assert parsed.opcode == tftp.OP_RRQ, "a write request was accepted"
+    assert name in TFTP_FILES and tftp.is_bare_name(name), name
+    content = TFTP_FILES[name]
+    negotiated = tftp.negotiate(parsed.options, len(content))
+    assert tftp.MIN_BLKSIZE <= negotiated.blksize <= tftp.DEFAULT_MAX_BLKSIZE
+    assert 1 <= negotiated.windowsize <= tftp.MAX_WINDOWSIZE
+    blocks = tftp.DataBlocks(content, negotiated.blksize) if len(data) % 2 else None
+    transfer = tftp.Transfer(content, negotiated, TFTP_RETRIES, blocks)
+    sent = list(transfer.start())
+    for datagram in follow_ups:
+        sent += transfer.on_packet(datagram)
+    for dummy in range(TFTP_RETRIES + 2):
+        sent += transfer.on_timeout()
+    assert transfer.done, "the transfer is still running after its client went silent"
+    for packet in sent:
+        packet = bytes(packet)
+        if packet[:2] == b"\x00\x06":
+            assert transfer.oack == packet
+            continue
+        assert packet[:2] == b"\x00\x03", packet[:4]
+        block = (packet[2] << 8) | packet[3]
+        payload = packet[4:]
+        # Which sequence number: the only one within the sent range with this low 16 bits.
+        seq = block if block else 65536
+        start = (seq - 1) * negotiated.blksize
+        assert payload == content[start:start + negotiated.blksize], "DATA block %d is not the file's bytes" % block
+
+
+def tftp_target(data):
+    tftp_input(data)
+
+
+# -- agent API -----------------------------------------------------------------------------------------
+
+class _Request:
+    """The parts of an aiohttp request the API handlers read."""
+
+    def __init__(self, headers, query, match_info, body):
+        self.headers = headers
+        self.query = query
+        self.match_info = match_info
+        self._body = body
+        self.remote = "10.77.0.173"
+        self.method = "POST"
+        self.path = "/api/v1/phone-home"
+
+    async def read(self):
+        return self._body
+
+
+_LOOP = []
+
+
+def _drive(coroutine):
+    """Run a handler to its end on the harness's event loop (a hang is caught by libFuzzer's -timeout)."""
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+    return _LOOP[0].run_until_complete(coroutine)
+
+
+# The input being run: a token the input itself carries may be echoed back (a bad MAC in an error
+# message, say); any other token in an answer or a log line is a leak.
+_CURRENT_INPUT = [b""]
+
+
+def _secrets_not_sent():
+    return [token for token in list(TOKENS.values()) + [ADMIN_TOKEN] if token.encode() not in _CURRENT_INPUT[0]]
+
+
+class _TokenCheckingHandler(logging.Handler):
+    """Formats every log line of the server as a real handler would, and fails on a token in one."""
+
+    def emit(self, record):
+        line = self.format(record)
+        for token in _secrets_not_sent():
+            assert token not in line, "a token in a log line: %s" % line
+
+
+def quiet_logger(name):
+    """A logger that formats and checks every line but prints nothing."""
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers:
+        logger.addHandler(_TokenCheckingHandler())
+    return logger
+
+
+_API_STATE = None
+
+
+def _api_state():
+    global _API_STATE  # pylint: disable=global-statement
+    if _API_STATE is None:
+        app = netboot_http.create_app(fresh_registry(), {}, base_url="http://%s:8080" % SERVER_IP,
+                                      admin_token=ADMIN_TOKEN, run_id="fuzz", logger=quiet_logger("nixie.fuzz.http"))
+        _API_STATE = netboot_http.get_state(app)
+        _API_STATE.stop_requested = asyncio.Event()
+    return _API_STATE
+
+
+def _answer(response):
+    body = response.body.decode("utf-8")
+    for token in _secrets_not_sent():
+        assert token not in body, "a token in an API answer: %s" % body
+    return json.loads(body)
+
+
+def api_input(data):
+    _CURRENT_INPUT[0] = data
+    authorization, query, mac, body = (split_records(data, 4) + [b""] * 4)[:4]
+    state = _api_state()
+    registry = state.registry
+    if registry.seq != FRESH_REGISTRY_SEQ:   # the previous input changed it: start from the run's first state again
+        registry = state.registry = fresh_registry()
+    before = {m: registry.state(m) for m in registry.macs()}
+    headers = {"Authorization": authorization.decode("latin-1")} if authorization else {}
+    query_pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    request = _Request(headers, dict(query_pairs), {"mac": mac.decode("latin-1")}, body)
+
+    response = _drive(state.phone_home(request))
+    answer = _answer(response)
+    after = {m: registry.state(m) for m in registry.macs()}
+    changed = [m for m in after if after[m] != before[m]]
+    if response.status == 200:
+        assert answer["ok"] is True
+        token = state.bearer(request)
+        assert changed in ([], [answer["mac"]]), changed
+        assert registry.token_for(answer["mac"]) == token, "a phone-home accepted with a token that is not the host's"
+    else:
+        assert response.status in (400, 401, 403, 409), response.status
+        assert answer["ok"] is False and answer["code"], answer
+        assert not changed, "a refused phone-home changed %s" % changed
+
+    # GET /api/v1/hosts/{mac}?{query}: the query is checked, then answered without waiting
+    # (a long-poll needs an event loop; its wait is the notifier's, not a parser).
+    try:
+        state.wait_params(request)
+    except ValueError:
+        pass
+    request.query = {key: value for key, value in request.query.items() if key != "wait"}
+    response = _drive(state.host(request))
+    answer = _answer(response)
+    assert response.status in (200, 400, 404), response.status
+    if response.status == 200:
+        assert answer["host"]["mac"] == normalize_mac(request.match_info["mac"])
+
+    state.stop_requested.clear()
+    response = _drive(state.stop(request))
+    answer = _answer(response)
+    assert response.status in (202, 400, 401, 403), response.status
+    assert (response.status == 202) == state.stop_requested.is_set()
+    if response.status == 202:
+        assert state.bearer(request) == ADMIN_TOKEN
+
+
+TARGETS = {
+    "dhcp67": dhcp67,
+    "dhcp4011": dhcp4011,
+    "tftp": tftp_target,
+    "api": api_input,
+}
