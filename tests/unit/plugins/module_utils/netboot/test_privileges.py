@@ -75,7 +75,7 @@ def test_without_privileges_dropping_is_harmless():
 
 
 THREADS = r"""
-import json, threading
+import json, os, threading, time
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import privileges
 started = threading.Event()
 release = threading.Event()
@@ -88,6 +88,11 @@ later = threading.Thread(target=lambda: after.append(privileges.privilege_status
 later.start(); later.join()
 holding = privileges.threads_with_capabilities()
 release.set(); earlier.join()
+# join() returns when Python is done with the thread, a moment before the kernel's task goes away.
+for attempt in range(500):
+    if str(earlier.native_id) not in os.listdir("/proc/self/task"):
+        break
+    time.sleep(0.01)
 print(json.dumps({"holding": holding, "native_id": earlier.native_id, "later": after[0],
                   "holding_after_exit": privileges.threads_with_capabilities()}))
 """
