@@ -17,7 +17,7 @@ import pytest
 COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().parents[4]))
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
-from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.net import IPV6_PREFIX, Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
@@ -111,7 +111,9 @@ def wait_until(condition, message, timeout=20):
 def test_check_mode_binds_nothing(lab):
     result = ansible(lab, "nixie.metal.pxe_server", server_args(lab), "--check")
     assert result["changed"] is False
-    assert result["server"] == {"interface": lab.bridge, "address": lab.controller_ip, "http_port": 8080}
+    # The lab's bridge is dual-stack (fd77::1): the plan also names the IPv6 side it would serve.
+    assert result["server"] == {"interface": lab.bridge, "address": lab.controller_ip, "http_port": 8080,
+                                "address6": IPV6_PREFIX + "1", "dhcp6": "proxy"}
     assert [host["name"] for host in result["hosts"]] == ["node1"]
     assert bound_ports(lab) == set()
     assert state_record(lab) is None
