@@ -16,6 +16,7 @@ Run inside the lab namespace: ``probe.py COMMAND JSON-ARGS``; prints one JSON do
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import sys
 import time
@@ -137,6 +138,11 @@ def tftp_vanish(args):
 
 def tftp_abandon(args):
     """Open many transfers from this one address and never acknowledge anything; vanish when told."""
+    # ansible-test runs targets with a soft limit of 1,024 open files, fewer than the transfers opened here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = args["transfers"] + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
     sockets = []
     for dummy in range(args["transfers"]):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
