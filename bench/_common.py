@@ -51,10 +51,62 @@ def netns(prefix: str):
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def write_result(name: str, data: dict) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "%s-%s.json" % (name, time.strftime("%Y%m%dT%H%M%S")))
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
+def save_json(path: str, data: dict) -> str:
+    """Write a bench's result to ``path`` (its directory made if missing); return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
     return path
+
+
+def write_result(name: str, data: dict) -> str:
+    """Write a result under bench/results with the time in its name; return the path."""
+    return save_json(os.path.join(RESULTS, "%s-%s.json" % (name, time.strftime("%Y%m%dT%H%M%S"))), data)
+
+
+def process_tree(pid):
+    """``pid`` and its descendants now, from /proc/<pid>/task/*/children."""
+    found, todo = [], [pid]
+    while todo:
+        each = todo.pop()
+        found.append(each)
+        try:
+            for task in os.listdir("/proc/%d/task" % each):
+                with open("/proc/%d/task/%s/children" % (each, task), encoding="ascii") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _sum_over_tree(pid, read):
+    """The sum of ``read(each pid)`` over ``pid`` and its descendants, or None when none could be read."""
+    total = None
+    for each in process_tree(pid):
+        try:
+            total = (total or 0.0) + read(each)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _cpu_of(pid):
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_queue_wait_of(pid):
+    with open("/proc/%d/schedstat" % pid, encoding="ascii") as handle:
+        return int(handle.read().split()[1]) / 1e9
+
+
+def tree_cpu(pid):
+    """utime + stime so far of ``pid`` and its descendants in seconds, or None when it is gone."""
+    return _sum_over_tree(pid, _cpu_of)
+
+
+def tree_run_queue_wait(pid):
+    """Seconds ``pid`` and its descendants spent runnable but waiting for a CPU (/proc/<pid>/schedstat), or None."""
+    return _sum_over_tree(pid, _run_queue_wait_of)

@@ -155,13 +155,8 @@ class ServerProcess:
             return handle.read()[-size:].decode("utf-8", "replace")
 
     def cpu_now(self):
-        """utime + stime so far, from /proc (the process only; see stop() for the whole)."""
-        try:
-            with open("/proc/%d/stat" % self.proc.pid, encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """utime + stime so far of the process and its descendants (pxe_server serves from a child), from /proc."""
+        return _common.tree_cpu(self.proc.pid)
 
     def wait(self, timeout):
         """Wait for the process to end by itself; True if it did."""

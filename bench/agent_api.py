@@ -104,14 +104,14 @@ def client_run(args):
     bodies = [report_for(i) for i in range(count)]
     headers = [{"Authorization": "Bearer " + tokens[i], "Content-Type": "application/json"} for i in range(count)]
     phones = [("phone", i) for i in range(count)]
-    cpu_before, queued_before = process_cpu(args.server_pid), run_queue_wait(args.server_pid)
+    cpu_before, queued_before = _common.tree_cpu(args.server_pid), _common.tree_run_queue_wait(args.server_pid)
     began = time.perf_counter()
     for index in range(count):
         if args.spread:  # installers phoning home one after the other over --spread seconds
             burst.run(seconds=max(0.0, began + args.spread * index / count - time.perf_counter()))
         burst.start(("phone", index), _simnet.machine_ip(index), API + "/phone-home", "POST", headers[index], bodies[index])
     burst.run(phones + polls, timeout=args.wait + 30)
-    cpu_after, queued_after = process_cpu(args.server_pid), run_queue_wait(args.server_pid)
+    cpu_after, queued_after = _common.tree_cpu(args.server_pid), _common.tree_run_queue_wait(args.server_pid)
     burst.close()
     results = burst.results
     ok = [results[key] for key in phones if results[key]["status"] == 200]
@@ -136,25 +136,6 @@ def client_run(args):
         result.update({"long_polls_answered": len(delivered), "long_polls_early": early,
                        "long_poll_failures": sorted(set(wrong))[:10], "long_poll_delivery_ms": summary(delivered)})
     return result
-
-
-def process_cpu(pid):
-    """utime + stime of a process so far, from /proc (one PID namespace for both network namespaces)."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_queue_wait(pid):
-    """Seconds the process has spent runnable but waiting for a CPU (/proc/<pid>/schedstat), or None."""
-    try:
-        with open("/proc/%d/schedstat" % pid, encoding="ascii") as handle:
-            return int(handle.read().split()[1]) / 1e9
-    except (OSError, TypeError, IndexError, ValueError):
-        return None
 
 
 def summary(values):
@@ -293,10 +274,7 @@ def main():
               "cpus": {"server": rack.server_cpus, "clients": rack.client_cpus},
               "load_average": {"before": load_before, "after": os.getloadavg()}, "started": started,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "pass": passed}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     print("medians over %d round(s): ours p99 %s ms (nginx %s ms, ratio %s), all succeeded: %s; long-poll delivery p99 %s ms; bar p99 < %g ms"
           % (args.rounds, ours["phone_home_p99_ms"], figures.get("nginx", {}).get("phone_home_p99_ms"), result["ratio_p99_ours_over_nginx"], all_ok,
              ours["long_poll_delivery_p99_ms"], P99_BAR_MS))

@@ -279,10 +279,7 @@ def main():
         "load_average": {"before": load_before, "after": os.getloadavg()}, "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "pass": passed,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     print("medians over %d round(s):" % args.rounds)
     for phase in PHASES:
         print("  %-15s ours answered %s, max %s ms | dnsmasq answered %s, max %s ms | %s: %s" % (

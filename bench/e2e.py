@@ -255,10 +255,7 @@ def main():
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "pass": passed,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     for kind in kinds:
         limit = BARS.get(kind)
         print("%-12s median dnsmasq %s s, ours %s s, ours/dnsmasq %s (bar %s)" % (

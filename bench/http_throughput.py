@@ -165,34 +165,6 @@ def stop(proc):
         proc.wait()
 
 
-def process_tree(pid):
-    """pid and its descendants (Linux /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir("/proc/%d/task" % current):
-                with open("/proc/%d/task/%s/children" % (current, task), encoding="ascii") as handle:
-                    todo.extend(int(child) for child in handle.read().split())
-        except OSError:
-            pass
-    return found
-
-
-def cpu_seconds(pid):
-    """utime + stime of a server: the process and its children (nginx workers)."""
-    total = 0
-    for each in process_tree(pid):
-        try:
-            with open("/proc/%d/stat" % each, encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 # ------------------------------------------------------------------ checks
 
 
@@ -363,9 +335,9 @@ def bench(args):
         cpu = {name: 0.0 for name in NAMES}
         for number in range(args.rounds):
             for name in NAMES if number % 2 == 0 else tuple(reversed(NAMES)):
-                c0 = cpu_seconds(procs[name].pid)
+                c0 = (_common.tree_cpu(procs[name].pid) or 0.0)
                 mbps, elapsed, fails, each = curl_round(ports[name], args.clients, size)
-                cpu[name] += cpu_seconds(procs[name].pid) - c0
+                cpu[name] += (_common.tree_cpu(procs[name].pid) or 0.0) - c0
                 rounds[name].append(mbps)
                 times[name] += each
                 failures[name] += fails
@@ -408,11 +380,7 @@ def bench(args):
     for name in NAMES:
         for failure in failures[name][:5]:
             print("  %s: %s" % (name, failure))
-    out = os.path.abspath(args.json)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    out = _common.save_json(os.path.abspath(args.json), result)
     print("result: %s -> %s" % ("PASS" if ok else "FAIL", out))
     return 0 if ok else 1
 

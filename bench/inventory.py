@@ -24,6 +24,9 @@ import time
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
 BAR = 1.5
 
 
@@ -115,10 +118,8 @@ def main():
         print("%-22s %12.3f %16.3f" % (name, parse_median[name], command_median[name]))
     print("ratio ours/yaml: parse %.2fx, whole command %.2fx (bar: parse <= %.1fx)" % (ratio, command_ratio, BAR))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"hosts": args.hosts, "parse_seconds": timings, "command_seconds": commands,
-                       "parse_ratio": ratio, "command_ratio": command_ratio, "bar": BAR}, handle, indent=2)
+        _common.save_json(args.json, {"hosts": args.hosts, "parse_seconds": timings, "command_seconds": commands,
+                                      "parse_ratio": ratio, "command_ratio": command_ratio, "bar": BAR})
     return 0 if ratio <= BAR else 1
 
 

@@ -174,10 +174,7 @@ def main():
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "pass": passed,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     for variant in VARIANTS:
         entry = data[variant]
         print("%-9s median %s s (DHCP answer %s, iPXE loaded %s, script %s, initrd %s)" % (

@@ -256,10 +256,7 @@ def main():
                        "completion_bar_applies": args.kernel_mib <= 4 and args.initrd_mib <= 16},
               "rounds": rounds, "load_average": {"before": load_before, "after": os.getloadavg()}, "started": started,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "pass": passed}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     for name in servers:
         print("median %-6s completion %s s, slowest %s s, failed %s, server CPU %s s, peak RSS %s MiB" % (
             name, figures[name]["completion_s"], figures[name]["slowest_machine_s"], figures[name]["failed"],

@@ -268,10 +268,7 @@ def main():
     result = analyse(args, hosts, report, sim_events, wall, returncode)
     if result["failures"] and stderr.strip():
         result["stderr_tail"] = stderr[-2000:]
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    _common.save_json(args.json, result)
     figures = result["figures"]
     print("provision: %d machines, forks %d: wake -> all phoned home %ss, wake -> all wait_for_agent returned %ss "
           "(bar %gs), playbook wall %ss -> %s" % (result["hosts"], args.forks, figures["wake_to_all_phoned_home"],

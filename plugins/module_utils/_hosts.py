@@ -49,6 +49,8 @@ _MAC_SPELLINGS = (
     re.compile(r"^([0-9A-Fa-f]{12})$"),
 )
 MAC_PATTERN = "|".join(p.pattern for p in _MAC_SPELLINGS)
+# The form normalize_mac returns, which most callers already pass (agents, DHCP, routes).
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 HOSTS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -184,6 +186,8 @@ def normalize_mac(text):
     """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one."""
     if not isinstance(text, str):
         return None
+    if _CANONICAL_MAC.fullmatch(text):
+        return text
     for spelling in _MAC_SPELLINGS:
         match = spelling.fullmatch(text)
         if match:

@@ -6,7 +6,7 @@
     python tests/fuzz/run.py --seconds 8 tftp     # a time budget instead (CI runs this way)
     python tests/fuzz/run.py --results out.json   # also write the figures for docs/reliability.md
 
-Targets (see targets.py): dhcp67, dhcp4011, tftp, api. Each runs in its own process, one after the
+Targets (see targets.py): dhcp67, dhcp4011, tftp, api, api_http. Each runs in its own process, one after the
 other. A target is clean when libFuzzer ran its inputs with no exception escaping, no broken
 invariant, no input slower than --hang seconds and no memory over --rss-mb. A finding is kept under
 tests/fuzz/crashes/<target>/ with the command that replays it; the exit status is 1.
@@ -28,10 +28,10 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-TARGETS = ("dhcp67", "dhcp4011", "tftp", "api")
+TARGETS = ("dhcp67", "dhcp4011", "tftp", "api", "api_http")
 # Longest input worth trying: the DHCP socket drops datagrams over 4096 bytes, TFTP requests over
 # 2048, and the API body limit is 64 KiB (8 KiB reaches every branch, deep JSON nesting included).
-MAX_LEN = {"dhcp67": 4200, "dhcp4011": 4200, "tftp": 4096, "api": 8192}
+MAX_LEN = {"dhcp67": 4200, "dhcp4011": 4200, "tftp": 4096, "api": 8192, "api_http": 9000}
 CRASHES = HERE / "crashes"
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)
 _PROGRESS = re.compile(r"cov: (\d+) ft: (\d+) corp: (\d+)/")

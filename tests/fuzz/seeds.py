@@ -124,6 +124,34 @@ def api_inputs():
     return out
 
 
+def api_http_inputs():
+    """First bytes of API connections as curl, busybox wget, Ansible's open_url and odd clients send them."""
+    node1 = HOSTS[0]["mac"]
+    report = json.dumps(_report(node1)).encode()
+    phone_home = ("POST /api/v1/phone-home HTTP/1.1\r\nHost: 10.77.0.1:8080\r\nUser-Agent: curl/8.7.1\r\nAccept: */*\r\n"
+                  "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                  % (TOKENS["node1"], len(report))).encode() + report
+    wget = ("POST /api/v1/phone-home HTTP/1.1\r\nHost: 10.77.0.1:8080\r\nUser-Agent: Wget\r\nConnection: close\r\n"
+            "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (TOKENS["arm1"], len(report))).encode() + report
+    long_poll = ("GET /api/v1/hosts/%s?wait=25&after=3 HTTP/1.1\r\nAccept-Encoding: identity\r\nHost: 10.77.0.1:8080\r\n"
+                 "User-Agent: ansible-httpget\r\nConnection: close\r\n\r\n" % node1.replace(":", "%3A")).encode()
+    return [
+        phone_home,
+        wget,
+        long_poll,
+        b"GET /api/v1/hosts?wait=1&after=0 HTTP/1.0\r\n\r\n",
+        b"HEAD /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+        ("POST /api/v1/stop HTTP/1.1\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 27\r\n\r\n"
+         '{"reason": "state=stopped"}' % ADMIN_TOKEN).encode(),
+        b"POST /api/v1/phone-home HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /api/v1/phone-home HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GET /api/v1/../../boot/52:54:00:12:34:01/script.ipxe HTTP/1.1\r\n\r\n",
+        b"GET /api/v1/hosts/%ff%fe HTTP/1.1\r\nX: \xff\r\n\r\n",
+        b"GET /boot/52:54:00:12:34:01/kernel HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n",
+    ]
+
+
 def seeds(target):
     if target in ("dhcp67", "dhcp4011"):
         return captured_dhcp_requests() + crafted_dhcp_requests()
@@ -131,6 +159,8 @@ def seeds(target):
         return [join_records(*session) for session in captured_tftp_sessions() + crafted_tftp_sessions()]
     if target == "api":
         return api_inputs()
+    if target == "api_http":
+        return api_http_inputs()
     raise KeyError(target)
 
 

@@ -18,9 +18,14 @@ Targets:
   registered file is ever served, never a write; DATA is exactly the file's bytes in order; a
   transfer always ends once the client goes silent.
 * ``api``: the agent API's inputs (Authorization header, query string, MAC in the path, body)
-  through the real aiohttp handlers of phone-home, host and stop. Invariants: no handler raises
-  (a 500 is a finding too), a phone-home changes a host only with that host's own token, no
-  answer carries a token.
+  through ``AgentApi`` (phone-home, host, stop), as both HTTP front ends call it. Invariants: no
+  endpoint raises (a 500 is a finding too), a phone-home changes a host only with that host's own
+  token, no answer carries a token.
+* ``api_http``: the first bytes of a connection to the HTTP port, through the API's own request
+  reader (``api_http.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
+  encoding. Invariants: the reader never raises, takes only GET/HEAD/POST under /api/ with a head
+  within its limit and a body within the API's, reads the same head from the same bytes however
+  they are split, and an answer is one well-formed HTTP/1.1 response without a token.
 
 Inputs of ``tftp`` and ``api`` are records, each a 2-byte big-endian length then that many bytes
 (see :func:`split_records`).
@@ -33,8 +38,8 @@ import json
 import logging
 import urllib.parse
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, tftp
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, dhcp, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import server as netboot_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
@@ -211,22 +216,6 @@ def tftp_target(data):
 
 # -- agent API -----------------------------------------------------------------------------------------
 
-class _Request:
-    """The parts of an aiohttp request the API handlers read."""
-
-    def __init__(self, headers, query, match_info, body):
-        self.headers = headers
-        self.query = query
-        self.match_info = match_info
-        self._body = body
-        self.remote = "10.77.0.173"
-        self.method = "POST"
-        self.path = "/api/v1/phone-home"
-
-    async def read(self):
-        return self._body
-
-
 _LOOP = []
 
 
@@ -265,72 +254,99 @@ def quiet_logger(name):
     return logger
 
 
-_API_STATE = None
+_API = None
 
 
-def _api_state():
-    global _API_STATE  # pylint: disable=global-statement
-    if _API_STATE is None:
-        app = netboot_http.create_app(fresh_registry(), {}, base_url="http://%s:8080" % SERVER_IP,
-                                      admin_token=ADMIN_TOKEN, run_id="fuzz", logger=quiet_logger("nixie.fuzz.http"))
-        _API_STATE = netboot_http.get_state(app)
-        _API_STATE.stop_requested = asyncio.Event()
-    return _API_STATE
+def _agent_api():
+    global _API  # pylint: disable=global-statement
+    if _API is None:
+        # max_wait 0: a long-poll is answered at once (its wait is the notifier's, not a parser).
+        _API = agent_api.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
+                                  logger=quiet_logger("nixie.fuzz.http"))
+        _API.stop_requested = asyncio.Event()
+    if _API.registry.seq != FRESH_REGISTRY_SEQ:  # the previous input changed it: start from the run's first state again
+        _API.registry = fresh_registry()
+    return _API
 
 
-def _answer(response):
-    body = response.body.decode("utf-8")
+def _answered(answer):
+    """The answer of an endpoint, awaited when it is a long-poll; its payload after the token check."""
+    if not isinstance(answer, agent_api.ApiAnswer):
+        answer = _drive(answer)
+    body = answer.body().decode("utf-8")
     for token in _secrets_not_sent():
         assert token not in body, "a token in an API answer: %s" % body
-    return json.loads(body)
+    assert answer.status != 500, body
+    return answer, json.loads(body)
 
 
 def api_input(data):
     _CURRENT_INPUT[0] = data
     authorization, query, mac, body = (split_records(data, 4) + [b""] * 4)[:4]
-    state = _api_state()
-    registry = state.registry
-    if registry.seq != FRESH_REGISTRY_SEQ:   # the previous input changed it: start from the run's first state again
-        registry = state.registry = fresh_registry()
+    api = _agent_api()
+    registry = api.registry
     before = {m: registry.state(m) for m in registry.macs()}
-    headers = {"Authorization": authorization.decode("latin-1")} if authorization else {}
-    query_pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    request = _Request(headers, dict(query_pairs), {"mac": mac.decode("latin-1")}, body)
+    headers = {"authorization": authorization.decode("latin-1")} if authorization else {}
+    query = dict(reversed(urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)))
+    mac = mac.decode("latin-1")
 
-    response = _drive(state.phone_home(request))
-    answer = _answer(response)
+    response, answer = _answered(api.answer(agent_api.ApiRequest("POST", agent_api.API_PREFIX + "/phone-home", query, headers, body)))
     after = {m: registry.state(m) for m in registry.macs()}
     changed = [m for m in after if after[m] != before[m]]
     if response.status == 200:
         assert answer["ok"] is True
-        token = state.bearer(request)
         assert changed in ([], [answer["mac"]]), changed
-        assert registry.token_for(answer["mac"]) == token, "a phone-home accepted with a token that is not the host's"
+        assert registry.token_for(answer["mac"]) == agent_api.bearer_token(headers), "a phone-home accepted with a token that is not the host's"
     else:
         assert response.status in (400, 401, 403, 409), response.status
         assert answer["ok"] is False and answer["code"], answer
         assert not changed, "a refused phone-home changed %s" % changed
 
-    # GET /api/v1/hosts/{mac}?{query}: the query is checked, then answered without waiting
-    # (a long-poll needs an event loop; its wait is the notifier's, not a parser).
-    try:
-        state.wait_params(request)
-    except ValueError:
-        pass
-    request.query = {key: value for key, value in request.query.items() if key != "wait"}
-    response = _drive(state.host(request))
-    answer = _answer(response)
+    # GET /api/v1/hosts/{mac}?{query}
+    response, answer = _answered(api.answer(agent_api.ApiRequest("GET", agent_api.API_PREFIX + "/hosts/" + mac, query, headers)))
     assert response.status in (200, 400, 404), response.status
     if response.status == 200:
-        assert answer["host"]["mac"] == normalize_mac(request.match_info["mac"])
+        assert answer["host"]["mac"] == normalize_mac(mac)
 
-    state.stop_requested.clear()
-    response = _drive(state.stop(request))
-    answer = _answer(response)
+    api.stop_requested.clear()
+    response, answer = _answered(api.answer(agent_api.ApiRequest("POST", agent_api.API_PREFIX + "/stop", query, headers, body)))
     assert response.status in (202, 400, 401, 403), response.status
-    assert (response.status == 202) == state.stop_requested.is_set()
+    assert (response.status == 202) == api.stop_requested.is_set()
     if response.status == 202:
-        assert state.bearer(request) == ADMIN_TOKEN
+        assert agent_api.bearer_token(headers) == ADMIN_TOKEN
+
+
+API_MAX_BODY = 4096
+
+
+def api_http_input(data):
+    _CURRENT_INPUT[0] = data
+    head = api_http.read_head(data, API_MAX_BODY)
+    if head in (api_http.NEED_MORE, api_http.HAND_OVER):
+        if head is api_http.NEED_MORE:
+            assert len(data) <= api_http.MAX_HEAD and b"\r\n\r\n" not in data
+        return
+    assert head.method in ("GET", "HEAD", "POST") and head.path.startswith("/api/"), head
+    assert head.size <= api_http.MAX_HEAD and 0 <= head.content_length <= API_MAX_BODY, head
+    assert data[head.size - 4:head.size] == b"\r\n\r\n"
+    for cut in (1, head.size // 2, head.size - 1):  # bytes arrive in pieces: the same head, once whole
+        assert api_http.read_head(data[:cut], API_MAX_BODY) is api_http.NEED_MORE, cut
+    assert api_http.read_head(data[:head.size], API_MAX_BODY) == head
+    body = data[head.size:head.size + head.content_length]
+    api = _agent_api()
+    request = agent_api.ApiRequest(head.method, head.path, head.query, head.headers, body, "10.77.0.173")
+    answer = api.answer(request)
+    if not isinstance(answer, agent_api.ApiAnswer):
+        answer = _drive(answer)
+    assert answer.status != 500
+    wire = api_http.encode_answer(answer, head_only=head.method == "HEAD")
+    status_line, rest = wire.split(b"\r\n", 1)
+    assert status_line.startswith(b"HTTP/1.1 %d " % answer.status)
+    header_block, payload = rest.split(b"\r\n\r\n", 1)
+    assert b"Content-Length: %d" % len(answer.body()) in header_block.split(b"\r\n")
+    assert payload == (b"" if head.method == "HEAD" else answer.body())
+    for token in _secrets_not_sent():
+        assert token.encode() not in wire, "a token in an answer: %r" % wire
 
 
 TARGETS = {
@@ -338,4 +354,5 @@ TARGETS = {
     "dhcp4011": dhcp4011,
     "tftp": tftp_target,
     "api": api_input,
+    "api_http": api_http_input,
 }

@@ -53,6 +53,9 @@ CASES = [
     ("fuzz.api", "Parsers under fuzzing", "agent API handlers (phone-home, host, stop): Authorization header, query, MAC in the path, "
      "JSON body; no 500, only a host's own token changes it, no token in an answer or a log line",
      "`tests/fuzz/run.py api`; CI: `reliability_fuzz`"),
+    ("fuzz.api_http", "Parsers under fuzzing", "the API's own HTTP/1.1 request reader (every API connection's first bytes), then the "
+     "answer's encoding: never raises, takes only GET/HEAD/POST under /api/ within its head and body limits, the same head "
+     "however the bytes are split, no token on the wire", "`tests/fuzz/run.py api_http`; CI: `reliability_fuzz`"),
     ("fuzz.regressions", "Parsers under fuzzing", "every input a fuzz run found stays harmless",
      "`tests/unit/plugins/module_utils/netboot/test_reliability_regressions.py` (inputs in `tests/fuzz/crashes/`)"),
     ("storm.boot", "Hostile traffic while serving", "a storm of malformed and random UDP on 67, 4011, 69 and junk HTTP from another "

@@ -361,6 +361,11 @@ class Registry:
         host = self._host(mac)
         return host.last_seq if host else 0
 
+    def last_event(self, mac):
+        """The newest event of a host (a copy), or None."""
+        host = self._host(mac)
+        return dict(host.events[-1]) if host is not None and host.events else None
+
     def events_after(self, seq, mac=None):
         """Events newer than ``seq`` (of one host or all), oldest first."""
         hosts = [self._host(mac)] if mac is not None else list(self._hosts.values())

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import gc
 import logging
+import resource
 import secrets
 import signal
 import socket
@@ -27,11 +28,6 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.runtime import describe_port_holders, raise_open_files_limit
-
-try:
-    from aiohttp import web
-except ImportError:
-    web = None
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +199,7 @@ class NetbootServer:
         self._tftp = None
         self._http_runner = None
         self._http_state = None
+        self._http_listeners = None
         self.registry.add_listener(self._on_registry_event)
         self.on_progress = None
 
@@ -311,7 +308,9 @@ class NetbootServer:
             self._tftp = tftp.TftpServer(tftp_files, on_event=self._on_tftp_event, max_transfers=TFTP_MAX_TRANSFERS,
                                          max_transfers_per_client=TFTP_MAX_TRANSFERS_PER_CLIENT)
             try:
-                await self._tftp.start(host=self.options.bind_ip, port=self.options.tftp_port)
+                # On the serving address, not every address: a TFTP server already on another one of this
+                # machine's addresses (libvirt's dnsmasq on its bridge) does not keep this one from starting.
+                await self._tftp.start(host=self.options.server_ip or self.options.bind_ip, port=self.options.tftp_port)
             except OSError as exc:
                 raise _bind_error(exc, "udp", self.options.tftp_port, "TFTP") from None
             if self.options.server_ip6 is not None:
@@ -324,12 +323,15 @@ class NetbootServer:
             self._http_state = netboot_http.get_state(app)
             self._http_runner = netboot_http.create_runner(app)
             await self._http_runner.setup()
+            # Half the open files at most for HTTP connections: the rest stay for TFTP transfers.
+            open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._http_listeners = netboot_http.Listeners(self._http_runner, max_connections=max(HTTP_BACKLOG, open_files // 2))
             try:
-                await web.TCPSite(self._http_runner, self.options.bind_ip, self.options.http_port, backlog=HTTP_BACKLOG).start()
+                await self._http_listeners.listen(self.options.bind_ip, self.options.http_port, HTTP_BACKLOG)
                 if self.options.server_ip6 is not None:
                     # asyncio makes IPv6 listeners IPV6_V6ONLY, so "::" sits beside the IPv4 one.
                     host6 = "::" if self.options.bind_ip == "0.0.0.0" else self.options.server_ip6
-                    await web.TCPSite(self._http_runner, host6, self.options.http_port, backlog=HTTP_BACKLOG).start()
+                    await self._http_listeners.listen(host6, self.options.http_port, HTTP_BACKLOG)
             except OSError as exc:
                 raise _bind_error(exc, "tcp", self.options.http_port, "HTTP") from None
         except BaseException:
@@ -344,9 +346,9 @@ class NetbootServer:
 
     def _stop_condition(self, started):
         now = time.monotonic()
-        http_stop = self._http_state.stop_requested if self._http_state is not None else None
+        http_stop = self._http_state.api.stop_requested if self._http_state is not None else None
         if http_stop is not None and http_stop.is_set():
-            return self._http_state.stop_reason or "stop requested through the API"
+            return self._http_state.api.stop_reason or "stop requested through the API"
         if self._all_done_at is not None and now - self._all_done_at >= self.options.linger:
             return "every host is done"
         if now - started >= self.options.max_duration:
@@ -400,9 +402,14 @@ class NetbootServer:
         if self._tftp is not None:
             await self._tftp.close()
             self._tftp = None
+        if self._http_listeners is not None:
+            self._http_listeners.stop_accepting()
         if self._http_runner is not None:
-            await self._http_runner.cleanup()
+            await self._http_runner.cleanup()  # answers waiting long-polls ("stopping") on the way
             self._http_runner = None
+        if self._http_listeners is not None:
+            await self._http_listeners.close()
+            self._http_listeners = None
 
     def result(self):
         snapshot = self.registry.snapshot()

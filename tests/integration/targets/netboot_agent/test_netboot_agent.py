@@ -21,7 +21,6 @@ import threading
 import time
 
 import pytest
-from aiohttp import web
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as nhttp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry
@@ -44,13 +43,14 @@ def free_port():
 
 
 class ServerThread:
-    """The aiohttp app on 127.0.0.1:port in a thread with its own loop."""
+    """The HTTP app on 127.0.0.1:port, served as the netboot server serves it, in a thread with its own loop."""
 
     def __init__(self, registry, port):
         self.registry = registry
         self.port = port
         self.loop = None
         self.runner = None
+        self.listeners = None
         self.thread = None
         self.events = []
 
@@ -65,14 +65,17 @@ class ServerThread:
                 app = nhttp.create_app(self.registry, artifacts={}, on_event=self.events.append, admin_token="a" * 32)
                 self.runner = nhttp.create_runner(app)
                 self.loop.run_until_complete(self.runner.setup())
-                self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+                self.listeners = nhttp.Listeners(self.runner)
+                self.loop.run_until_complete(self.listeners.listen("127.0.0.1", self.port, 128))
             except Exception as exc:  # reported to the test thread
                 failure.append(exc)
                 ready.set()
                 return
             ready.set()
             self.loop.run_forever()
+            self.listeners.stop_accepting()
             self.loop.run_until_complete(self.runner.cleanup())
+            self.loop.run_until_complete(self.listeners.close())
             self.loop.close()
 
         self.thread = threading.Thread(target=run, daemon=True)

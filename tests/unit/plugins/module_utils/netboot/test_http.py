@@ -40,7 +40,7 @@ def _report(mac=MAC1, **extra):
     return body
 
 
-async def _start(tmp_path, **kwargs):
+async def _start(tmp_path, http_client=None, **kwargs):
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(KERNEL)
     initrd = tmp_path / "initrd"
@@ -63,14 +63,14 @@ async def _start(tmp_path, **kwargs):
     )
     options.update(kwargs)
     app = nhttp.create_app(registry, **options)
-    client = TestClient(TestServer(app, host="127.0.0.1"))
+    client = http_client(app, host="127.0.0.1") if http_client else TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return types.SimpleNamespace(client=client, registry=registry, events=events, app=app)
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path):
-    ns = await _start(tmp_path)
+async def env(tmp_path, http_client):
+    ns = await _start(tmp_path, http_client)
     yield ns
     await ns.client.close()
 
@@ -428,11 +428,11 @@ async def test_stop(env):
     assert resp.status == 401
     resp = await env.client.post("/api/v1/stop", headers=bearer("wrong"))
     assert resp.status == 403
-    assert not state.stop_requested.is_set()
+    assert not state.api.stop_requested.is_set()
     resp = await env.client.post("/api/v1/stop", json={"reason": "playbook done"}, headers=bearer(ADMIN))
     assert resp.status == 202
     assert await resp.json() == {"ok": True, "stopping": True, "reason": "playbook done"}
-    assert state.stop_requested.is_set() and state.stop_reason == "playbook done"
+    assert state.api.stop_requested.is_set() and state.api.stop_reason == "playbook done"
     assert env.events[-1]["event"] == "stop_requested"
 
 

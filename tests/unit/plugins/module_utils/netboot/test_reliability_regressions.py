@@ -15,8 +15,8 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 pytest_asyncio = pytest.importorskip("pytest_asyncio")
 
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
-
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as nhttp  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry  # noqa: E402
 
@@ -47,9 +47,9 @@ def test_finding_is_harmless_now(path):
 
 
 @pytest_asyncio.fixture
-async def client():
+async def client(http_client):
     app = nhttp.create_app(Registry([("node1", MAC)]), {}, base_url="http://127.0.0.1:8080", admin_token=ADMIN)
-    test_client = TestClient(TestServer(app, host="127.0.0.1"))
+    test_client = http_client(app, host="127.0.0.1")
     await test_client.start_server()
     test_client.registry = nhttp.get_state(app).registry
     yield test_client
@@ -72,23 +72,23 @@ async def test_deeply_nested_json_is_bad_json_not_an_internal_error(client, capl
 
 
 def test_decode_json_body():
-    assert nhttp.decode_json_body(b'{"mac": "x"}') == {"mac": "x"}
+    assert agent_api.decode_json_body(b'{"mac": "x"}') == {"mac": "x"}
     for bad in (b"\xff", b"{", b"[" * 100000):
         with pytest.raises(ValueError):
-            nhttp.decode_json_body(bad)
-    assert json.loads(json.dumps(nhttp.decode_json_body(b"[" * 50 + b"]" * 50)))
+            agent_api.decode_json_body(bad)
+    assert json.loads(json.dumps(agent_api.decode_json_body(b"[" * 50 + b"]" * 50)))
 
 
-def test_the_runner_closes_connections_that_send_no_whole_request():
+def test_connections_that_send_no_whole_request_are_closed():
     app = nhttp.create_app(Registry([("node1", MAC)]), {}, base_url="http://127.0.0.1:8080")
     runner = nhttp.create_runner(app)
     assert runner._kwargs["keepalive_timeout"] == nhttp.IDLE_TIMEOUT  # pylint: disable=protected-access
-    assert nhttp.IDLE_TIMEOUT <= 30
+    assert nhttp.IDLE_TIMEOUT <= 30 and api_http.HEAD_TIMEOUT <= 30
 
 
 @pytest.mark.asyncio
 async def test_a_body_that_never_comes_is_408_not_a_held_connection(client, monkeypatch):
-    monkeypatch.setattr(nhttp, "BODY_TIMEOUT", 0.3)
+    monkeypatch.setattr(agent_api, "BODY_TIMEOUT", 0.3)
     token = client.registry.token_for(MAC)
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(b"POST /api/v1/phone-home HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()

@@ -23,7 +23,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry impo
 
 aiohttp = pytest.importorskip("aiohttp")
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.http import _ChangeNotifier  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.api import ChangeNotifier  # noqa: E402
 
 
 def _hosts(count):
@@ -197,7 +198,7 @@ def test_receive_buffer_falls_back_when_it_cannot_be_forced():
 
 def test_a_host_event_wakes_only_that_hosts_waiters_and_the_catch_all():
     async def scenario():
-        notifier = _ChangeNotifier()
+        notifier = ChangeNotifier()
         notifier.attach(asyncio.get_running_loop())
         checks = {"a": 0, "b": 0, "any": 0}
         news = {"a": False, "b": False, "any": False}
@@ -213,8 +214,7 @@ def test_a_host_event_wakes_only_that_hosts_waiters_and_the_catch_all():
         await asyncio.sleep(0)
         before = dict(checks)
         notifier({"mac": "52:54:00:00:00:0a", "event": "offered"})
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await asyncio.sleep(agent_api.WAKE_QUIET * 3)
         assert checks["b"] == before["b"]                     # not woken by another host
         assert checks["a"] > before["a"] and checks["any"] > before["any"]
         news["a"] = news["any"] = True
@@ -227,9 +227,49 @@ def test_a_host_event_wakes_only_that_hosts_waiters_and_the_catch_all():
     asyncio.run(scenario())
 
 
+def test_waiters_are_woken_once_a_burst_of_events_pauses_and_never_much_later(monkeypatch):
+    # A longer pause than the server's, so a busy test machine's late timers cannot look like one.
+    monkeypatch.setattr(agent_api, "WAKE_QUIET", 0.05)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        checked_at = []  # when the waiter looked (it looks once at the start, then on each wake-up)
+
+        def nothing_yet():
+            checked_at.append(loop.time())
+            return False
+        notifier = ChangeNotifier()
+        notifier.attach(loop)
+        waiter = asyncio.ensure_future(notifier.wait_for(nothing_yet, 5, key="52:54:00:00:00:0a"))
+        await asyncio.sleep(0)
+        started = loop.time()
+        # A burst: an event every 2 ms (phone-homes arriving) for 0.2 s; the waiter stays asleep.
+        while loop.time() - started < 0.2:
+            notifier({"mac": "52:54:00:00:00:0a", "event": "phoned_home"})
+            await asyncio.sleep(0.002)
+        burst_end = loop.time()
+        assert len(checked_at) == 1, "woken in the middle of the burst"
+        await asyncio.sleep(agent_api.WAKE_QUIET * 5)
+        assert len(checked_at) == 2 and checked_at[1] - burst_end < agent_api.WAKE_QUIET * 4, "not woken soon after the burst"
+
+        # Events that never pause: woken WAKE_MAX_DELAY after the first all the same.
+        del checked_at[:]
+        waiter2 = asyncio.ensure_future(notifier.wait_for(nothing_yet, 5))
+        await asyncio.sleep(0)
+        started = loop.time()
+        while len(checked_at) < 2 and loop.time() - started < 3:
+            notifier({"mac": "52:54:00:00:00:0b", "event": "offered"})
+            await asyncio.sleep(0.002)
+        assert len(checked_at) >= 2, "a steady stream of events kept the waiter asleep"
+        assert agent_api.WAKE_MAX_DELAY <= checked_at[1] - started < agent_api.WAKE_MAX_DELAY + 0.3
+        notifier.close()
+        assert await waiter is False and await waiter2 is False
+    asyncio.run(scenario())
+
+
 def test_a_timed_out_waiter_leaves_nothing_behind():
     async def scenario():
-        notifier = _ChangeNotifier()
+        notifier = ChangeNotifier()
         notifier.attach(asyncio.get_running_loop())
         assert await notifier.wait_for(lambda: False, 0.05, key="52:54:00:00:00:0a") is False
         assert notifier._waiters == {}  # pylint: disable=protected-access

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 
@@ -90,3 +91,30 @@ def test_a_host_we_cannot_boot_gets_a_reason_on_its_timeline():
     host = netboot.registry.snapshot()["hosts"][0]
     assert host["state"] == "known"
     assert [(event["event"], event["reason"]) for event in host["events"]] == [("dhcp_refused", "no-boot-file")]
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_tftp_listens_on_the_serving_address_beside_another_tftp_server():
+    # libvirt's dnsmasq holds UDP 69 on its bridge's address; a listener on every address could not start.
+    tftp_port = free_port()
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.2", tftp_port))
+    netboot = server.NetbootServer(server.ServerOptions(
+        hosts=[{"name": "vm1", "mac": MAC}], server_ip="127.0.0.1", artifacts={}, dhcp_port=free_port(),
+        proxy_port=free_port(), tftp_port=tftp_port, http_port=free_port(socket.SOCK_STREAM)))
+
+    async def scenario():
+        await netboot.start()
+        try:
+            return netboot._tftp.address  # pylint: disable=protected-access
+        finally:
+            await netboot.close()
+    try:
+        assert asyncio.run(scenario()) == ("127.0.0.1", tftp_port)
+    finally:
+        other.close()
