@@ -24,7 +24,7 @@ import urllib.error
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, privileges, runtime, server, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, privileges, runtime, separation, server, tftp
 
 
 class ControlError(Exception):
@@ -200,12 +200,16 @@ def plan(params, links=None):
             ipxe.split_cmdline(cmdline)
         except ValueError as exc:
             raise ControlError("%s: %s" % (where, exc)) from None
+    ipxe_files = _ipxe_files(params.get("ipxe_dir") or tftp.DEFAULT_DIRECTORY)
+    user = params.get("user") or DEFAULT_USER
+    check_switch(_account(user), [files[kind] for arch, files in sorted(artifacts.items()) for kind in ("kernel", "initrd")
+                                  if files.get(kind)] + [path for name, path in sorted(ipxe_files.items())])
     return server.ServerOptions(
         hosts=[{"name": h["name"], "mac": h["mac"], "arch": h["arch"]} for h in hosts],
         server_ip=server_ip,
         interface=interface,
         artifacts=artifacts,
-        ipxe_files=_ipxe_files(params.get("ipxe_dir") or tftp.DEFAULT_DIRECTORY),
+        ipxe_files=ipxe_files,
         http_port=params.get("http_port") or 8080,
         extra_cmdline=params.get("cmdline"),
         max_duration=params.get("max_duration") or 3600,
@@ -213,8 +217,29 @@ def plan(params, links=None):
         linger=params["linger"] if params.get("linger") is not None else 30,
         admin_token=secrets.token_urlsafe(24),
         run_id=secrets.token_hex(8),
+        user=user,
         **ipv6
     )
+
+
+DEFAULT_USER = "nobody"
+
+
+def check_switch(account, paths):
+    """Refuse, before anything binds, a switch to ``account`` that could not happen or could not serve ``paths``."""
+    missing = privileges.missing_to_switch(account)
+    if missing:
+        raise ControlError("user: switching to %s after binding needs %s, which this process lacks (a container started "
+                           "without them?); grant them, or set user to root to keep root's user ID (without capabilities)"
+                           % (account.name, " and ".join(missing)))
+    try:
+        unreadable = privileges.unreadable_as(account, paths)
+    except OSError as exc:
+        raise ControlError("user: %s" % exc) from None
+    if unreadable:
+        raise ControlError("user: the server serves as %s once bound, and %s cannot read %s; put the files where every "
+                           "user may read them (the Nix store is), or set user to root"
+                           % (account.name, account.name, ", ".join("%s (%s)" % pair for pair in unreadable)))
 
 
 def has_ipv4(links, interface=None):
@@ -319,11 +344,14 @@ def tokens_to_keep(record, hosts):
     return kept
 
 
-def run(options, run_dir, on_progress=None, owner=None, drop_privileges=True):
+def run(options, run_dir, on_progress=None, owner=None):
     """Serve until a stop condition; the state file exists exactly while serving.
 
-    Once every socket is bound, the process gives up its capabilities (``drop_privileges``).
-    A run that finds the state of a server that died keeps that server's per-host tokens.
+    Privilege separation (:mod:`.separation`): this process stays root and never
+    touches the network; it keeps the state file (with its own PID: ``stop`` and a
+    second run find it), while a child binds every socket, gives up root for the
+    account ``options.user``, and serves. A run that finds the state of a server
+    that died keeps that server's per-host tokens.
     """
     stale = runtime.read_state(run_dir)
     note = claim(run_dir)
@@ -332,27 +360,16 @@ def run(options, run_dir, on_progress=None, owner=None, drop_privileges=True):
         if kept:
             options = dataclasses.replace(options, tokens=kept)
             note += "; its %d host(s) keep their tokens, so installers it booted can still phone home" % len(kept)
-    watchers = []
+    account = _account(options.user)
 
-    def ready(netboot_server):
-        registry = netboot_server.registry
-        runtime.write_state(run_dir, {"api_url": options.api_url, "admin_token": options.admin_token,
-                                      "run_id": options.run_id, "started": time.time(),
-                                      "tokens": {mac: registry.token_for(mac) for mac in registry.macs()}})
-        if drop_privileges:
-            try:
-                privileges.drop_capabilities()
-            except OSError as exc:
-                raise server.ServerError("cannot give up root's capabilities after binding: %s" % exc) from None
-            holding = privileges.threads_with_capabilities()
-            if holding:
-                raise server.ServerError("threads %s of the server still hold root's capabilities after binding; "
-                                         "this is a bug of nixie.metal, please report it" % holding)
-        if owner is not None:
-            watchers.append(asyncio.get_running_loop().create_task(_stop_when_owner_ends(netboot_server, owner)))
+    def bound(tokens, child_pid):
+        runtime.write_state(run_dir, {"api_url": options.api_url, "admin_token": options.admin_token, "run_id": options.run_id,
+                                      "started": time.time(), "server_pid": child_pid, "tokens": tokens})
 
+    def watch(netboot_server):
+        return _stop_when_owner_ends(netboot_server, owner) if owner is not None else None
     try:
-        result = asyncio.run(server.serve(options, on_progress=on_progress, ready=ready))
+        result = separation.serve(options, account, bound, on_progress=on_progress, watch=watch)
     except server.ServerError as exc:
         raise ControlError(str(exc)) from None
     finally:
@@ -360,6 +377,17 @@ def run(options, run_dir, on_progress=None, owner=None, drop_privileges=True):
     if note:
         result["recovered"] = note
     return result
+
+
+def _account(user):
+    """The account named ``user``, for the serving child; None (options not made by :func:`plan`) keeps this process's user."""
+    if user is None:
+        return None
+    found = privileges.find_account(user)
+    if found is None:
+        raise ControlError("user: there is no account %r on this machine; create it (a system account with no "
+                           "login shell, like nobody) or name another one" % user)
+    return found
 
 
 def stop(run_dir, timeout=30.0):

@@ -25,8 +25,8 @@ description:
     keeps the per-host tokens of the server that died, so installers it booted can still phone home.
   - Binding ports 67, 69 and 4011 needs root or C(CAP_NET_BIND_SERVICE) (and binding to O(interface) needs
     C(CAP_NET_RAW) on Linux before 5.7); use C(become=true). Once every port is bound the server gives up all its
-    capabilities for good (and sets C(no_new_privs)); it opens no raw socket, except with O(dhcp6=addresses),
-    whose router advertisements go out of one opened before that.
+    capabilities for good (and sets C(no_new_privs)) and switches to O(user); it opens no raw socket, except with
+    O(dhcp6=addresses), whose router advertisements go out of one opened before that.
   - Machines are served over the address family they boot with; on a dual-stack segment both are served.
 author:
   - nixie.metal contributors (@nixie-metal)
@@ -168,6 +168,19 @@ options:
         readable by its owner only.
       - Defaults to C(/run/nixie-metal) for root, else C($XDG_RUNTIME_DIR/nixie-metal).
     type: path
+  user:
+    description:
+      - The account the server switches to once every port is bound, with that account's primary group and no
+        supplementary group, like dnsmasq's C(--user). The process that parses what comes from the network then owns
+        no root file and cannot signal root's processes; the module's own process stays root to keep the state file
+        in O(run_dir) and to pass signals on, but never touches the network.
+      - That account must be able to read the kernel, initrd and iPXE binaries (files in the Nix store are readable
+        by everyone); the module checks this, and that it may switch at all (C(CAP_SETUID) and C(CAP_SETGID)),
+        before it binds anything.
+      - V(root) keeps root's user ID, still without any capability. Only root can switch; when the module runs as
+        another user, the server keeps that user.
+    type: str
+    default: nobody
 seealso:
   - module: nixie.metal.wait_for_agent
   - plugin: nixie.metal.hosts
@@ -239,7 +252,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.server import web
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.http import AIOHTTP_IMPORT_ERROR
 
 
 def main():
@@ -267,6 +280,7 @@ def main():
             linger=dict(type="float", default=30),
             run_dir=dict(type="path"),
             owner_pid=dict(type="int"),
+            user=dict(type="str", default="nobody"),
         ),
         mutually_exclusive=[("hosts_file", "hosts")],
         required_by={"initrd": "kernel", "kernel": "initrd"},
@@ -284,8 +298,8 @@ def main():
             module.fail_json(msg="cannot stop the server: %s" % exc)
         module.exit_json(changed=stopped)
 
-    if web is None:
-        module.fail_json(msg=missing_required_lib("aiohttp"))
+    if AIOHTTP_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("aiohttp"), exception=AIOHTTP_IMPORT_ERROR)
     try:
         options = _pxe_server.plan(module.params)
         owner = _pxe_server.owner_of(module.params["owner_pid"])
@@ -300,6 +314,9 @@ def main():
         result = _pxe_server.run(options, run_dir, owner=owner)
     except _pxe_server.ControlError as exc:
         module.fail_json(msg=str(exc), **summary)
+    for name in result.pop("late_imports", ()):
+        module.warn("the server imported %s after it switched to %s; it may fail where %s cannot read Python's files. "
+                    "This is a bug of nixie.metal, please report it" % (name, options.user, options.user))
     module.exit_json(changed=True, **dict(result, **summary))
 
 

@@ -98,8 +98,10 @@ CASES = [
      _t(T_PXE, "test_sigkill_leaves_a_stale_state_that_the_next_run_recovers_from")),
     ("lifecycle.second_run_refused", "Lifecycle", "a second run while one is serving is refused with a clear message and binds nothing",
      _t(T_PXE, "test_state_stopped_ends_a_running_server_and_a_second_run_is_refused")),
-    ("privileges.dropped", "Privileges", "started as root only to bind: once bound, no capability at all (effective, permitted, "
-     "bounding, ambient) and no_new_privs", _t(T_PATHS, "test_the_server_holds_no_capability_once_bound")),
+    ("privileges.dropped", "Privileges", "started as root only to bind: the process that parses the network is a child that, once "
+     "bound, runs as nobody (no group, no capability at all: effective, permitted, bounding, ambient; no_new_privs); the root "
+     "parent keeps the state file and never touches the network",
+     _t(T_PATHS, "test_the_server_runs_as_nobody_with_no_privilege_once_bound")),
 ]
 
 

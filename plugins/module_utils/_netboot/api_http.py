@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import http
 import logging
 import re
+import socket
+import struct
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -41,6 +44,10 @@ HEAD_TIMEOUT = 15.0
 SWEEP_INTERVAL = 1.0
 # Connections open on the HTTP port at most (the server sets it from its open-files limit).
 DEFAULT_MAX_CONNECTIONS = 4096
+# Connections accepted per wake-up of a listening socket (asyncio's create_server takes its backlog).
+ACCEPT_BATCH = 256
+# Seconds the kernel holds a connection that has sent nothing before handing it over anyway.
+DEFER_ACCEPT_SECONDS = 5
 NEED_MORE = "need more"
 HAND_OVER = "hand over"
 _PREFIXES = (b"GET /api/", b"HEAD /api/", b"POST /api/")
@@ -142,18 +149,47 @@ class _HttpDate:
         return self._text
 
 
+def listening_socket(host, port, backlog):
+    """A non-blocking TCP socket listening on ``host``:``port``; OSError when it cannot bind.
+
+    With ``TCP_DEFER_ACCEPT`` (Linux) the kernel hands a connection over once its
+    first bytes are there, so most API requests are whole when accepted.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # beside the IPv4 listener
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ApiConnections:
-    """The HTTP port's protocol factory: API requests answered here, the rest handed to aiohttp.
+    """The HTTP port: API requests answered here, every other connection handed to aiohttp.
 
     ``api``: the run's :class:`~.api.AgentApi`. ``hand_over``: aiohttp's
     ``web.Server`` (``AppRunner.server``), which makes the protocol of a
-    connection handed to it and knows those it serves. Keeps the connections
-    it still answers, so :meth:`close` can end them at shutdown, and ends
-    those whose request does not arrive in time: one sweep a second for all
-    of them, cheaper than a timer per connection when a rack connects at once.
-    A connection beyond ``max_connections`` open on the port (here and in
-    aiohttp) is reset at once: a host flooding the port cannot take the file
-    descriptors TFTP transfers need.
+    connection handed to it and knows those it serves.
+
+    A connection accepted with a whole API request that is answered at once
+    (a phone-home, a long-poll with news) is answered and closed right there,
+    with no transport, protocol or task: a rack's phone-homes arriving in the
+    same instant cost the event loop as little as they can. Any other
+    connection becomes an asyncio transport with :class:`_ApiConnection` as its
+    protocol, which reads the rest, answers long-polls when they end, or hands
+    the connection to aiohttp. Those are kept, so :meth:`close` can end them at
+    shutdown, and ended when their request does not arrive in time: one sweep a
+    second for all of them. A connection beyond ``max_connections`` open on the
+    port (here and in aiohttp) is reset at once: a host flooding the port cannot
+    take the file descriptors TFTP transfers need.
     """
 
     def __init__(self, api, hand_over, access_log=None, max_connections=DEFAULT_MAX_CONNECTIONS):
@@ -163,17 +199,128 @@ class ApiConnections:
         self.max_connections = max_connections
         self.live = set()
         self.refused = 0
+        self.answered_at_once = 0
         self.date = _HttpDate()
+        self.sockets = []
+        self._adopting = set()
         self._sweeper = None
+
+    # -- listening -------------------------------------------------------------
+
+    def listen(self, host, port, backlog):
+        """Accept connections on ``host``:``port`` from now on; OSError when it cannot bind."""
+        sock = listening_socket(host, port, backlog)
+        self.sockets.append(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready, sock)
+
+    def stop_accepting(self):
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.sockets = []
+
+    def _accept_ready(self, listener):
+        for dummy in range(ACCEPT_BATCH):
+            try:
+                conn, dummy = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors or memory: stop accepting for a while, as asyncio does.
+                    self.api.log.warning("HTTP: cannot accept connections for now (%s); trying again in 1 s", exc)
+                    loop = asyncio.get_running_loop()
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(1.0, self._resume, listener)
+                return
+            self._accepted(conn)
+
+    def _resume(self, listener):
+        if listener in self.sockets:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener)
 
     def full(self):
         """Whether the port already has ``max_connections`` open."""
         return len(self.live) + len(self.hand_over.connections) >= self.max_connections
 
-    def __call__(self):
+    def _accepted(self, conn):
+        if self.full():
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                self.api.log.warning("HTTP connections refused: %d open is the limit (%d refused so far)",
+                                     self.max_connections, self.refused)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset, not a goodbye
+            conn.close()
+            return
+        conn.setblocking(False)
+        started = time.monotonic()
+        try:
+            data = conn.recv(MAX_HEAD + self.api.max_body)
+        except (BlockingIOError, InterruptedError):
+            data = b""
+        except OSError:
+            conn.close()
+            return
+        wire = self._answer_at_once(conn, data, started) if data else None
+        if wire is None:
+            self._adopt(conn, _ApiConnection(self, data, started))
+            return
+        try:
+            sent = conn.send(wire)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            conn.close()
+            return
+        if sent == len(wire):
+            conn.close()
+        else:
+            self._adopt(conn, _Remainder(wire[sent:]))
+
+    def _answer_at_once(self, conn, data, started):
+        """The bytes answering ``data`` when it is a whole API request answered without waiting, else None."""
+        head = read_head(data, self.api.max_body)
+        if not isinstance(head, RequestHead) or len(data) - head.size < head.content_length:
+            return None
+        try:
+            peer = conn.getpeername()[0]
+        except OSError:
+            return None
+        request = agent_api.ApiRequest(method=head.method, path=head.path, query=head.query, headers=head.headers,
+                                       body=data[head.size:head.size + head.content_length], peer=peer)
+        answer = _answer(self.api, request)
+        if not isinstance(answer, agent_api.ApiAnswer):
+            answer.close()  # a long-poll: asked again once the connection is a transport that can wait
+            return None
+        self.answered_at_once += 1
+        return self.wire(head, answer, peer, started)
+
+    def _adopt(self, conn, protocol):
+        task = asyncio.get_running_loop().create_task(self._make_transport(conn, protocol))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _make_transport(self, conn, protocol):
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn)
+        except OSError:
+            conn.close()
+
+    # -- connections -----------------------------------------------------------
+
+    def wire(self, head, answer, peer, started):
+        """The bytes of ``answer`` to ``head`` (an access log line when that log is on)."""
+        data = encode_answer(answer, head_only=head.method == "HEAD", date=self.date())
+        if self.access_log.isEnabledFor(logging.INFO):
+            self.access_log.info('%s "%s %s %s" %d %d %.6fs "%s"', peer, head.method, head.target[:200], head.version,
+                                 answer.status, len(data), time.monotonic() - started, head.headers.get("user-agent", "-")[:200])
+        return data
+
+    def opened(self, connection):
+        self.live.add(connection)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
-        return _ApiConnection(self)
 
     def _sweep(self):
         now = time.monotonic()
@@ -182,13 +329,16 @@ class ApiConnections:
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep) if self.live else None
 
     async def close(self, grace=1.0):
-        """Close every connection still here, once long-polls the API already answered (``stopping``) are sent.
+        """Stop accepting; close every connection still here once long-polls the API already answered are sent.
 
         A long-poll still waiting after ``grace`` seconds is cancelled with its connection.
         """
+        self.stop_accepting()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._adopting:
+            await asyncio.wait(list(self._adopting), timeout=grace)
         answering = [c.task for c in self.live if c.task is not None and not c.task.done()]
         if answering:
             await asyncio.wait(answering, timeout=grace)
@@ -196,32 +346,50 @@ class ApiConnections:
             connection.close()
 
 
-class _ApiConnection(asyncio.Protocol):
-    """One connection until its first request is answered here or handed to aiohttp."""
+def _answer(api, request):
+    """``api.answer(request)``, or a 500 answer (logged) when it fails."""
+    try:
+        return api.answer(request)
+    except Exception:
+        api.log.exception("internal error on %s %s", request.method, request.path[:200])
+        return agent_api.internal_error()
 
-    def __init__(self, owner):
+
+class _Remainder(asyncio.Protocol):
+    """Sends the rest of an answer that did not fit in the socket's buffer, then closes."""
+
+    def __init__(self, rest):
+        self.rest = rest
+
+    def connection_made(self, transport):
+        transport.write(self.rest)
+        transport.close()
+
+
+class _ApiConnection(asyncio.Protocol):
+    """One connection until its first request is answered here or handed to aiohttp.
+
+    ``initial``: the bytes read when the connection was accepted.
+    """
+
+    def __init__(self, owner, initial=b"", started=None):
         self.owner = owner
         self.transport = None
         self.peer = None
         self.buffer = bytearray()
+        self.initial = initial
         self.head = None
         self.task = None
-        self.started = time.monotonic()
+        self.started = started or time.monotonic()
         # Until when the request head (then its body) may take to arrive; None once it has.
         self.deadline = self.started + HEAD_TIMEOUT
 
     def connection_made(self, transport):
         self.transport = transport
-        owner = self.owner
-        if owner.full():
-            owner.refused += 1
-            if owner.refused == 1 or owner.refused % 1000 == 0:
-                owner.api.log.warning("HTTP connections refused: %d open is the limit (%d refused so far)",
-                                      owner.max_connections, owner.refused)
-            self.buffer = None
-            transport.abort()
-            return
-        owner.live.add(self)
+        self.owner.opened(self)
+        initial, self.initial = self.initial, None
+        if initial:
+            self.data_received(initial)
 
     def data_received(self, data):
         if self.buffer is None:
@@ -267,11 +435,7 @@ class _ApiConnection(asyncio.Protocol):
         self.peer = _peer(self.transport)
         request = agent_api.ApiRequest(method=head.method, path=head.path, query=head.query, headers=head.headers,
                                        body=body, peer=self.peer)
-        try:
-            answer = self.owner.api.answer(request)
-        except Exception:
-            self.owner.api.log.exception("internal error on %s %s", head.method, head.path[:200])
-            answer = agent_api.internal_error()
+        answer = _answer(self.owner.api, request)
         if isinstance(answer, agent_api.ApiAnswer):
             self._send(answer)
         else:
@@ -290,14 +454,8 @@ class _ApiConnection(asyncio.Protocol):
     def _send(self, answer):
         if self.transport.is_closing():
             return
-        data = encode_answer(answer, head_only=self.head.method == "HEAD", date=self.owner.date())
-        self.transport.write(data)
+        self.transport.write(self.owner.wire(self.head, answer, self.peer, self.started))
         self.transport.close()
-        log = self.owner.access_log
-        if log.isEnabledFor(logging.INFO):
-            log.info('%s "%s %s %s" %d %d %.6fs "%s"', self.peer, self.head.method, self.head.target[:200],
-                     self.head.version, answer.status, len(data), time.monotonic() - self.started,
-                     self.head.headers.get("user-agent", "-")[:200])
 
     def close(self):
         if self.transport is not None and not self.transport.is_closing():

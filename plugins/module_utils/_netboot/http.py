@@ -373,20 +373,19 @@ class Listeners:
         self.connections = api_http.ApiConnections(get_state(runner.app).api, runner.server,
                                                    access_log=access_log or logging.getLogger(LOGGER_NAME + ".access"),
                                                    max_connections=max_connections)
-        self.servers = []
 
     async def listen(self, host, port, backlog):
         """Listen on ``host``:``port``; OSError when it cannot bind."""
-        self.servers.append(await asyncio.get_running_loop().create_server(self.connections, host, port, backlog=backlog))
+        self.connections.listen(host, port, backlog)
+
+    @property
+    def addresses(self):
+        """The ``(host, port, ...)`` each listening socket is bound to."""
+        return [sock.getsockname() for sock in self.connections.sockets]
 
     def stop_accepting(self):
-        for each in self.servers:
-            each.close()
+        self.connections.stop_accepting()
 
     async def close(self):
         """Stop accepting and close the connections still answered in front of aiohttp."""
-        self.stop_accepting()
         await self.connections.close()
-        for each in self.servers:
-            await each.wait_closed()
-        self.servers = []

@@ -96,6 +96,8 @@ class ServerOptions:
     dhcp6_prefix: str | None = None
     dhcp6_port: int = dhcp6.SERVER_PORT
     proxy6_port: int = dhcp6.PXE_PORT
+    # The account the serving process switches to once bound (_pxe_server.run, privileges.py); None keeps its own.
+    user: str | None = None
 
     @property
     def http_base(self):

@@ -54,7 +54,7 @@ def ipxe_dir(cache: Path | None = None) -> Path:
             except OSError:
                 if not (target / "ipxe-arm64.efi").is_file():
                     raise
-    return target
+    return installer.readable_by_everyone(target)
 
 
 def kernel_deb(cache: Path | None = None) -> Path:
@@ -114,7 +114,8 @@ def build(agent: str | os.PathLike | None = None, *, cache: Path | None = None) 
         }, indent=2))
         installer._publish(tmp_out, out)
     meta = json.loads(manifest.read_text())
-    return installer.Installer(kernel=out / "kernel", initrd=out / "initrd",
+    return installer.Installer(kernel=installer.readable_by_everyone(out / "kernel"),
+                               initrd=installer.readable_by_everyone(out / "initrd"),
                                kernel_version=meta["kernel_version"], key=key, console=CONSOLE)
 
 

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -547,10 +548,57 @@ def build(agent: str | os.PathLike | None = None, *, cache: Path | None = None,
         }, indent=2))
         _publish(tmp_out, out)
     meta = json.loads(manifest.read_text())
-    return Installer(kernel=out / "kernel", initrd=out / "initrd",
+    return Installer(kernel=readable_by_everyone(out / "kernel"), initrd=readable_by_everyone(out / "initrd"),
                      kernel_version=meta["kernel_version"], key=key,
                      ssh_host_keys=tuple(meta.get("ssh_host_keys", ())),
                      with_sshd=bool(meta.get("with_sshd", False)))
+
+
+#: Where :func:`readable_by_everyone` puts links to cached files.
+SERVED = Path("/var/tmp/nixie-lab-served")
+
+
+def _others_may_read(path: Path) -> bool:
+    path = path.resolve()
+    if not os.stat(path).st_mode & stat.S_IROTH:
+        return False
+    return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in path.parents)
+
+
+def readable_by_everyone(path: Path) -> Path:
+    """``path`` (a file, or a directory of files) where every user may read it.
+
+    The netboot server reads what it serves as ``nobody`` once its ports are
+    bound (pxe_server's ``user``), and the lab's cache may sit in root's home
+    (0700). The files of the cache are made once and never change (their
+    directory is named by their content), so a hard link in a world-readable
+    directory (a copy across file systems) serves them as they are.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if all(_others_may_read(entry) for entry in path.iterdir() if entry.is_file()) and _others_may_read(path):
+            return path
+        entries = [entry for entry in sorted(path.iterdir()) if entry.is_file()]
+    else:
+        if _others_may_read(path):
+            return path
+        entries = [path]
+    target = SERVED / hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    for directory in (SERVED, target):
+        directory.mkdir(exist_ok=True)
+        directory.chmod(0o755)
+    for entry in entries:
+        final = target / entry.name
+        if final.exists():
+            continue
+        staging = target / (".%s.%d" % (entry.name, os.getpid()))
+        try:
+            os.link(entry, staging)
+        except OSError:
+            shutil.copyfile(entry, staging)
+        staging.chmod(0o644)
+        os.replace(staging, final)
+    return target if path.is_dir() else target / path.name
 
 
 def _publish(tmp_out: Path, out: Path) -> None:

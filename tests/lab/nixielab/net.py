@@ -130,6 +130,9 @@ class Lab:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.id}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._own_workdir:
+            # The netboot server reads what it serves as nobody once bound (pxe_server's user).
+            self.workdir.chmod(0o755)
         self.keep_workdir = (os.environ.get("NIXIE_LAB_KEEP") == "1") if keep_workdir is None else keep_workdir
         self.procs: list[subprocess.Popen] = []
         self.taps: list[str] = []

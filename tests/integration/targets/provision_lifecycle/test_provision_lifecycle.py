@@ -18,12 +18,15 @@ meets a server of another run on this machine; the test reads it through /proc/<
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -110,7 +113,8 @@ class Run:
             record = self.state_record()
             if record is not None:
                 self.saw_state_file = True
-                self.server_pids.add(record["pid"])
+                # the module's root process and its child that serves: neither may outlive the run
+                self.server_pids.update(pid for pid in (record["pid"], record.get("server_pid")) if pid)
             time.sleep(0.1)
 
     def output(self):
@@ -243,10 +247,14 @@ def report_lines(output):
 
 
 @pytest.fixture
-def site(tmp_path):
+def site():
     os.makedirs(RUN_DIR, exist_ok=True)   # the mount point for each run's private tmpfs
-    with Lab(site_dhcp=False) as lab:
-        files = tmp_path
+    # Not pytest's tmp_path (under /tmp/pytest-of-root, root's only): the server reads the kernel and initrd as nobody.
+    files = Path(tempfile.mkdtemp(prefix="nixie-provision-lifecycle-"))
+    files.chmod(0o755)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, files)
+        lab = cleanup.enter_context(Lab(site_dhcp=False))
         (files / "kernel").write_bytes(b"kernel")
         (files / "initrd").write_bytes(b"initrd")
         hosts = {name: {"mac_address": mac, "system": SYSTEM % name} for name, mac in MACS.items()}

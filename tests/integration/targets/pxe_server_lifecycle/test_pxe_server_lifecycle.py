@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,15 +30,21 @@ SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 
 
 @pytest.fixture
-def lab(tmp_path):
-    with Lab(site_dhcp=False) as made:
-        (tmp_path / "kernel").write_bytes(b"kernel")
-        (tmp_path / "initrd").write_bytes(b"initrd")
-        (tmp_path / "hosts.json").write_text('{"node1": {"mac_address": "52:54:00:12:34:01"}}', encoding="utf-8")
-        made.files = tmp_path
-        made.run_dir = str(tmp_path / "run")
-        yield made
-        assert bound_ports(made) == set(), "a server port is still bound after the test"
+def lab():
+    # Not pytest's tmp_path (under /tmp/pytest-of-root, root's only): the server reads the kernel and initrd as nobody.
+    files = Path(tempfile.mkdtemp(prefix="nixie-pxe-lifecycle-"))
+    files.chmod(0o755)
+    try:
+        with Lab(site_dhcp=False) as made:
+            (files / "kernel").write_bytes(b"kernel")
+            (files / "initrd").write_bytes(b"initrd")
+            (files / "hosts.json").write_text('{"node1": {"mac_address": "52:54:00:12:34:01"}}', encoding="utf-8")
+            made.files = files
+            made.run_dir = str(files / "run")
+            yield made
+            assert bound_ports(made) == set(), "a server port is still bound after the test"
+    finally:
+        shutil.rmtree(files)
 
 
 def server_args(lab, **extra):
@@ -190,6 +198,7 @@ def test_a_taken_port_names_its_holder_and_leaves_nothing_bound(lab):
     ({"address": "10.99.0.1"}, "address 10.99.0.1 is not configured"),
     ({"ipxe_dir": "/nonexistent"}, "iPXE directory /nonexistent does not exist"),
     ({"cmdline": "quiet\nboot"}, "cmdline"),
+    ({"user": "nixie-no-such-user"}, "user: there is no account 'nixie-no-such-user' on this machine"),
 ])
 def test_bad_input_is_a_clear_error_and_binds_nothing(lab, args, message):
     result = ansible(lab, "nixie.metal.pxe_server", server_args(lab, **args), check=False)
@@ -197,6 +206,18 @@ def test_bad_input_is_a_clear_error_and_binds_nothing(lab, args, message):
     assert message in result["msg"], result["msg"]
     assert "Traceback" not in json.dumps(result)
     assert state_record(lab) is None
+
+
+def test_a_kernel_the_server_could_not_read_once_switched_is_refused_before_binding(lab):
+    (lab.files / "kernel").chmod(0o600)
+    result = ansible(lab, "nixie.metal.pxe_server", server_args(lab), check=False)
+    assert result["failed"]
+    assert ("user: the server serves as nobody once bound, and nobody cannot read %s (Permission denied); put the files "
+            "where every user may read them (the Nix store is), or set user to root" % (lab.files / "kernel")) in result["msg"], result["msg"]
+    assert bound_ports(lab) == set() and state_record(lab) is None
+    # user=root is the way out: root reads it (and still gives up every capability).
+    served = ansible(lab, "nixie.metal.pxe_server", server_args(lab, user="root", idle_timeout=1))
+    assert not served["failed"] and served["stop_reason"].startswith("idle_timeout"), served
 
 
 def test_the_api_port_is_reachable_while_serving(lab):

@@ -170,10 +170,13 @@ def http_hold(args):
     held = selectors.DefaultSelector()
     for index in range(args["connections"]):
         sock = socket.create_connection((SERVER, 8080), timeout=5)
-        if index % 2:
+        if index % 3 == 1:
             sock.sendall(b"POST /api/v1/phone-home HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer xxxxxxxxxxxxxxxxxxxxxxxx\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"mac\": ")
             kind = "body"
+        elif index % 3 == 2:  # not the API: aiohttp holds it
+            sock.sendall(b"GET /boot/52:54:00:12:34:01/kernel HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            kind = "boot_headers"
         else:
             sock.sendall(b"GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             kind = "headers"

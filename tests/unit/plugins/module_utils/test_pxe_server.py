@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -50,18 +53,22 @@ def test_interface_and_address_select():
 
 
 @pytest.fixture
-def site(tmp_path):
+def site():
+    # Not pytest's tmp_path: /tmp/pytest-of-root is root's only, and the server reads its files as nobody once bound.
+    top = pathlib.Path(tempfile.mkdtemp(prefix="nixie-test-pxe-server-"))
+    top.chmod(0o755)
     for name in ("bzImage", "initrd", "Image", "initrd-arm"):
-        (tmp_path / name).write_bytes(b"x")
-    ipxe = tmp_path / "ipxe"
-    ipxe.mkdir()
+        (top / name).write_bytes(b"x")
+    ipxe = top / "ipxe"
+    ipxe.mkdir(mode=0o755)
     (ipxe / "ipxe.efi").write_bytes(b"efi")
     (ipxe / "undionly.kpxe").write_bytes(b"bios")
-    (tmp_path / "hosts.json").write_text(json.dumps({
+    (top / "hosts.json").write_text(json.dumps({
         "node1": {"mac_address": "52:54:00:12:34:01"},
         "arm1": {"mac_address": "52:54:00:12:34:02", "arch": "aarch64-linux"},
     }), encoding="utf-8")
-    return tmp_path
+    yield top
+    shutil.rmtree(top)
 
 
 def params(site, **extra):
@@ -111,6 +118,31 @@ def test_plan_refuses_bad_input(site, extra, message):
         plan(params(site, **extra), links=LINKS)
 
 
+def test_plan_switches_to_nobody_unless_told_otherwise(site):
+    assert plan(params(site), links=LINKS).user == "nobody"
+    assert plan(params(site, user="root"), links=LINKS).user == "root"
+
+
+def test_plan_names_a_missing_account():
+    with pytest.raises(ControlError, match="user: there is no account 'nixie-no-such-user' on this machine"):
+        _pxe_server.check_switch(_pxe_server._account("nixie-no-such-user"), [])
+
+
+def test_plan_refuses_a_file_the_account_cannot_read_and_names_it(site):
+    assert os.geteuid() == 0, "checking files as another user needs root (CI runs the unit tests as root)"
+    (site / "initrd").chmod(0o600)
+    with pytest.raises(ControlError, match="user: the server serves as nobody once bound, and nobody cannot read %s "
+                       "\\(Permission denied\\); put the files where every user may read them \\(the Nix store is\\), "
+                       "or set user to root" % (site / "initrd")):
+        plan(params(site), links=LINKS)
+    # A directory on the way counts too; root reads everything.
+    (site / "initrd").chmod(0o644)
+    (site / "ipxe").chmod(0o700)
+    with pytest.raises(ControlError, match="nobody cannot read %s/ipxe/ipxe.efi \\(Permission denied\\), %s/ipxe/undionly.kpxe" % (site, site)):
+        plan(params(site), links=LINKS)
+    assert plan(params(site, user="root"), links=LINKS).user == "root"
+
+
 def test_plan_reports_a_bad_host_list_entry(site):
     with pytest.raises(ControlError, match="hosts: host 'web1', field 'mac_address': 'zz' is not a MAC address"):
         plan(params(site, hosts_file=None, hosts=[{"name": "web1", "mac": "zz"}]), links=LINKS)
@@ -132,3 +164,15 @@ def test_claim_refuses_a_live_server_and_cleans_a_stale_one(tmp_path):
 
 def test_stop_without_a_server_changes_nothing(tmp_path):
     assert _pxe_server.stop(str(tmp_path)) is False
+
+
+def test_a_serving_child_that_cannot_bind_says_why_through_its_parent_and_leaves_nothing(site, tmp_path):
+    options = plan(params(site, interface="nixie-none0", address="192.0.2.10"),
+                   links=[LO, link("nixie-none0", "192.0.2.10")])
+    run_dir = str(tmp_path / "run")
+    # The child binds (here: to an interface that does not exist) and reports the error over its pipe.
+    with pytest.raises(ControlError, match="interface not found while binding UDP/67 \\(proxyDHCP\\)"):
+        _pxe_server.run(options, run_dir)
+    assert runtime.read_state(run_dir) is None
+    with pytest.raises(ChildProcessError):  # the child was reaped: no zombie, nothing left running
+        os.waitpid(-1, os.WNOHANG)

@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -25,14 +28,18 @@ LO = link("lo", ["127.0.0.1"], ["::1"], loopback=True)
 
 
 @pytest.fixture
-def site(tmp_path):
-    (tmp_path / "bzImage").write_bytes(b"x")
-    (tmp_path / "initrd").write_bytes(b"x")
-    ipxe = tmp_path / "ipxe"
-    ipxe.mkdir()
+def site():
+    # Not pytest's tmp_path: /tmp/pytest-of-root is root's only, and the server reads its files as nobody once bound.
+    top = pathlib.Path(tempfile.mkdtemp(prefix="nixie-test-pxe-server-ipv6-"))
+    top.chmod(0o755)
+    (top / "bzImage").write_bytes(b"x")
+    (top / "initrd").write_bytes(b"x")
+    ipxe = top / "ipxe"
+    ipxe.mkdir(mode=0o755)
     (ipxe / "ipxe.efi").write_bytes(b"efi")
-    (tmp_path / "hosts.json").write_text(json.dumps({"node1": {"mac_address": "52:54:00:12:34:01"}}), encoding="utf-8")
-    return tmp_path
+    (top / "hosts.json").write_text(json.dumps({"node1": {"mac_address": "52:54:00:12:34:01"}}), encoding="utf-8")
+    yield top
+    shutil.rmtree(top)
 
 
 def params(site, **extra):

@@ -32,7 +32,7 @@ class ListenersTestServer(TestServer):
         await self.runner.setup()
         self.listeners = nhttp.Listeners(self.runner)
         await self.listeners.listen(self.host, self.port or 0, 128)
-        self.port = self.listeners.servers[0].sockets[0].getsockname()[1]
+        self.port = self.listeners.addresses[0][1]
         self.scheme = "http"
         self._root = URL("http://%s:%d" % ("[%s]" % self.host if ":" in self.host else self.host, self.port))
 

@@ -114,7 +114,7 @@ class Served:
         await self.runner.setup()
         self.listeners = nhttp.Listeners(self.runner)
         await self.listeners.listen("127.0.0.1", 0, 128)
-        self.port = self.listeners.servers[0].sockets[0].getsockname()[1]
+        self.port = self.listeners.addresses[0][1]
         return self
 
     async def __aexit__(self, *exc):
@@ -158,6 +158,8 @@ async def test_a_phone_home_is_answered_in_front_of_aiohttp_and_closed():
         assert status == 200 and body["ok"] and body["mac"] == MAC
         assert headers["server"] == "nixie.metal" and headers["connection"] == "close"
         assert served.registry.state(MAC) == "phoned_home"
+        assert served.listeners.connections.answered_at_once == 1  # whole when accepted: no transport made
+        assert not served.listeners.connections.live
 
 
 @pytest.mark.asyncio
@@ -168,6 +170,7 @@ async def test_a_request_in_pieces_and_a_body_after_expect_100_continue():
         raw = await served.exchange(data[:7], data[7:head_end], data[head_end:], pause=0.05)
         (continue_status, dummy, dummy), (status, dummy, body) = answers(raw)
         assert continue_status == 100 and status == 200 and body["ok"]
+        assert served.listeners.connections.answered_at_once == 0  # read piece by piece by its transport
 
 
 @pytest.mark.asyncio
@@ -220,6 +223,8 @@ async def test_connections_beyond_the_limit_are_reset_and_the_port_serves_again_
     async with Served() as served:
         served.listeners.connections.max_connections = 3
         held = [socket.create_connection(("127.0.0.1", served.port)) for dummy in range(2)]
+        for each in held:  # half a request: accepted (the kernel holds a silent one back) and kept open
+            each.sendall(b"GET /api/v1/hea")
         boot = socket.create_connection(("127.0.0.1", served.port))  # a boot request: held by aiohttp
         boot.sendall(b"GET /boot/52:54:00:12:34:09/script.ipxe HTTP/1.1\r\nHost: x\r\n\r\n")
         await asyncio.sleep(0.2)
