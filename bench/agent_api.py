@@ -182,6 +182,8 @@ def server_round(rack, name, workdir, args):
     finally:
         result_usage = server.stop()
     result["usage"] = result_usage
+    if name == "ours":
+        result["server_counters"] = (_simnet.read_result(server) or {}).get("counters")
     line = ("  %-6s phone-homes %d/%d ok, p50 %s p99 %s max %s ms, wall %s ms, server CPU %s s (phone-homes %s s, waiting for a CPU %s s), "
             "peak RSS %s MiB") % (
         name, result["phone_homes_ok"], result["hosts"], result["phone_home_ms"]["p50"], result["phone_home_ms"]["p99"],

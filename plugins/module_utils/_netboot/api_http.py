@@ -202,6 +202,7 @@ class ApiConnections:
         self.answered_at_once = 0
         self.date = _HttpDate()
         self.sockets = []
+        self._loop = None
         self._adopting = set()
         self._sweeper = None
 
@@ -209,14 +210,15 @@ class ApiConnections:
 
     def listen(self, host, port, backlog):
         """Accept connections on ``host``:``port`` from now on; OSError when it cannot bind."""
+        self._loop = asyncio.get_running_loop()
         sock = listening_socket(host, port, backlog)
         self.sockets.append(sock)
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready, sock)
+        self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
 
     def stop_accepting(self):
-        loop = asyncio.get_running_loop()
         for sock in self.sockets:
-            loop.remove_reader(sock.fileno())
+            if not self._loop.is_closed():
+                self._loop.remove_reader(sock.fileno())
             sock.close()
         self.sockets = []
 
@@ -230,15 +232,14 @@ class ApiConnections:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of descriptors or memory: stop accepting for a while, as asyncio does.
                     self.api.log.warning("HTTP: cannot accept connections for now (%s); trying again in 1 s", exc)
-                    loop = asyncio.get_running_loop()
-                    loop.remove_reader(listener.fileno())
-                    loop.call_later(1.0, self._resume, listener)
+                    self._loop.remove_reader(listener.fileno())
+                    self._loop.call_later(1.0, self._resume, listener)
                 return
             self._accepted(conn)
 
     def _resume(self, listener):
         if listener in self.sockets:
-            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener)
+            self._loop.add_reader(listener.fileno(), self._accept_ready, listener)
 
     def full(self):
         """Whether the port already has ``max_connections`` open."""
@@ -297,13 +298,13 @@ class ApiConnections:
         return self.wire(head, answer, peer, started)
 
     def _adopt(self, conn, protocol):
-        task = asyncio.get_running_loop().create_task(self._make_transport(conn, protocol))
+        task = self._loop.create_task(self._make_transport(conn, protocol))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
 
     async def _make_transport(self, conn, protocol):
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn)
+            await self._loop.connect_accepted_socket(lambda: protocol, conn)
         except OSError:
             conn.close()
 
@@ -320,13 +321,13 @@ class ApiConnections:
     def opened(self, connection):
         self.live.add(connection)
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+            self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self):
         now = time.monotonic()
         for connection in [c for c in self.live if c.deadline is not None and c.deadline <= now]:
             connection.timed_out()
-        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep) if self.live else None
+        self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep) if self.live else None
 
     async def close(self, grace=1.0):
         """Stop accepting; close every connection still here once long-polls the API already answered are sent.

@@ -411,6 +411,8 @@ class NetbootServer:
             self._http_runner = None
         if self._http_listeners is not None:
             await self._http_listeners.close()
+            connections = self._http_listeners.connections
+            self.counters.update(http_refused=connections.refused, api_answered_at_accept=connections.answered_at_once)
             self._http_listeners = None
 
     def result(self):
