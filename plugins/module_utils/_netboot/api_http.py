@@ -7,7 +7,9 @@ plain API request — GET, HEAD or POST of a path under ``/api/``, HTTP/1.0 or
 1.1, a head within :data:`MAX_HEAD`, no body or one announced by
 Content-Length within the API's limit, no Transfer-Encoding or Upgrade —
 this module reads it, :class:`~.api.AgentApi` answers it, and the answer
-goes out with ``Connection: close``. That is every phone-home (curl,
+goes out with ``Connection: close``: right when the connection is accepted
+if the request is whole by then and needs no waiting, else once the
+connection is an asyncio transport. That is every phone-home (curl,
 busybox wget) and every wait_for_agent long-poll. Anything else — boot
 files, and any request this reader does not take, malformed ones included —
 is handed with the bytes read so far to aiohttp's request handler, which

@@ -12,6 +12,8 @@ here=$PWD
 source_root=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/nixie/metal
 work=$(mktemp -d /tmp/nixie-release.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# The netboot server reads the installer as nobody once bound (pxe_server's user); mktemp makes 0700.
+chmod 0755 "$work"
 step() { printf '=== %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "build the tarball"
