@@ -241,6 +241,35 @@ ignored:
   description: Requests from machines that are not hosts of this run, by MAC (bounded).
   returned: when O(state=started) and not in check mode
   type: dict
+counters:
+  description: What the server did over the run, counted.
+  returned: when O(state=started) and not in check mode
+  type: dict
+  contains:
+    dhcp_answered:
+      description: DHCP requests answered, on port 67 and on 4011.
+      type: int
+      sample: 4
+    dhcp_ignored:
+      description: DHCP requests not answered (a machine that is not a host of the run, a finished host, nothing to boot).
+      type: int
+      sample: 1
+    dhcp_malformed:
+      description: Datagrams on the DHCP ports that are not DHCP.
+      type: int
+      sample: 0
+    dhcp_send_errors:
+      description: Answers the network refused to send.
+      type: int
+      sample: 0
+    api_answered_at_accept:
+      description: Agent API requests answered as soon as their connection was accepted (the fast path of a phone-home).
+      type: int
+      sample: 2
+    http_refused:
+      description: HTTP connections reset because the port already had as many open as the server allows (half its open files).
+      type: int
+      sample: 0
 server:
   description: Where the server listens.
   returned: when O(state=started)
