@@ -63,9 +63,10 @@ def serve(params_path, events_path):
     return 0
 
 
-def start_ours(lab, inst, timeout=30.0):
+def start_ours(lab, inst, timeout=30.0, mac=MAC, health_host=None):
+    """Our server for one machine, ready once its health endpoint answers at ``health_host`` (the lab's address)."""
     hosts = lab.workdir / "hosts.json"
-    hosts.write_text(json.dumps({"vm1": {"mac_address": MAC}}), encoding="utf-8")
+    hosts.write_text(json.dumps({"vm1": {"mac_address": mac}}), encoding="utf-8")
     params = {"hosts_file": str(hosts), "kernel": str(inst.kernel), "initrd": str(inst.initrd),
               "cmdline": inst.cmdline(), "interface": lab.bridge, "run_dir": str(lab.workdir / "run"),
               "max_duration": 600, "linger": 1}
@@ -75,12 +76,12 @@ def start_ours(lab, inst, timeout=30.0):
     with open(lab.workdir / "server.log", "wb") as log:
         proc = lab.popen([sys.executable, os.path.abspath(__file__), "--serve", str(params_path), str(events_path)],
                          stdout=log, stderr=subprocess.STDOUT)
-    url = "http://%s:8080/api/v1/health" % lab.controller_ip
+    url = "http://%s:8080/api/v1/health" % (health_host or lab.controller_ip)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("our server exited early:\n" + (lab.workdir / "server.log").read_text(errors="replace")[-3000:])
-        if lab.run(["curl", "-sf", "-o", "/dev/null", url], check=False).returncode == 0:
+        if lab.run(["curl", "-sfg", "-o", "/dev/null", url], check=False).returncode == 0:
             return events_path
         time.sleep(0.2)
     raise RuntimeError("our server did not answer %s in %gs" % (url, timeout))

@@ -27,7 +27,6 @@ from __future__ import annotations
 # goes; docs/ipv6.md explains the difference (iPXE waits ~15 s for DHCPv4 to give up).
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -69,30 +68,6 @@ def start_site(lab, variant):
     wait_for_file_text(log, "DHCP, IP range", 10, lab.site_dnsmasq)
 
 
-def start_server(lab, inst, variant, timeout=30.0):
-    hosts = lab.workdir / "hosts.json"
-    hosts.write_text(json.dumps({"vm1": {"mac_address": MAC}}), encoding="utf-8")
-    params = {"hosts_file": str(hosts), "kernel": str(inst.kernel), "initrd": str(inst.initrd),
-              "cmdline": inst.cmdline(), "interface": lab.bridge, "run_dir": str(lab.workdir / "run"),
-              "max_duration": 600, "linger": 1}
-    params_path = lab.workdir / "params.json"
-    params_path.write_text(json.dumps(params), encoding="utf-8")
-    events_path = lab.workdir / "events.jsonl"
-    with open(lab.workdir / "server.log", "wb") as log:
-        proc = lab.popen([sys.executable, os.path.abspath(e2e.__file__), "--serve", str(params_path), str(events_path)],
-                         stdout=log, stderr=subprocess.STDOUT)
-    host = "[fd77::1]" if variant == "ipv6" else lab.controller_ip
-    url = "http://%s:8080/api/v1/health" % host
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited early:\n" + (lab.workdir / "server.log").read_text(errors="replace")[-3000:])
-        if lab.run(["curl", "-sfg", "-o", "/dev/null", url], check=False).returncode == 0:
-            return events_path
-        time.sleep(0.2)
-    raise RuntimeError("the server did not answer %s in %gs" % (url, timeout))
-
-
 def boot(variant, inst, timeout):
     from nixielab import ipv6  # pylint: disable=import-outside-toplevel
     from nixielab.net import Lab  # pylint: disable=import-outside-toplevel
@@ -100,7 +75,7 @@ def boot(variant, inst, timeout):
 
     with Lab(site_dhcp=False) as lab:
         start_site(lab, variant)
-        events_path = start_server(lab, inst, variant)
+        events_path = e2e.start_ours(lab, inst, mac=MAC, health_host="[fd77::1]" if variant == "ipv6" else None)
         t0 = time.time()
         vm = VM(lab, "ovmf-pxe", mac=MAC, extra=ipv6.OVMF_NO_PXE4 if variant == "ipv6" else None).start()
         vm.wait_for(AGENT_EXIT, timeout=timeout)

@@ -37,11 +37,11 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.probes import SERVER_PORTS, bound_ports, wait_until  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 RUN_DIR = "/run/nixie-metal"   # pxe_server's default as root; the playbook does not change it
 MACS = {"node1": "52:54:00:12:34:01", "node2": "52:54:00:12:34:02"}
 SYSTEM = "/nix/store/00000000000000000000000000000000-nixos-system-%s-lab"
@@ -182,19 +182,6 @@ class Run:
         return results
 
 
-def bound_ports(site):
-    listing = site.run(["ss", "-H", "-lnu", "-lnt"], check=False).stdout
-    found = set()
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and ":" in fields[4]:
-            protocol = "udp" if fields[0].startswith("udp") or fields[0] == "UNCONN" else "tcp"
-            port = int(fields[4].rsplit(":", 1)[1])
-            if (protocol, port) in SERVER_PORTS:
-                found.add((protocol, port))
-    return found
-
-
 def command_line(pid):
     try:
         return Path("/proc/%d/cmdline" % pid).read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
@@ -208,16 +195,6 @@ def wol_packets(site):
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def wait_until(condition, message, timeout=20.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(message)
 
 
 def failures(output):

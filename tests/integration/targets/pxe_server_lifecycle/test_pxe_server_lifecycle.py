@@ -20,13 +20,12 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import IPV6_PREFIX, Lab  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.probes import SERVER_PORTS, bound_ports, wait_until  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 TEST = "tests/integration/targets/pxe_server_lifecycle/test_pxe_server_lifecycle.py::"
-
-SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 
 
 @pytest.fixture
@@ -92,28 +91,6 @@ def state_record(lab):
         return json.loads(Path(lab.run_dir, "pxe_server.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def bound_ports(lab):
-    listing = lab.run(["ss", "-H", "-lnu", "-lnt"], check=False).stdout
-    found = set()
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 5:
-            protocol = "udp" if fields[0] in ("udp", "UNCONN") or fields[0].startswith("udp") else "tcp"
-            port = int(fields[4].rsplit(":", 1)[1]) if ":" in fields[4] else None
-            if (protocol, port) in SERVER_PORTS:
-                found.add((protocol, port))
-    return found
-
-
-def wait_until(condition, message, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(message)
 
 
 def test_check_mode_binds_nothing(lab):

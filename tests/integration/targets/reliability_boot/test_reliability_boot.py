@@ -40,12 +40,12 @@ from nixielab import installer as lab_installer  # noqa: E402  pylint: disable=w
 from nixielab import vm as lab_vm  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from nixielab.vm import VM  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from nixielab.probes import bound_ports, wait_until  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 HERE = Path(__file__).resolve().parent
 TEST = "tests/integration/targets/reliability_boot/test_reliability_boot.py::"
 AGENT_TIMEOUT = 180
-SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 TOKEN = re.compile(r"nixie\.token=(\S+)")
 STORM_SECONDS_MAX = 120
 MEMORY_GROWTH_LIMIT_KB = 64 * 1024
@@ -112,27 +112,6 @@ class Play:
         self.proc.wait(timeout=timeout)
         assert self.result_file.exists(), "the play wrote no result:\n" + self.output[-4000:]
         return json.loads(self.result_file.read_text(encoding="utf-8"))
-
-
-def wait_until(condition, message, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(message)
-
-
-def bound_ports(lab):
-    listing = lab.run(["ss", "-H", "-lnu", "-lnt"], check=False).stdout
-    found = set()
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and ":" in fields[4]:
-            protocol = "udp" if fields[0].startswith("udp") or fields[0] == "UNCONN" else "tcp"
-            found.add((protocol, int(fields[4].rsplit(":", 1)[1])))
-    return found & SERVER_PORTS
 
 
 def rss_kb(pid):

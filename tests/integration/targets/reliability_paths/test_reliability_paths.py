@@ -40,12 +40,12 @@ sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from nixielab.probes import SERVER_PORTS, bound_ports, wait_until  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "probe.py"
 AGENT = COLLECTION / "nix" / "agent" / "nixie-agent"
-SERVER_PORTS = {("udp", 67), ("udp", 4011), ("udp", 69), ("tcp", 8080)}
 MACS = {"node1": "52:54:00:12:34:01", "node2": "52:54:00:12:34:02"}
 TEST = "tests/integration/targets/reliability_paths/test_reliability_paths.py::"
 # What a leak would look like in an answer: each secret file's marker and /etc/passwd's first line.
@@ -115,16 +115,6 @@ def state_record(lab):
         return None
 
 
-def wait_until(condition, message, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(message)
-
-
 def start_server(lab, **extra):
     """pxe_server as an async job; returns {jid, pid, server_pid, ready (monotonic when the ports were bound)}."""
     job = ansible(lab, "nixie.metal.pxe_server", server_args(lab, **extra), "-B", "300", "-P", "0")
@@ -151,17 +141,6 @@ def stop_server(lab):
     stopped = ansible(lab, "nixie.metal.pxe_server", {"state": "stopped", "run_dir": lab.run_dir})
     assert not stopped["failed"], stopped
     return job_result(lab, lab.server["jid"])
-
-
-def bound_ports(lab):
-    listing = lab.run(["ss", "-H", "-lnu", "-lnt"], check=False).stdout
-    found = set()
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and ":" in fields[4]:
-            protocol = "udp" if fields[0].startswith("udp") or fields[0] == "UNCONN" else "tcp"
-            found.add((protocol, int(fields[4].rsplit(":", 1)[1])))
-    return found & SERVER_PORTS
 
 
 def udp_sockets_of(lab, pid):
