@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +50,26 @@ def netns(prefix: str):
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def ensure_nginx() -> str:
+    """The nginx binary of the anchors, installed with apt-get (nginx-light) when missing.
+
+    Not in scripts/setup: only the benches' anchors use it, and the package starts a web
+    server on port 80 wherever it is installed.
+    """
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        sys.exit("nginx is missing; install it with: apt-get install -y nginx-light")
+    print("installing nginx-light with apt-get ...")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env, check=False,
+                      stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def save_json(path: str, data: dict) -> str:

@@ -303,7 +303,7 @@ boot
 
 def start_nginx(rack, workdir, kernel, initrd):
     """nginx (one worker, sendfile, no access log), the anchor of the HTTP figures."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    binary = _common.ensure_nginx()
     work = os.path.join(workdir, "nginx")
     www = os.path.join(work, "www")
     os.makedirs(www, exist_ok=True)

@@ -106,21 +106,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def ensure_nginx():
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if found:
-        return found
-    if os.geteuid() != 0:
-        sys.exit("nginx is missing; install it with: apt-get install -y nginx-light")
-    print("installing nginx-light with apt-get ...")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    if subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env, check=False,
-                      stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], env=env, check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("nginx") or "/usr/sbin/nginx"
-
-
 def nginx_version(binary):
     out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
     return (out.stderr or out.stdout).strip().rsplit("/", 1)[-1]
@@ -274,7 +259,7 @@ def make_file(path, size):
 def bench(args):
     if not shutil.which("curl"):
         sys.exit("curl is missing; install it with: apt-get install -y curl")
-    binary = ensure_nginx()
+    binary = _common.ensure_nginx()
     size = args.size << 20
     work = tempfile.mkdtemp(prefix="nixie-http-bench-")
     os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
