@@ -135,7 +135,7 @@ def test_uefi_pxe_over_ipv6_beside_the_site_router(installers, arm64_ipxe):
             agent = check_ipv6_boot(result, mac, vms[mac], binary, arch)
             # The address came from the site (its range), the boot file from us.
             assert "address" not in events_named(agent, "offered")[0]
-            assert ipaddress.ip_address(events_named(agent, "ipxe_served")[0]["client"]) in ipaddress.ip_network("fd77::100/120")
+            assert ipaddress.ip_address(events_named(agent, "ipxe_served")[0]["client"]) in ipaddress.ip_network(ipv6.SITE_NETWORK6)
             assert "Station IP address is FD77" in vms[mac].serial(), "PXE over IPv6 did not get its boot file:\n%s\n%s" % (
                 wire(lab), [(e["event"], e.get("port"), e.get("boot_file")) for e in agent["events"]])
         kernels = [events_named(agent_result(result, mac), "kernel_served")[0]["bytes"] for mac in machines]
