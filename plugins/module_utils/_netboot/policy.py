@@ -38,7 +38,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp
 
 __all__ = (
     "HostView", "ServerConfig", "Destination", "Ignore", "Reply", "decide", "boot_file_for",
-    "reply_destination", "IPXE_BINARIES", "SYSTEM_FOR_ARCH",
+    "reply_destination", "IPXE_BINARIES", "SYSTEM_FOR_ARCH", "OFFER_REPEATS",
     "EVENT_OFFERED", "EVENT_SCRIPT_OFFERED", "EVENT_BOOT_FILE_ACKED", "EVENT_SCRIPT_ACKED",
 )
 
@@ -71,6 +71,13 @@ IGNORE_FINISHED = "finished"
 IGNORE_UNSUPPORTED_ARCH = "unsupported-arch"
 IGNORE_ARCH_MISMATCH = "arch-mismatch"
 IGNORE_NO_BOOT_FILE = "no-boot-file"
+
+# A proxy offer is sent again after these delays (seconds). Firmware waits for proxy offers only
+# while it discovers: iPXE sends DISCOVER at 0 s and 1 s and moves on with the site's offer at
+# about 3 s, so a lost proxy offer had one more chance at most, and a boot without one has no
+# boot file ("Nothing to boot"). The repeats land inside that window for either DISCOVER (and
+# inside EDK2's first 4 s of collecting offers); a client ignores a copy it already has.
+OFFER_REPEATS = (0.5, 1.5)
 
 _BROADCAST = "255.255.255.255"
 _ANY = "0.0.0.0"
@@ -155,6 +162,8 @@ class Reply:
     event: str
     client: dhcp.BootClient
     boot_file: str
+    #: Send the same answer again after each of these delays (seconds): see OFFER_REPEATS.
+    repeats: tuple = ()
 
     def encode(self) -> bytes:
         return dhcp.encode(self.packet)
@@ -261,7 +270,8 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
         event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
 
     packet = _build_reply(request, reply_type, client, boot_file, config)
-    return Reply(packet, reply_destination(request, port, source), event, client, boot_file)
+    repeats = OFFER_REPEATS if reply_type == dhcp.DHCPOFFER else ()
+    return Reply(packet, reply_destination(request, port, source), event, client, boot_file, repeats)
 
 
 def _build_reply(request, reply_type, client, boot_file, config):

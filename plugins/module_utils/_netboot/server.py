@@ -172,7 +172,8 @@ class BatchedDatagramTransport:
             received(data, address)
 
     def sendto(self, data, address):
-        self._sock.sendto(data, address)
+        if self._sock is not None:  # else closed: a repeated offer that fell due after the stop
+            self._sock.sendto(data, address)
 
     def close(self):
         if self._sock is not None:
@@ -245,15 +246,26 @@ class NetbootServer:
                 # A machine of ours that we cannot boot: its timeline must say why.
                 self.registry.record(mac, "dhcp_refused", reason=decision.reason, detail=decision.detail)
             return
-        try:
-            endpoint.transport.sendto(decision.encode(), decision.destination.address)
-        except OSError as exc:
-            self.counters["dhcp_send_errors"] += 1
-            log.warning("cannot answer %s on port %d: %s", mac, endpoint.port, exc)
+        wire = decision.encode()
+        if not self._send_dhcp(endpoint, wire, decision.destination.address, mac):
             return
+        for delay in decision.repeats:
+            self._schedule(delay, self._send_dhcp, endpoint, wire, decision.destination.address, mac)
         self.counters["dhcp_answered"] += 1
         self.registry.record(mac, decision.event, port=endpoint.port, arch=decision.client.arch,
                              firmware=decision.client.firmware, boot_file=decision.boot_file)
+
+    def _schedule(self, delay, callback, *args):
+        asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    def _send_dhcp(self, endpoint, wire, address, mac):
+        try:
+            endpoint.transport.sendto(wire, address)
+        except OSError as exc:
+            self.counters["dhcp_send_errors"] += 1
+            log.warning("cannot answer %s on port %d: %s", mac, endpoint.port, exc)
+            return False
+        return True
 
     def _on_http_event(self, event):
         """Hook of the HTTP app: tie iPXE binaries fetched by UEFI HTTP boot to a MAC.

@@ -21,11 +21,15 @@ def bound_ports(lab, ports=SERVER_PORTS):
 
 
 def wait_until(condition, message, timeout=20.0, interval=0.1):
-    """``condition()``'s first true value within ``timeout`` seconds; AssertionError with ``message`` otherwise."""
+    """``condition()``'s first true value within ``timeout`` seconds; AssertionError with ``message`` otherwise.
+
+    ``message`` may be a callable, called at the time-out: what it shows (a console, a log) is then
+    what happened during the wait, not what was there before it.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(message)
+    raise AssertionError(message() if callable(message) else message)

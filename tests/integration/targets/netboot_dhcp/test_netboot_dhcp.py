@@ -36,6 +36,7 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.policy import OFFER_REPEATS  # noqa: E402  pylint: disable=wrong-import-position
 
 HERE = Path(__file__).resolve().parent
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -47,6 +48,7 @@ CLIENT_IPS = ("10.77.0.50", "10.77.0.51", "10.77.0.52", "10.77.0.53")
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 GUID = b"\x00" + bytes(range(1, 17))
 LISTEN = 1.5  # seconds to collect answers after a batch of requests
+DISCOVER_LISTEN = max(OFFER_REPEATS) + 1.0  # long enough for every copy of an offer
 
 # name -> (mac, arch in hosts.json); the client classes below use them.
 HOSTS = {
@@ -135,8 +137,9 @@ def options_by_code(bootp):
 class Answer:
     """One BOOTP reply seen on the wire."""
 
-    def __init__(self, frame):
+    def __init__(self, frame, received_at):
         self.frame = frame
+        self.received_at = received_at
         self.ip = frame[IP]
         self.udp = frame[UDP]
         # scapy binds BOOTP to ports 67/68 only: a 4011 answer is dissected by hand.
@@ -162,7 +165,7 @@ class Answer:
 
 def answers(frames, xid):
     """(ours, site's) replies with this xid."""
-    found = [Answer(Ether(bytes.fromhex(item["hex"]))) for item in frames]
+    found = [Answer(Ether(bytes.fromhex(item["hex"])), item["time"]) for item in frames]
     found = [answer for answer in found if answer.bootp.xid == xid and answer.bootp.op == 2 and answer.bootp.haslayer(DHCP)]
     ours = [answer for answer in found if answer.ip.src == SERVER]
     site = [answer for answer in found if answer.ip.src == SITE]
@@ -326,7 +329,8 @@ DISCOVERS = {
 def discovered(env):
     """Every class's DISCOVER sent at once; name -> (xid, ours, site's)."""
     xids = {name: env.next_xid() for name in DISCOVERS}
-    frames = env.raw.exchange([discover_frame(mac_of(name), xids[name], DISCOVERS[name][0]) for name in DISCOVERS])
+    frames = env.raw.exchange([discover_frame(mac_of(name), xids[name], DISCOVERS[name][0]) for name in DISCOVERS],
+                              listen=DISCOVER_LISTEN)
     return {name: (xids[name],) + answers(frames, xids[name]) for name in DISCOVERS}
 
 
@@ -361,8 +365,12 @@ def test_discover(discovered, name):
     if boot_file is None:
         assert not ours, "%s got an answer: %s" % (name, [answer.file for answer in ours])
         return
-    assert len(ours) == 1, "%s: %d answers from us" % (name, len(ours))
+    # One offer, sent again after each of OFFER_REPEATS (a lossy link's second chances): copies, no later than due.
+    assert len(ours) == 1 + len(OFFER_REPEATS), "%s: %d answers from us" % (name, len(ours))
     answer = ours[0]
+    for copy, delay in zip(ours[1:], OFFER_REPEATS):
+        assert bytes(copy.udp.payload) == bytes(answer.udp.payload), "%s: a repeated offer differs from the first" % name
+        assert copy.received_at - answer.received_at >= delay - 0.05, (name, delay, copy.received_at - answer.received_at)
     # Port 67 answers to a client without an address are broadcast to port 68.
     assert answer.destination == ("255.255.255.255", 68)
     assert answer.frame[Ether].dst == BROADCAST_MAC

@@ -177,6 +177,16 @@ def test_guid_echoed_as_received(guid):
     assert packet.options[dhcp.OPT_CLIENT_GUID] == guid
 
 
+def test_offers_are_repeated_inside_the_discovery_window_acks_are_not():
+    # iPXE moves on with the site's offer about 3 s after its first DISCOVER (its second goes at 1 s):
+    # every copy of an answer to either DISCOVER must arrive before that.
+    for request in (firmware(7), ipxe(7), firmware(0)):
+        repeats = policy.decide(request, 67, BCAST, X86, CONFIG).repeats
+        assert repeats == policy.OFFER_REPEATS and 0 < min(repeats) and 1 + max(repeats) < 3
+    ack = policy.decide(firmware(7, mtype=dhcp.DHCPREQUEST, ciaddr="10.0.0.50"), 4011, ("10.0.0.50", 4011), X86, CONFIG)
+    assert ack.repeats == ()  # the client retransmits its request, each one is answered
+
+
 # -- port 4011: DHCPREQUEST / DHCPINFORM -> DHCPACK -------------------------------------------
 
 def test_ovmf_4011_request_gets_boot_file_ack():
