@@ -20,8 +20,7 @@ DUID modulo the range's size and does not hold an advertised address. In a
 range of 2^k addresses two IAIDs that agree in their low k bits start on the
 same address, and when the second client takes it first, dnsmasq refuses the
 PXE client's Request and EDK2 never solicits again (docs/ipv6.md). Over 2^32
-addresses that needs two equal IAIDs, which EDK2 never makes; a small range
-(:data:`SMALL_RANGE6`) is kept for the test that shows the failure itself.
+addresses that needs two equal IAIDs, which EDK2 never makes.
 
 Without a site at all (``addresses`` mode of the server under test), only
 :func:`remove_ipv4` is needed.
@@ -40,8 +39,6 @@ SITE_IP6 = f"{IPV6_PREFIX}2"
 #: The site's DHCPv6 addresses: 2^32 of them, so no two IAIDs of one client start on one address.
 SITE_RANGE6 = (f"{IPV6_PREFIX}1:0:0", f"{IPV6_PREFIX}1:ffff:ffff")
 SITE_NETWORK6 = f"{IPV6_PREFIX}1:0:0/96"
-#: 256 addresses, the size of many sites' ranges (and of dnsmasq examples): IAIDs collide by chance.
-SMALL_RANGE6 = (f"{IPV6_PREFIX}100", f"{IPV6_PREFIX}1ff")
 
 
 def remove_ipv4(lab: Lab) -> None:

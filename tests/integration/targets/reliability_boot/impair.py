@@ -14,10 +14,11 @@ direction (or after 20 ms when none comes), so it arrives out of order.
 Each flow of each direction draws from its own generator, seeded with SEED, the direction and the
 flow (ARP; or the IP protocol, the IPv4 addresses and the lower of the two ports: the site's DHCP
 answers, ours, HTTP on 8080, ...), so the n-th frame of our DHCP answers towards the machine meets
-the same fate in every run with that seed, whatever the other traffic on the bridge does in between. Counted, and written to STATS_FILE on SIGTERM or exit. With
-CAPTURE_PREFIX, both sides of the link are kept as pcap files: PREFIX-machine.pcap (what the
-machine sent and what reached it) and PREFIX-bridge.pcap (what the bridge sent and what reached
-it), so a lost frame is the one in the sender's file that is missing from the other.
+the same fate in every run with that seed, whatever the other traffic on the bridge does in between.
+Counted, and written to STATS_FILE on SIGTERM or exit. With CAPTURE_PREFIX, both sides of the link
+are kept as pcap files: PREFIX-machine.pcap (what the machine sent and what reached it) and
+PREFIX-bridge.pcap (what the bridge sent and what reached it), so a lost frame is the one in the
+sender's file that is missing from the other.
 """
 
 from __future__ import annotations
