@@ -21,12 +21,14 @@ How one run goes (see docs/installer.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections import deque
 
@@ -57,6 +59,12 @@ NETBOOT_BUILD_ATTRS = (("kernel", "kernel"), ("initrd", "netbootRamdisk"), ("top
 
 # Evaluated in check mode only, when the system has not been built yet.
 NETBOOT_EVAL_APPLY = "c: { kernelFile = c.system.boot.loader.kernelFile; kernelParams = c.boot.kernelParams; }"
+
+# The site flake's input that receives the agent of the collection running the task.
+AGENT_INPUT = "nixie-metal"
+# What the collection's flake reads: only these go into the store, not a checkout's
+# .venv or test data (a path: input copies its whole directory on every run).
+AGENT_FLAKE_FILES = ("flake.nix", "flake.lock", "nix")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _WILL = re.compile(r"^(?:these (\d+)|this) (derivations?|paths?) will be (built|fetched)")
@@ -161,13 +169,15 @@ def option_value(value):
     return str(value)
 
 
-def common_flags(impure=False, offline=False, options=None, extra_args=None):
+def common_flags(impure=False, offline=False, options=None, extra_args=None, override_inputs=None):
     """Flags shared by every nix call of a run."""
     flags = []
     if impure:
         flags.append("--impure")
     if offline:
         flags.append("--offline")
+    for name, ref in (override_inputs or {}).items():
+        flags += ["--override-input", str(name), str(ref)]
     for name, value in (options or {}).items():
         flags += ["--option", str(name), option_value(value)]
     flags += list(extra_args or [])
@@ -394,6 +404,97 @@ def read_toplevel(toplevel):
     return os.path.basename(kernel_link), params, system
 
 
+# --- input overrides ------------------------------------------------------------
+
+_UNMATCHED_OVERRIDE = re.compile(r"^warning: the flag '--override-input (\S+) .*' does not match any input$")
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9/._-]+$")
+_LOCK_NOT_WRITTEN = "warning: not writing modified lock file of flake"
+
+
+def check_override_inputs(override_inputs):
+    """override_inputs as given -> {input: flake ref}; NixError naming a bad entry."""
+    checked = {}
+    for name, ref in (override_inputs or {}).items():
+        name = str(name)
+        if not name or any(c.isspace() for c in name) or name.startswith("/") or name.endswith("/"):
+            raise NixError(
+                "override_inputs: %r is not an input name; give the name of an input of the flake, such as "
+                "'nixpkgs' or 'disko/nixpkgs' for an input of an input" % name)
+        if not isinstance(ref, str) or not ref.strip():
+            raise NixError(
+                "override_inputs: the flake reference of input %s must be a non-empty string, such as "
+                "'path:/srv/nixpkgs' or 'github:NixOS/nixpkgs/nixos-25.05'" % name)
+        checked[name] = ref.strip()
+    return checked
+
+
+def unmatched_overrides(warnings):
+    """Input names of --override-input flags that nix said match no input of the flake."""
+    names = set()
+    for warning in warnings:
+        match = _UNMATCHED_OVERRIDE.match(warning)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+def settle_overrides(user, automatic, warnings):
+    """What the overrides did, from nix's warnings -> (used, warnings to show).
+
+    A user's override that matches no input is an error (a typo would otherwise build
+    something else); the automatic agent override of a flake without that input is
+    dropped silently. Nix does not write flake.lock while inputs are overridden and
+    says so on every call: that warning is expected and not shown.
+    """
+    unmatched = unmatched_overrides(warnings)
+    wrong = sorted(name for name in user if name in unmatched)
+    if wrong:
+        raise NixError(
+            "override_inputs names %s, which the flake has no input of (nix: does not match any input). "
+            "Check the names against the flake's inputs (nix flake metadata FLAKE)." % ", ".join(wrong))
+    used = dict(user)
+    used.update({name: ref for name, ref in automatic.items() if name not in unmatched and name not in user})
+    shown = [w for w in warnings if not _UNMATCHED_OVERRIDE.match(w)]
+    if used or automatic:
+        shown = [w for w in shown if not w.startswith(_LOCK_NOT_WRITTEN)]
+    return used, shown
+
+
+@contextlib.contextmanager
+def agent_flake_copy(root):
+    """A temporary directory holding the flake files of the collection at ``root``.
+
+    Yields its ``path:`` flake reference (None when ``root`` is None) and removes it
+    afterwards: nix copies it into the store, where the installer refers to it.
+    """
+    if root is None:
+        yield None
+        return
+    if not os.path.isfile(os.path.join(root, "flake.nix")):
+        raise NixError(
+            "agent_flake %s has no flake.nix: give the root directory of the nixie.metal collection "
+            "(the one holding flake.nix and nix/)" % root)
+    # Nix takes neither percent-escapes nor characters beyond ASCII in a path: URL.
+    base = tempfile.gettempdir()
+    if not _PLAIN_PATH.match(base):
+        base = "/tmp"
+    work = tempfile.mkdtemp(prefix="nixie-agent-flake-", dir=base)
+    try:
+        target = os.path.join(work, "nixie-metal")
+        os.mkdir(target)
+        for name in AGENT_FLAKE_FILES:
+            source = os.path.join(root, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(target, name), symlinks=False)
+            elif os.path.isfile(source):
+                shutil.copy2(source, os.path.join(target, name))
+        yield "path:" + target
+    except OSError as exc:
+        raise NixError("cannot copy the flake of agent_flake %s: %s" % (root, exc)) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --- processes ---------------------------------------------------------------------
 
 
@@ -456,14 +557,39 @@ class Deadline:
 
 
 def build(nix, installables=(), installers=None, check_mode=False, cwd=None, timeout=None, env=None,
-          runner=run, **flags):
+          runner=run, override_inputs=None, agent_flake=None, **flags):
     """Build (or, in check mode, evaluate) installables and installers in one nix build call.
 
     ``installers``: key -> NixOS configuration reference; each key gets the netboot
-    artifacts of that configuration. Returns a dict shaped like the module's result.
+    artifacts of that configuration. ``override_inputs``: input -> flake reference.
+    ``agent_flake``: root of a nixie.metal collection whose flake becomes the input
+    ``nixie-metal`` of the built flakes (unless ``override_inputs`` names that input).
+    Returns a dict shaped like the module's result.
     """
     if cwd and not os.path.isdir(cwd):
         raise NixError("chdir %s is not a directory" % cwd)
+    user = check_override_inputs(override_inputs)
+    if AGENT_INPUT in user:
+        agent_flake = None
+    with agent_flake_copy(agent_flake) as agent_ref:
+        automatic = {AGENT_INPUT: agent_ref} if agent_ref else {}
+        overrides = dict(automatic, **user)
+        result = _build(nix, installables, installers, check_mode, cwd, timeout, env, runner,
+                        dict(flags, override_inputs=overrides))
+    used, result["warnings"] = settle_overrides(user, automatic, result["warnings"])
+    shown = {}
+    for name, ref in used.items():
+        shown[name] = "path:" + agent_flake if name in automatic else ref
+    result["override_inputs"] = shown
+    cmd = list(result["cmd"])
+    if agent_ref:
+        # The copy is gone once nix has stored it; the command shows where it came from.
+        cmd = [("path:" + agent_flake) if arg == agent_ref else arg for arg in cmd]
+    result["cmd"] = cmd
+    return result
+
+
+def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner, flags):
     deadline = Deadline(timeout)
     installers = dict(installers or {})
     roles = {key: netboot_installables(ref) for key, ref in installers.items()}

@@ -23,9 +23,6 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTION = os.environ.get("NIXIE_COLLECTION") or os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-STAND_INS = os.path.join(HERE, "stand-ins")
-NIXPKGS = "path:" + os.path.join(STAND_INS, "nixpkgs")
-DISKO = "path:" + os.path.join(STAND_INS, "disko")
 NIX = ["nix", "--extra-experimental-features", "nix-command flakes"]
 
 
@@ -44,6 +41,30 @@ def nix_env(tmp_path_factory):
     return env
 
 
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Copies of the stand-ins, the collection's flake (flake.nix, nix/) and examples/ in a
+    plain temporary directory: nix 2.8 takes no path: URL with characters beyond ASCII, which
+    ansible-test puts into the collection's path on purpose."""
+    root = tmp_path_factory.mktemp("flakes")
+    shutil.copytree(os.path.join(HERE, "stand-ins"), root / "stand-ins")
+    (root / "collection").mkdir()
+    shutil.copy(os.path.join(COLLECTION, "flake.nix"), root / "collection" / "flake.nix")
+    shutil.copytree(os.path.join(COLLECTION, "nix"), root / "collection" / "nix")
+    shutil.copytree(os.path.join(COLLECTION, "examples"), root / "examples")
+    return root
+
+
+@pytest.fixture(scope="module")
+def refs(tree):
+    return {
+        "nixpkgs": "path:%s/stand-ins/nixpkgs" % tree,
+        "disko": "path:%s/stand-ins/disko" % tree,
+        "collection": "path:%s/collection" % tree,
+        "examples": "path:%s/examples" % tree,
+    }
+
+
 def nix(env, *args, check=True):
     proc = subprocess.run(NIX + ["--offline"] + list(args), env=env, capture_output=True, text=True, check=False, timeout=300)
     if check:
@@ -51,36 +72,27 @@ def nix(env, *args, check=True):
     return proc
 
 
-def example_overrides(collection=COLLECTION):
-    return ["--override-input", "nixpkgs", NIXPKGS, "--override-input", "disko", DISKO,
-            "--override-input", "nixie-metal", "path:" + collection]
+def example_overrides(refs):
+    return ["--override-input", "nixpkgs", refs["nixpkgs"], "--override-input", "disko", refs["disko"],
+            "--override-input", "nixie-metal", refs["collection"]]
 
 
-def collection_copy(tmp_path, edit=None):
-    """flake.nix and nix/ of the collection in a directory of their own, maybe edited."""
-    target = tmp_path / "collection"
-    target.mkdir()
-    shutil.copy(os.path.join(COLLECTION, "flake.nix"), target / "flake.nix")
-    shutil.copytree(os.path.join(COLLECTION, "nix"), target / "nix")
-    if edit:
-        text = (target / "flake.nix").read_text(encoding="utf-8")
-        (target / "flake.nix").write_text(edit(text), encoding="utf-8")
-    return target
+def test_root_flake_check(nix_env, refs):
+    nix(nix_env, "flake", "check", "--no-build", refs["collection"], "--override-input", "nixpkgs", refs["nixpkgs"])
 
 
-def test_root_flake_check(nix_env):
-    nix(nix_env, "flake", "check", "--no-build", "path:" + COLLECTION, "--override-input", "nixpkgs", NIXPKGS)
-
-
-def test_root_flake_check_refuses_a_path_as_module(nix_env, tmp_path):
+def test_root_flake_check_refuses_a_path_as_module(nix_env, tree, refs, tmp_path):
     """The check fails on the export that nix 2.8 refuses (`nixosModules.x = ./file.nix`)."""
     def as_path(text):
         start = text.index("nixosModules.nixie-agent = {")
         end = text.index("};", start) + 2
         return text[:start] + "nixosModules.nixie-agent = ./nix/module.nix;" + text[end:]
 
-    broken = collection_copy(tmp_path, as_path)
-    proc = nix(nix_env, "flake", "check", "--no-build", "path:%s" % broken, "--override-input", "nixpkgs", NIXPKGS, check=False)
+    broken = tmp_path / "collection"
+    shutil.copytree(tree / "collection", broken)
+    (broken / "flake.nix").write_text(as_path((broken / "flake.nix").read_text(encoding="utf-8")), encoding="utf-8")
+    proc = nix(nix_env, "flake", "check", "--no-build", "path:%s" % broken, "--override-input", "nixpkgs", refs["nixpkgs"],
+               check=False)
     version = nix(nix_env, "--version").stdout
     if " 2.8." in version:
         assert proc.returncode != 0
@@ -90,10 +102,10 @@ def test_root_flake_check_refuses_a_path_as_module(nix_env, tmp_path):
         assert proc.returncode == 0, proc.stderr
 
 
-def test_root_flake_outputs_and_agent_package(nix_env):
+def test_root_flake_outputs_and_agent_package(nix_env, refs):
     def evaluate(attr, apply):
-        flake = "path:%s#%s" % (COLLECTION, attr)
-        return json.loads(nix(nix_env, "eval", "--json", flake, "--apply", apply, "--override-input", "nixpkgs", NIXPKGS).stdout)
+        flake = "%s#%s" % (refs["collection"], attr)
+        return json.loads(nix(nix_env, "eval", "--json", flake, "--apply", apply, "--override-input", "nixpkgs", refs["nixpkgs"]).stdout)
 
     outputs = {
         "modules": evaluate("nixosModules", "builtins.attrNames"),
@@ -107,8 +119,8 @@ def test_root_flake_outputs_and_agent_package(nix_env):
     assert outputs["formatter"] == ["aarch64-linux", "x86_64-linux"]
 
     system = nix(nix_env, "eval", "--impure", "--raw", "--expr", "builtins.currentSystem").stdout
-    built = json.loads(nix(nix_env, "build", "--no-link", "--json", "path:%s#packages.%s.nixie-agent" % (COLLECTION, system),
-                           "--override-input", "nixpkgs", NIXPKGS).stdout)
+    built = json.loads(nix(nix_env, "build", "--no-link", "--json", "%s#packages.%s.nixie-agent" % (refs["collection"], system),
+                           "--override-input", "nixpkgs", refs["nixpkgs"]).stdout)
     out = built[0]["outputs"]["out"]
     with open(os.path.join(out, "libexec", "nixie-agent"), "rb") as handle:
         installed = handle.read()
@@ -121,8 +133,8 @@ def test_root_flake_outputs_and_agent_package(nix_env):
         assert "-%s/bin" % tool in wrapper
 
 
-def test_example_flake_check(nix_env):
-    nix(nix_env, "flake", "check", "--no-build", "path:" + os.path.join(COLLECTION, "examples"), *example_overrides())
+def test_example_flake_check(nix_env, refs):
+    nix(nix_env, "flake", "check", "--no-build", refs["examples"], *example_overrides(refs))
 
 
 HOSTS_APPLY = """cs: builtins.mapAttrs (name: c: {
@@ -142,11 +154,11 @@ INSTALLERS_APPLY = """cs: builtins.mapAttrs (name: c: {
 }) { inherit (cs) installer installer-aarch64; }"""
 
 
-def test_example_hosts_evaluate_to_disko_scripts(nix_env):
+def test_example_hosts_evaluate_to_disko_scripts(nix_env, refs):
     with open(os.path.join(COLLECTION, "examples", "hosts.json"), encoding="utf-8") as handle:
         hosts = json.load(handle)
-    proc = nix(nix_env, "eval", "--json", "path:%s/examples#nixosConfigurations" % COLLECTION, "--apply", HOSTS_APPLY,
-               *example_overrides())
+    proc = nix(nix_env, "eval", "--json", refs["examples"] + "#nixosConfigurations", "--apply", HOSTS_APPLY,
+               *example_overrides(refs))
     evaluated = json.loads(proc.stdout)
     assert sorted(evaluated) == sorted(hosts)
     for name, host in hosts.items():
@@ -161,9 +173,9 @@ def test_example_hosts_evaluate_to_disko_scripts(nix_env):
         assert partitions == ({"bios", "ESP", "root"} if arch == "x86_64-linux" else {"ESP", "root"})
 
 
-def test_example_installers_evaluate(nix_env):
-    proc = nix(nix_env, "eval", "--json", "path:%s/examples#nixosConfigurations" % COLLECTION, "--apply", INSTALLERS_APPLY,
-               *example_overrides())
+def test_example_installers_evaluate(nix_env, refs):
+    proc = nix(nix_env, "eval", "--json", refs["examples"] + "#nixosConfigurations", "--apply", INSTALLERS_APPLY,
+               *example_overrides(refs))
     installers = json.loads(proc.stdout)
     assert installers["installer"]["platform"] == "x86_64-linux"
     assert installers["installer-aarch64"]["platform"] == "aarch64-linux"
@@ -195,21 +207,21 @@ BAD_SITE = """{
      "conflicting definitions of `networking.hostName'"),
     ("{ nosuchArgument, ... }: { }", "asks for nosuchArgument"),
 ])
-def test_stand_in_refuses_bad_modules(nix_env, tmp_path, module, reason):
+def test_stand_in_refuses_bad_modules(nix_env, refs, tmp_path, module, reason):
     site = tmp_path / "site"
     site.mkdir()
     (site / "flake.nix").write_text(BAD_SITE % module, encoding="utf-8")
     proc = nix(nix_env, "eval", "--raw", "path:%s#nixosConfigurations.bad.config.system.build.toplevel.drvPath" % site,
-               "--override-input", "nixpkgs", NIXPKGS, check=False)
+               "--override-input", "nixpkgs", refs["nixpkgs"], check=False)
     assert proc.returncode != 0
     assert reason in proc.stderr, proc.stderr
 
 
-def test_stand_in_disko_refuses_a_disk_without_device_path(nix_env, tmp_path):
+def test_stand_in_disko_refuses_a_disk_without_device_path(nix_env, tree, refs, tmp_path):
     site = tmp_path / "site"
-    shutil.copytree(os.path.join(COLLECTION, "examples"), site)
+    shutil.copytree(tree / "examples", site)
     (site / "hosts" / "node1.nix").write_text('{ site.disk = "sda"; }\n', encoding="utf-8")
     proc = nix(nix_env, "eval", "--raw", "path:%s#nixosConfigurations.node1.config.system.build.diskoScript.drvPath" % site,
-               *example_overrides(), check=False)
+               *example_overrides(refs), check=False)
     assert proc.returncode != 0
     assert "`disko.devices' is not of type disko devices" in proc.stderr, proc.stderr
