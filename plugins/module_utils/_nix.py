@@ -46,7 +46,8 @@ NIX_FALLBACK_DIRS = (
 )
 
 INSTALL_HINT = (
-    "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer), "
+    "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer; a first real "
+    "install wants 2.18 or newer, docs/nix.md says why and how), "
     "on other systems the installer from https://nixos.org/download; or set the executable option "
     "to the path of the nix binary."
 )
