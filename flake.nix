@@ -4,6 +4,9 @@
 # The Nix side of nixie.metal: the agent that network-booted installers run,
 # as a package and as a NixOS module. The installer itself and the machines'
 # systems live in the user's flake; see examples/flake.nix and docs/installer.md.
+# nixie.metal.nix_build copies only this file and nix/ into the store when it puts the
+# running collection's agent into an installer (--override-input nixie-metal): keep
+# everything the outputs read in there.
 {
   description = "nixie.metal: the installer agent (package and NixOS module)";
 
@@ -20,7 +23,11 @@
     in
     {
       # imports = [ nixie-metal.nixosModules.nixie-agent ]; services.nixie-agent.enable = true;
-      nixosModules.nixie-agent = ./nix/module.nix;
+      # An attribute set, not the path itself: `nix flake check` of Nix before 2.9 (Debian's
+      # nix-bin 2.8) refuses a path here ("module must be a function or an attribute set").
+      nixosModules.nixie-agent = {
+        imports = [ ./nix/module.nix ];
+      };
       nixosModules.default = self.nixosModules.nixie-agent;
 
       packages = forAllSystems (pkgs: rec {

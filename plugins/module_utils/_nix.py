@@ -21,12 +21,14 @@ How one run goes (see docs/installer.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections import deque
 
@@ -44,7 +46,8 @@ NIX_FALLBACK_DIRS = (
 )
 
 INSTALL_HINT = (
-    "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer), "
+    "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer; a first real "
+    "install wants 2.18 or newer, docs/nix.md says why and how), "
     "on other systems the installer from https://nixos.org/download; or set the executable option "
     "to the path of the nix binary."
 )
@@ -57,6 +60,12 @@ NETBOOT_BUILD_ATTRS = (("kernel", "kernel"), ("initrd", "netbootRamdisk"), ("top
 
 # Evaluated in check mode only, when the system has not been built yet.
 NETBOOT_EVAL_APPLY = "c: { kernelFile = c.system.boot.loader.kernelFile; kernelParams = c.boot.kernelParams; }"
+
+# The site flake's input that receives the agent of the collection running the task.
+AGENT_INPUT = "nixie-metal"
+# What the collection's flake reads: only these go into the store, not a checkout's
+# .venv or test data (a path: input copies its whole directory on every run).
+AGENT_FLAKE_FILES = ("flake.nix", "flake.lock", "nix")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _WILL = re.compile(r"^(?:these (\d+)|this) (derivations?|paths?) will be (built|fetched)")
@@ -106,6 +115,118 @@ def find_nix(executable=None, path=None):
             return candidate
     raise NixNotFound(
         "nix not found on PATH nor in %s. %s" % (", ".join(NIX_FALLBACK_DIRS), INSTALL_HINT))
+
+
+# --- is this Nix good enough? ------------------------------------------------------
+# What needs which Nix, found out for docs/nix.md (say it there too when this changes).
+
+# nixie.metal's own calls (nix build --json --dry-run, --log-format internal-json, nix eval
+# --json/--raw/--apply, --override-input, --offline): tested on Debian 12's nix-bin 2.8.
+NIX_MIN_COLLECTION = (2, 8)
+# nixpkgs from 25.11 on (lib/minfeatures.nix), and nixos-anywhere installed with nix from
+# its own flake, whose nixpkgs is nixpkgs-unstable. nixos-25.05 itself asks for 2.3.17.
+NIX_MIN_NIXPKGS = (2, 18)
+# `nix config show` (2.20) and `nix build --print-out-paths` (2.9): nixos-anywhere's script
+# when it runs with the controller's nix (its package brings a nix of its own).
+NIX_MIN_NIXOS_ANYWHERE_SCRIPT = (2, 20)
+# Nix 2.31.0 and 2.31.1 refuse ssh://root@<IPv6 address> store URLs.
+NIX_IPV6_SSH_BROKEN = ((2, 31, 0), (2, 31, 1))
+NIX_FEATURES = ("nix-command", "flakes")
+
+NIX_UPGRADE_HINT = (
+    "On Debian or Ubuntu install Nix with the official installer (sh <(curl -L https://nixos.org/nix/install) "
+    "--daemon) or the Determinate Systems nix-installer, or a newer release's nix-bin if it is %s or newer "
+    "(apt-cache policy nix-bin); then make sure the nix on root's PATH is the new one (nix --version).")
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+_FEATURES_LINE = re.compile(r"^\s*experimental-features\s*=(.*)$", re.M)
+_FEATURE_DISABLED = re.compile(r"experimental Nix feature '([a-z-]+)' is disabled")
+
+
+def parse_nix_version(text):
+    """``nix --version`` output -> (major, minor, patch), or None.
+
+    Takes the last version number of the first line: ``nix (Nix) 2.8.0``,
+    ``nix (Determinate Nix 3.6.2) 2.29.0``, ``nix (Lix, like Nix) 2.91.1``.
+    """
+    first = (text or "").strip().splitlines()[:1]
+    found = _VERSION.findall(first[0]) if first else []
+    if not found:
+        return None
+    major, minor, patch = found[-1]
+    return int(major), int(minor), int(patch or 0)
+
+
+def enabled_features(config_text):
+    """The experimental features a ``nix show-config`` / ``nix config show`` output enables.
+
+    Takes the text output, its ``--json`` output (names as strings), or the error of a
+    ``nix show-config`` run on a Nix whose nix-command is off (then nothing is enabled
+    that the error names). None when the output says nothing usable (Nix 2.8's ``--json``
+    prints the features as numbers).
+    """
+    text = (config_text or "").strip()
+    if not text:
+        return None
+    disabled = _FEATURE_DISABLED.findall(text)
+    if disabled:
+        return set()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text).get("experimental-features", {}).get("value")
+        except (ValueError, AttributeError):
+            return None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return set(value)
+        return None
+    match = _FEATURES_LINE.search(text)
+    return set(match.group(1).split()) if match else set()
+
+
+def nix_problems(version_output, config_output=None):
+    """What is wrong with the controller's Nix for a nixie.metal run, and what to do.
+
+    ``version_output``: what ``nix --version`` printed. ``config_output``: what
+    ``nix show-config`` (before 2.20) or ``nix config show`` printed, run WITHOUT
+    ``--extra-experimental-features`` (which would add to the setting it reports); on a
+    Nix with nix-command off that call fails, and its error is the answer: pass it too.
+    Returns a list of {check, severity, problem, fix}: severity ``error`` means the run
+    cannot work, ``warning`` that a part of it may not (the message says which).
+    """
+    problems = []
+
+    def add(check, severity, problem, fix):
+        problems.append({"check": check, "severity": severity, "problem": problem, "fix": fix})
+
+    version = parse_nix_version(version_output)
+    shown = ".".join(str(n) for n in version) if version else None
+    if version is None:
+        add("nix version", "error", "cannot read a version from nix --version: %r" % (version_output or "")[:200],
+            "Check that the nix on PATH is Nix. " + NIX_UPGRADE_HINT % "2.18")
+    elif version[:2] < NIX_MIN_COLLECTION:
+        add("nix version", "error",
+            "Nix %s is older than %d.%d, the oldest Nix nixie.metal's own nix build and nix eval calls are tested with"
+            % ((shown,) + NIX_MIN_COLLECTION), NIX_UPGRADE_HINT % "2.18")
+    elif version[:2] < NIX_MIN_NIXPKGS:
+        add("nix version", "warning",
+            "Nix %s is older than 2.18: it cannot evaluate nixpkgs 25.11 or newer (nixos-25.05, which the example "
+            "flake uses, asks for 2.3.17) nor install nixos-anywhere from its flake; a nixos-anywhere installed "
+            "another way brings its own Nix" % shown, NIX_UPGRADE_HINT % "2.18")
+    if version and version[:2] >= NIX_MIN_COLLECTION and version in NIX_IPV6_SSH_BROKEN:
+        add("nix version", "warning",
+            "Nix %s refuses ssh://root@<IPv6 address>: installing a machine known only by an IPv6 address fails" % shown,
+            "Use Nix 2.31.2 or newer, or give the machines IPv4 addresses.")
+
+    features = enabled_features(config_output)
+    if features is not None:
+        missing = [f for f in NIX_FEATURES if f not in features]
+        if missing:
+            add("nix features", "warning",
+                "experimental-features does not enable %s: nixie.metal and nixos-anywhere turn them on for their own "
+                "calls, but nix commands you type (nix flake lock, nix profile install) fail without them"
+                % " and ".join(missing),
+                "Add 'experimental-features = nix-command flakes' to /etc/nix/nix.conf (or ~/.config/nix/nix.conf).")
+    return problems
 
 
 # --- installables -----------------------------------------------------------------
@@ -161,13 +282,15 @@ def option_value(value):
     return str(value)
 
 
-def common_flags(impure=False, offline=False, options=None, extra_args=None):
+def common_flags(impure=False, offline=False, options=None, extra_args=None, override_inputs=None):
     """Flags shared by every nix call of a run."""
     flags = []
     if impure:
         flags.append("--impure")
     if offline:
         flags.append("--offline")
+    for name, ref in (override_inputs or {}).items():
+        flags += ["--override-input", str(name), str(ref)]
     for name, value in (options or {}).items():
         flags += ["--option", str(name), option_value(value)]
     flags += list(extra_args or [])
@@ -394,6 +517,97 @@ def read_toplevel(toplevel):
     return os.path.basename(kernel_link), params, system
 
 
+# --- input overrides ------------------------------------------------------------
+
+_UNMATCHED_OVERRIDE = re.compile(r"^warning: the flag '--override-input (\S+) .*' does not match any input$")
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9/._-]+$")
+_LOCK_NOT_WRITTEN = "warning: not writing modified lock file of flake"
+
+
+def check_override_inputs(override_inputs):
+    """override_inputs as given -> {input: flake ref}; NixError naming a bad entry."""
+    checked = {}
+    for name, ref in (override_inputs or {}).items():
+        name = str(name)
+        if not name or any(c.isspace() for c in name) or name.startswith("/") or name.endswith("/"):
+            raise NixError(
+                "override_inputs: %r is not an input name; give the name of an input of the flake, such as "
+                "'nixpkgs' or 'disko/nixpkgs' for an input of an input" % name)
+        if not isinstance(ref, str) or not ref.strip():
+            raise NixError(
+                "override_inputs: the flake reference of input %s must be a non-empty string, such as "
+                "'path:/srv/nixpkgs' or 'github:NixOS/nixpkgs/nixos-25.05'" % name)
+        checked[name] = ref.strip()
+    return checked
+
+
+def unmatched_overrides(warnings):
+    """Input names of --override-input flags that nix said match no input of the flake."""
+    names = set()
+    for warning in warnings:
+        match = _UNMATCHED_OVERRIDE.match(warning)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+def settle_overrides(user, automatic, warnings):
+    """What the overrides did, from nix's warnings -> (used, warnings to show).
+
+    A user's override that matches no input is an error (a typo would otherwise build
+    something else); the automatic agent override of a flake without that input is
+    dropped silently. Nix does not write flake.lock while inputs are overridden and
+    says so on every call: that warning is expected and not shown.
+    """
+    unmatched = unmatched_overrides(warnings)
+    wrong = sorted(name for name in user if name in unmatched)
+    if wrong:
+        raise NixError(
+            "override_inputs names %s, which the flake has no input of (nix: does not match any input). "
+            "Check the names against the flake's inputs (nix flake metadata FLAKE)." % ", ".join(wrong))
+    used = dict(user)
+    used.update({name: ref for name, ref in automatic.items() if name not in unmatched and name not in user})
+    shown = [w for w in warnings if not _UNMATCHED_OVERRIDE.match(w)]
+    if used or automatic:
+        shown = [w for w in shown if not w.startswith(_LOCK_NOT_WRITTEN)]
+    return used, shown
+
+
+@contextlib.contextmanager
+def agent_flake_copy(root):
+    """A temporary directory holding the flake files of the collection at ``root``.
+
+    Yields its ``path:`` flake reference (None when ``root`` is None) and removes it
+    afterwards: nix copies it into the store, where the installer refers to it.
+    """
+    if root is None:
+        yield None
+        return
+    if not os.path.isfile(os.path.join(root, "flake.nix")):
+        raise NixError(
+            "agent_flake %s has no flake.nix: give the root directory of the nixie.metal collection "
+            "(the one holding flake.nix and nix/)" % root)
+    # Nix takes neither percent-escapes nor characters beyond ASCII in a path: URL.
+    base = tempfile.gettempdir()
+    if not _PLAIN_PATH.match(base):
+        base = "/tmp"
+    work = tempfile.mkdtemp(prefix="nixie-agent-flake-", dir=base)
+    try:
+        target = os.path.join(work, "nixie-metal")
+        os.mkdir(target)
+        for name in AGENT_FLAKE_FILES:
+            source = os.path.join(root, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(target, name), symlinks=False)
+            elif os.path.isfile(source):
+                shutil.copy2(source, os.path.join(target, name))
+        yield "path:" + target
+    except OSError as exc:
+        raise NixError("cannot copy the flake of agent_flake %s: %s" % (root, exc)) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --- processes ---------------------------------------------------------------------
 
 
@@ -456,14 +670,39 @@ class Deadline:
 
 
 def build(nix, installables=(), installers=None, check_mode=False, cwd=None, timeout=None, env=None,
-          runner=run, **flags):
+          runner=run, override_inputs=None, agent_flake=None, **flags):
     """Build (or, in check mode, evaluate) installables and installers in one nix build call.
 
     ``installers``: key -> NixOS configuration reference; each key gets the netboot
-    artifacts of that configuration. Returns a dict shaped like the module's result.
+    artifacts of that configuration. ``override_inputs``: input -> flake reference.
+    ``agent_flake``: root of a nixie.metal collection whose flake becomes the input
+    ``nixie-metal`` of the built flakes (unless ``override_inputs`` names that input).
+    Returns a dict shaped like the module's result.
     """
     if cwd and not os.path.isdir(cwd):
         raise NixError("chdir %s is not a directory" % cwd)
+    user = check_override_inputs(override_inputs)
+    if AGENT_INPUT in user:
+        agent_flake = None
+    with agent_flake_copy(agent_flake) as agent_ref:
+        automatic = {AGENT_INPUT: agent_ref} if agent_ref else {}
+        overrides = dict(automatic, **user)
+        result = _build(nix, installables, installers, check_mode, cwd, timeout, env, runner,
+                        dict(flags, override_inputs=overrides))
+    used, result["warnings"] = settle_overrides(user, automatic, result["warnings"])
+    shown = {}
+    for name, ref in used.items():
+        shown[name] = "path:" + agent_flake if name in automatic else ref
+    result["override_inputs"] = shown
+    cmd = list(result["cmd"])
+    if agent_ref:
+        # The copy is gone once nix has stored it; the command shows where it came from.
+        cmd = [("path:" + agent_flake) if arg == agent_ref else arg for arg in cmd]
+    result["cmd"] = cmd
+    return result
+
+
+def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner, flags):
     deadline = Deadline(timeout)
     installers = dict(installers or {})
     roles = {key: netboot_installables(ref) for key, ref in installers.items()}

@@ -23,10 +23,16 @@ description:
     otherwise the task fails because the flake changed while it ran.
   - Enables the C(nix-command) and C(flakes) experimental features for its own calls; no change to
     C(nix.conf) is needed.
+  - The installer's agent is always the one of the collection that runs the task. When the flake has an input
+    named C(nixie-metal), every call gets C(--override-input nixie-metal path:...) pointing at this
+    collection's C(flake.nix) and C(nix/) (see O(agent_flake)), whatever the flake or its C(flake.lock) say.
+    A flake without that input is built as it is. O(override_inputs) overrides inputs of your own.
 author:
   - nixie.metal contributors (@nixie-metal)
 requirements:
-  - Nix 2.8 or newer on the controller (Debian and Ubuntu package C(nix-bin), or the installer from U(https://nixos.org/download)).
+  - >-
+    Nix 2.8 or newer on the controller (Debian 12's C(nix-bin) is 2.8); the flake being built may need a newer one,
+    see C(docs/nix.md).
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -102,6 +108,27 @@ options:
     type: list
     elements: str
     default: []
+  override_inputs:
+    description:
+      - >-
+        Inputs of the flake to replace for these calls, as a mapping from input name to flake reference, each
+        passed as C(--override-input NAME REF), for example C({"nixpkgs": "path:/srv/mirror/nixpkgs"}).
+        An input of an input is named with a slash, such as C(disko/nixpkgs).
+      - The flake's C(flake.lock) is not changed; nix evaluates as if the inputs were locked to these references.
+      - A name that matches no input of the flake fails the task (nix itself would only warn).
+      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
+    type: dict
+    default: {}
+  agent_flake:
+    description:
+      - >-
+        Root directory of the nixie.metal collection whose agent goes into the installer, given to the flake's
+        input C(nixie-metal). Only its C(flake.nix), C(flake.lock) and C(nix/) are copied into the store.
+      - >-
+        By default the collection that runs the task: the action plugin of this module fills it in on the
+        controller, so an installer built for a run carries the agent of the collection that serves it.
+      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
+    type: path
   timeout:
     description:
       - Seconds the whole task may take. When they are up, C(nix) and everything it started are stopped
@@ -115,6 +142,9 @@ seealso:
     description: docs/installer.md of this collection.
     link: https://github.com/nixie-metal/nixie.metal/blob/main/docs/installer.md
 notes:
+  - >-
+    While inputs are overridden nix does not write C(flake.lock); run C(nix flake lock) in the site once so that
+    the other inputs stay pinned (nix prints a warning about the lock file then, which this module does not repeat).
   - C(changed) is V(true) only when Nix built or downloaded something (its C(building) and C(substituting)
     log events); a second run with the same inputs reports V(false).
   - On failure, C(msg) holds nix's error and the last lines of the failing builder; RV(log_tail) more of the log.
@@ -177,8 +207,21 @@ fetched:
   returned: success
   type: list
   elements: str
+override_inputs:
+  description:
+    - >-
+      The inputs that were overridden, by name, with the flake reference each stands for: the ones of
+      O(override_inputs), and C(nixie-metal) as C(path:) and the O(agent_flake) directory when the flake has that input.
+    - Empty when nothing was overridden.
+  returned: success
+  type: dict
+  sample:
+    nixie-metal: path:/root/.ansible/collections/ansible_collections/nixie/metal
+    nixpkgs: path:/srv/mirror/nixpkgs
 cmd:
-  description: The C(nix build) command line (in check mode, with C(--dry-run)).
+  description:
+    - The C(nix build) command line (in check mode, with C(--dry-run)).
+    - The copy of O(agent_flake) that nix was given is shown as the directory it was copied from.
   returned: success
   type: list
   elements: str
@@ -257,6 +300,8 @@ def main():
             offline=dict(type="bool", default=False),
             options=dict(type="dict", default={}),
             extra_args=dict(type="list", elements="str", default=[]),
+            override_inputs=dict(type="dict", default={}),
+            agent_flake=dict(type="path"),
             timeout=dict(type="int", default=0),
         ),
         required_one_of=[("installables", "installer", "installers")],
@@ -284,6 +329,8 @@ def main():
             offline=params["offline"],
             options=params["options"],
             extra_args=params["extra_args"],
+            override_inputs=params["override_inputs"],
+            agent_flake=params["agent_flake"],
         )
     except _nix.NixError as exc:
         details = dict(log_tail=exc.log_tail)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -308,3 +309,106 @@ def test_ansible_doc_renders(nix_env):
     proc = subprocess.run(["ansible-doc", "nixie.metal.nix_build"], env=nix_env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "installer" in proc.stdout and "netbootRamdisk" in proc.stdout
+
+
+# --- the installer's agent is the running collection's ------------------------------------
+
+COLLECTION = os.environ.get("NIXIE_COLLECTION") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+
+
+@pytest.fixture(scope="session")
+def stand_in_inputs(tmp_path_factory):
+    """nixpkgs and disko cannot be fetched offline: labelled stand-ins (stand-ins/README.md),
+    copied to a plain path (nix 2.8 takes no path: URL beyond ASCII, which ansible-test's is)."""
+    root = tmp_path_factory.mktemp("stand-ins")
+    shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "stand-ins"), root, dirs_exist_ok=True)
+    return {"nixpkgs": "path:%s/nixpkgs" % root, "disko": "path:%s/disko" % root}
+
+
+@pytest.fixture
+def example_site(tmp_path):
+    """A copy of examples/ whose nixie-metal input names a repository nobody can fetch here."""
+    site = tmp_path / "site"
+    shutil.copytree(os.path.join(COLLECTION, "examples"), site)
+    return site
+
+
+def installed_agent(toplevel):
+    """The agent script the installer's nixie-agent.service runs, as bytes."""
+    unit = read(os.path.join(toplevel, "etc", "systemd", "system", "nixie-agent.service"))
+    exec_start = [line for line in unit.splitlines() if line.startswith("ExecStart=")][0].split("=", 1)[1]
+    wrapper = read(exec_start)
+    script = [line for line in wrapper.splitlines() if line.startswith("exec ")][0].split()[1]
+    with open(script, "rb") as handle:
+        return handle.read()
+
+
+def collection_agent(root=COLLECTION):
+    with open(os.path.join(root, "nix", "agent", "nixie-agent"), "rb") as handle:
+        return handle.read()
+
+
+def test_installer_carries_the_running_collections_agent(nix_env, stand_in_inputs, example_site):
+    args = {"installer": "path:%s#installer" % example_site, "override_inputs": stand_in_inputs, "offline": True}
+    checked = run_module(nix_env, args, check=True)
+    assert not checked.get("failed"), checked
+    assert checked["override_inputs"] == dict(stand_in_inputs, **{"nixie-metal": "path:" + COLLECTION})
+    assert not os.path.exists(checked["toplevel"])
+    cmd = " ".join(checked["cmd"])
+    assert "--dry-run" in cmd and "--override-input nixie-metal path:%s" % COLLECTION in cmd
+
+    built = run_module(nix_env, args)
+    assert not built.get("failed"), built
+    assert built["changed"] is True and built["toplevel"] == checked["toplevel"]
+    assert installed_agent(built["toplevel"]) == collection_agent()
+    assert not any("does not match any input" in w or "lock file" in w for w in built.get("warnings", []))
+
+    again = run_module(nix_env, args)
+    assert again["changed"] is False and again["toplevel"] == built["toplevel"]
+
+
+def test_agent_flake_chooses_the_agent(nix_env, stand_in_inputs, example_site, tmp_path):
+    """Another collection's agent (one line added) ends up in the installer instead."""
+    other = tmp_path / "other-collection"
+    shutil.copytree(os.path.join(COLLECTION, "nix"), other / "nix")
+    shutil.copy(os.path.join(COLLECTION, "flake.nix"), other / "flake.nix")
+    (other / "big-file-not-for-the-store").write_text("x" * 1000, encoding="utf-8")
+    script = other / "nix" / "agent" / "nixie-agent"
+    script.write_bytes(collection_agent() + b"# a different agent\n")
+    args = {"installer": "path:%s#installer" % example_site, "override_inputs": stand_in_inputs,
+            "agent_flake": str(other)}
+    result = run_module(nix_env, args)
+    assert not result.get("failed"), result
+    assert result["override_inputs"]["nixie-metal"] == "path:%s" % other
+    assert installed_agent(result["toplevel"]) == script.read_bytes() != collection_agent()
+
+    # override_inputs wins over agent_flake
+    mine = tmp_path / "mine"
+    shutil.copytree(os.path.join(COLLECTION, "nix"), mine / "nix")
+    shutil.copy(os.path.join(COLLECTION, "flake.nix"), mine / "flake.nix")
+    own = dict(stand_in_inputs, **{"nixie-metal": "path:%s" % mine})
+    result = run_module(nix_env, dict(args, override_inputs=own))
+    assert result["override_inputs"]["nixie-metal"] == "path:%s" % mine
+    assert installed_agent(result["toplevel"]) == collection_agent()
+
+
+def test_flake_without_agent_input_is_built_as_it_is(nix_env, installer_flake):
+    result = run_module(nix_env, {"installer": "path:%s#installer" % installer_flake})
+    assert not result.get("failed"), result
+    assert result["override_inputs"] == {}
+    assert not any("override" in w for w in result.get("warnings", [])), result.get("warnings")
+    assert "--override-input nixie-metal path:%s" % COLLECTION in " ".join(result["cmd"])
+
+
+def test_override_input_that_matches_nothing_fails(nix_env, stand_in_inputs, example_site):
+    inputs = dict(stand_in_inputs, nixpgks="path:/nonexistent")
+    result = run_module(nix_env, {"installer": "path:%s#installer" % example_site, "override_inputs": inputs}, check=True)
+    assert result["failed"] is True
+    assert "override_inputs names nixpgks, which the flake has no input of" in result["msg"]
+
+
+def test_bad_override_and_agent_flake(nix_env, example_site, tmp_path):
+    result = run_module(nix_env, {"installer": "path:%s#installer" % example_site, "override_inputs": {"nixpkgs": ""}})
+    assert result["failed"] is True and "flake reference of input nixpkgs must be a non-empty string" in result["msg"]
+    result = run_module(nix_env, {"installer": "path:%s#installer" % example_site, "agent_flake": str(tmp_path)})
+    assert result["failed"] is True and "agent_flake %s has no flake.nix" % tmp_path in result["msg"]

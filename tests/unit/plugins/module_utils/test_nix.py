@@ -328,3 +328,150 @@ def test_run_timeout_kills_the_process_group(tmp_path):
 def test_run_missing_executable():
     with pytest.raises(_nix.NixNotFound, match="apt-get install nix-bin"):
         _nix.run(["/nonexistent/nix", "--version"])
+
+
+# --- the controller's Nix ------------------------------------------------------------
+# Outputs captured from Debian 12's nix 2.8.0; the version lines of other Nixes as they print them.
+
+NIX_28_SHOW_CONFIG_OFF = ("error: experimental Nix feature 'nix-command' is disabled; "
+                          "use '--extra-experimental-features nix-command' to override\n")
+NIX_28_SHOW_CONFIG_ON = ("eval-cache = true\nexperimental-features = flakes nix-command\nextra-platforms = i686-linux\n"
+                         "system = x86_64-linux\n")
+
+
+@pytest.mark.parametrize("text, version", [
+    ("nix (Nix) 2.8.0\n", (2, 8, 0)),
+    ("nix (Nix) 2.24.10\n", (2, 24, 10)),
+    ("nix (Determinate Nix 3.6.2) 2.29.0\n", (2, 29, 0)),
+    ("nix (Lix, like Nix) 2.91.1\nSystem type: x86_64-linux\n", (2, 91, 1)),
+    ("nix (Nix) 2.18\n", (2, 18, 0)),
+    ("", None),
+    ("command not found", None),
+])
+def test_parse_nix_version(text, version):
+    assert _nix.parse_nix_version(text) == version
+
+
+def checks(problems):
+    return [(p["check"], p["severity"]) for p in problems]
+
+
+def test_debian_12_nix_bin_is_enough_for_the_collection_but_old_for_nixpkgs():
+    problems = _nix.nix_problems("nix (Nix) 2.8.0\n", NIX_28_SHOW_CONFIG_OFF)
+    assert checks(problems) == [("nix version", "warning"), ("nix features", "warning")]
+    version, features = problems
+    assert "Nix 2.8.0 is older than 2.18" in version["problem"] and "nixpkgs 25.11" in version["problem"]
+    assert "nixos.org/nix/install" in version["fix"] and "nix-installer" in version["fix"]
+    assert "nix-command and flakes" in features["problem"]
+    assert "experimental-features = nix-command flakes" in features["fix"] and "/etc/nix/nix.conf" in features["fix"]
+
+
+def test_too_old_for_the_collection():
+    problems = _nix.nix_problems("nix (Nix) 2.7.0\n", NIX_28_SHOW_CONFIG_ON)
+    assert checks(problems) == [("nix version", "error")]
+    assert "older than 2.8" in problems[0]["problem"] and "apt-cache policy nix-bin" in problems[0]["fix"]
+
+
+def test_unreadable_version_is_an_error():
+    problems = _nix.nix_problems("something else", None)
+    assert checks(problems) == [("nix version", "error")]
+    assert "cannot read a version" in problems[0]["problem"]
+
+
+@pytest.mark.parametrize("version", ["2.18.1", "2.24.10", "2.31.2", "2.34.0"])
+def test_recent_nix_with_features_has_no_problem(version):
+    assert _nix.nix_problems("nix (Nix) %s\n" % version, NIX_28_SHOW_CONFIG_ON) == []
+
+
+@pytest.mark.parametrize("version", ["2.31.0", "2.31.1"])
+def test_nix_that_refuses_ipv6_ssh_urls(version):
+    problems = _nix.nix_problems("nix (Nix) %s\n" % version, NIX_28_SHOW_CONFIG_ON)
+    assert checks(problems) == [("nix version", "warning")]
+    assert "ssh://root@<IPv6 address>" in problems[0]["problem"] and "2.31.2" in problems[0]["fix"]
+
+
+@pytest.mark.parametrize("config, features", [
+    (NIX_28_SHOW_CONFIG_ON, {"flakes", "nix-command"}),
+    (NIX_28_SHOW_CONFIG_OFF, set()),
+    ("experimental-features = nix-command\n", {"nix-command"}),
+    ("experimental-features =\n", set()),
+    ("system = x86_64-linux\n", set()),
+    ('{"experimental-features": {"value": ["flakes", "nix-command", "fetch-closure"]}}', {"flakes", "nix-command", "fetch-closure"}),
+    ('{"experimental-features": {"value": [2, 3]}}', None),  # nix 2.8's --json: enum numbers
+    ("", None),
+    (None, None),
+])
+def test_enabled_features(config, features):
+    assert _nix.enabled_features(config) == features
+
+
+def test_only_flakes_missing():
+    problems = _nix.nix_problems("nix (Nix) 2.24.10\n", "experimental-features = nix-command\n")
+    assert checks(problems) == [("nix features", "warning")]
+    assert "does not enable flakes:" in problems[0]["problem"]
+
+
+def test_features_unknown_are_not_judged():
+    assert _nix.nix_problems("nix (Nix) 2.24.10\n", '{"experimental-features": {"value": [2, 3]}}') == []
+
+
+# --- input overrides ---------------------------------------------------------------------
+
+UNMATCHED = "warning: the flag '--override-input nixie-metal path:/tmp/nixie-agent-flake-x/nixie-metal' does not match any input"
+LOCK = "warning: not writing modified lock file of flake 'path:/srv/site':"
+
+
+def test_unmatched_overrides_from_nix_28_warning():
+    assert _nix.unmatched_overrides([UNMATCHED, LOCK, "warning: Git tree '/srv/site' is dirty"]) == {"nixie-metal"}
+
+
+def test_automatic_override_of_a_flake_without_the_input_is_dropped():
+    used, shown = _nix.settle_overrides({}, {"nixie-metal": "path:/tmp/x"}, [UNMATCHED, LOCK, "warning: other"])
+    assert used == {} and shown == ["warning: other"]
+
+
+def test_used_overrides_and_user_typo():
+    used, shown = _nix.settle_overrides({"nixpkgs": "path:/m"}, {"nixie-metal": "path:/tmp/x"}, [LOCK])
+    assert used == {"nixpkgs": "path:/m", "nixie-metal": "path:/tmp/x"} and shown == []
+    typo = "warning: the flag '--override-input nixpgks path:/m' does not match any input"
+    with pytest.raises(_nix.NixError, match="override_inputs names nixpgks, which the flake has no input of"):
+        _nix.settle_overrides({"nixpgks": "path:/m"}, {}, [typo])
+
+
+def test_no_override_keeps_the_lock_file_warning():
+    assert _nix.settle_overrides({}, {}, [LOCK]) == ({}, [LOCK])
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"": "path:/x"}, "is not an input name"),
+    ({"a b": "path:/x"}, "is not an input name"),
+    ({"nixpkgs": ""}, "must be a non-empty string"),
+    ({"nixpkgs": 3}, "must be a non-empty string"),
+])
+def test_bad_override_inputs(inputs, message):
+    with pytest.raises(_nix.NixError, match=message):
+        _nix.check_override_inputs(inputs)
+
+
+def test_override_flags_in_every_command():
+    argv = _nix.build_command("nix", ["./f#a"], override_inputs={"nixie-metal": "path:/c", "disko/nixpkgs": "path:/n"})
+    assert argv[-7:] == ["--override-input", "nixie-metal", "path:/c", "--override-input", "disko/nixpkgs", "path:/n", "./f#a"]
+    argv = _nix.eval_command("nix", "./f#c", override_inputs={"nixie-metal": "path:/c"})
+    assert argv[-4:] == ["--override-input", "nixie-metal", "path:/c", "./f#c"]
+
+
+def test_agent_flake_copy_holds_only_the_flake_files(tmp_path):
+    root = tmp_path / "collection"
+    (root / "nix" / "agent").mkdir(parents=True)
+    (root / "flake.nix").write_text("{ }", encoding="utf-8")
+    (root / "nix" / "agent" / "nixie-agent").write_text("#!/bin/sh\n", encoding="utf-8")
+    (root / ".venv").mkdir()
+    (root / ".venv" / "big").write_text("x", encoding="utf-8")
+    with _nix.agent_flake_copy(str(root)) as ref:
+        copy = ref[len("path:"):]
+        assert sorted(os.listdir(copy)) == ["flake.nix", "nix"]
+        assert os.path.isfile(os.path.join(copy, "nix", "agent", "nixie-agent"))
+    assert not os.path.exists(copy)
+    with pytest.raises(_nix.NixError, match="has no flake.nix"):
+        with _nix.agent_flake_copy(str(tmp_path / "empty")):
+            pass
