@@ -32,9 +32,11 @@ MINIMUM_VERSIONS = (("--target-host", "1.6.0"), ("--build-on", "1.7.0"))
 #: it unquoted into a shell command, so anything a shell reads specially is refused.
 _SAFE_REMOTE_PATH = re.compile(r"/[A-Za-z0-9._+/:@%,=-]*")
 _SSH_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]*=\S+")
-# "nixos-anywhere 1.13.0" (a --version line), ".../<hash>-nixos-anywhere-1.13.0/..."
-# (the Nix store path of its package, where its version is when it has no --version).
-_VERSION_IN_TEXT = re.compile(r"(?:^|[\s/-])nixos-anywhere(?:-|\s+(?:version\s+)?)v?(\d+)\.(\d+)(?:\.(\d+))?(?!\d)")
+# ".../<hash>-nixos-anywhere-1.13.0/..." (the Nix store path of its package, where its version is,
+# as it has no --version), or a whole line "nixos-anywhere [version] 1.13.0" (should it gain one);
+# not any mention in a script's comments.
+_VERSION_IN_STORE_PATH = re.compile(r"-nixos-anywhere-(\d+)\.(\d+)(?:\.(\d+))?(?=[/\s\"']|-unstable|$)", re.M)
+_VERSION_LINE = re.compile(r"^\s*nixos-anywhere(?:\s+version)?\s+v?(\d+)\.(\d+)(?:\.(\d+))?\s*$", re.M)
 _BARE_VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?\s*$")
 
 
@@ -46,7 +48,7 @@ def parse_version(text):
     lives in ``/nix/store/<hash>-nixos-anywhere-<version>/`` and names that path again.
     """
     text = text or ""
-    match = _VERSION_IN_TEXT.search(text) or _BARE_VERSION.match(text)
+    match = _VERSION_IN_STORE_PATH.search(text) or _VERSION_LINE.search(text) or _BARE_VERSION.match(text)
     if not match:
         return None
     return "%d.%d.%d" % (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))

@@ -35,6 +35,8 @@ def args(**overrides):
     ("1.9.1\n", "1.9.1"),
     ("/home/me/src/nixos-anywhere/src/nixos-anywhere.sh\n#!/usr/bin/env bash\n", None),
     ("aborted: --flake or --store-paths must be set\n", None),
+    ("/tmp/bin/nixos-anywhere\n#!/usr/bin/python\n# parses it as nixos-anywhere 1.13.0's parseArgs does\n", None),
+    ("/nix/store/abc-nixos-anywhere-1.13.0-unstable-2025-01-01/bin/nixos-anywhere\n", "1.13.0"),
     ("", None),
 ])
 def test_parse_version(text, version):
