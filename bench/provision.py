@@ -125,6 +125,8 @@ def measure(args):
             "nixie_interface": lab.bridge,
             "nixie_address": lab.controller_ip,
             "nixie_nixos_anywhere": str(workdir / "nixos-anywhere-standin"),
+            # No machine here has a disk (the installers are simulated): the disk guard checks none.
+            "nixie_disks": [],
             "nixie_agent_timeout": args.agent_timeout,
             "nixie_server_budget": 1800,
         }

@@ -35,6 +35,11 @@ NIC_MODULES = (
     "virtio_pci", "failover", "net_failover", "virtio_net", "e1000",
 )
 
+#: The disk driver, so that the lab machines' virtio disk is /dev/vda in the installer as on a
+#: real one: the nixos_anywhere role looks for the disks before disko runs.
+DISK_MODULES = ("virtio_blk",)
+BOOT_MODULES = NIC_MODULES + DISK_MODULES
+
 BUSYBOX = "/bin/busybox"
 MARKER = "NIXIE-LAB:"
 #: Bumped when the layout of a build changes, so old cache entries are ignored.
@@ -141,12 +146,14 @@ def kernel_deb(cache: Path | None = None) -> Path:
     return final
 
 
-def unpack_kernel(deb: Path, cache: Path | None = None, modules=NIC_MODULES) -> Path:
+def unpack_kernel(deb: Path, cache: Path | None = None, modules=BOOT_MODULES) -> Path:
     """Unpack vmlinuz and the NIC ``modules`` from the .deb (once per .deb).
 
     Returns a directory holding ``vmlinuz``, ``version`` and ``modules/<name>.ko``.
     """
-    target = (cache or cache_dir()) / "kernels" / deb.stem
+    # A directory unpacked without the disk driver (by an older build) is never changed in place.
+    suffix = "-disk" if set(DISK_MODULES) <= set(modules) else ""
+    target = (cache or cache_dir()) / "kernels" / (deb.stem + suffix)
     if (target / "done").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
@@ -176,7 +183,7 @@ def module_depends(ko: Path) -> list[str]:
     return [d.replace("-", "_") for d in match.group(1).decode().split(",")]
 
 
-def load_order(moddir: Path, wanted=NIC_MODULES) -> list[str]:
+def load_order(moddir: Path, wanted=BOOT_MODULES) -> list[str]:
     """Modules in an order where each comes after its dependencies.
 
     insmod cannot resolve dependencies itself (no modprobe/depmod data in
@@ -442,7 +449,7 @@ def lab_client_key(cache: Path | None = None, name: str = "lab_ed25519") -> tupl
 
 
 def _initramfs_tree(root: Path, kdir: Path, agent: Path | None, busybox: str = BUSYBOX,
-                    modules=NIC_MODULES) -> None:
+                    modules=BOOT_MODULES) -> None:
     """Lay out the initramfs: busybox + applet links, /init, modules, agent.
 
     ``busybox`` may be another architecture's static build of the same
@@ -487,7 +494,7 @@ def _build_key(deb: Path, agent: Path | None, with_sshd: bool,
     """Content key of a build: any input change gives a new cache entry."""
     digest = hashlib.sha256()
     for part in (str(BUILD_FORMAT), deb.name, str(deb.stat().st_size), INIT_SCRIPT,
-                 UDHCPC_SCRIPT, POSE_SCRIPT, ",".join(NIC_MODULES), str(with_sshd)):
+                 UDHCPC_SCRIPT, POSE_SCRIPT, ",".join(BOOT_MODULES), str(with_sshd)):
         digest.update(part.encode() + b"\0")
     digest.update(_sha256_file(Path(BUSYBOX)).encode())
     digest.update(_sha256_file(agent).encode() if agent else b"no-agent")

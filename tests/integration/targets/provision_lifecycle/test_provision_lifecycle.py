@@ -246,6 +246,8 @@ def site():
             "nixie_interface": lab.bridge,
             "nixie_address": lab.controller_ip,
             "nixie_nixos_anywhere": str(STANDIN),
+            # The site flake here has no disko configuration to evaluate; no install gets as far as the disk guard.
+            "nixie_disks": ["/dev/vda"],
             "nixie_ssh_key": str(files / "id_ed25519"),
             "nixie_agent_timeout": 5,
             "nixie_install_timeout": 60,

@@ -47,9 +47,32 @@ head -c 64 /dev/urandom > "$work/keys/a.key"
 head -c 64 /dev/urandom > "$work/keys/b.key"
 echo "from the extra files" > "$work/extra/etc/nixie-extra"
 printf 'NAME=NixOS\nID=nixos\nVERSION_ID="25.11"\n' > "$work/os-release"
+# A stand-in site flake (NixOS cannot be evaluated offline): only what the role evaluates itself, the
+# disks of target1's disko configuration, which real nix evaluates here. The disk is a block device
+# node in the target's private /run (see start-sshd.sh).
+mkdir -p "$work/flake" "$work/flake-without-disko"
+cat > "$work/flake/flake.nix" <<'NIX'
+{
+  description = "nixie.metal test stand-in: the disko disks of target1 only";
+  outputs = _: { nixosConfigurations.target1.config.disko.devices.disk.main.device = "/run/nixie-test-disk"; };
+}
+NIX
+cat > "$work/flake-without-disko/flake.nix" <<'NIX'
+{
+  description = "nixie.metal test stand-in: a configuration without disko";
+  outputs = _: { nixosConfigurations.target1.config.networking.hostName = "target1"; };
+}
+NIX
+# Posing as the Nix package of nixos-anywhere, whose store path carries its version.
+for version in 1.13.0 1.6.0; do
+    install -D -m 755 /dev/null "$work/nix/store/0000000000000000000000000000000$version-nixos-anywhere-$version/bin/nixos-anywhere"
+done
 # The stand-in runs with the test's Python, whatever "python" is on PATH.
 sed "1s|.*|#!$python|" "$here/files/nixos-anywhere" > "$work/bin/nixos-anywhere"
 chmod 755 "$work/bin/nixos-anywhere"
+for version in 1.13.0 1.6.0; do
+    cp "$work/bin/nixos-anywhere" "$work/nix/store/0000000000000000000000000000000$version-nixos-anywhere-$version/bin/nixos-anywhere"
+done
 
 cat > "$work/sshd_config" <<CONFIG
 Port 22
@@ -91,6 +114,7 @@ if [ -s "$work/sshd.pid" ]; then
 fi
 ip netns exec "$tgt" unshare --mount --propagation private sh -c '
     mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && ln -s "\$1/store/old-system" /run/current-system &&
+    mknod /run/nixie-test-disk b 7 200 &&
     mount --bind "\$1/os-release" "\$(readlink -f /etc/os-release)" &&
     exec /usr/sbin/sshd -D -e -f "\$1/sshd_config" -h "\$2"' sh "$work" "\$1" >> "$work/sshd.log" 2>&1 < /dev/null &
 echo \$! > "$work/sshd.pid"
@@ -219,11 +243,12 @@ check "$work/failing.outcome" failed "nixos-anywhere failed (exit 1)" "disko fai
 grep -q "host key NOT checked\|is not checked" "$work/failing.log"
 
 # --- nixos-anywhere hangs: stopped after the timeout, well before the 30 s grace for SIGKILL.
-start=$(date +%s)
+# (The run's own duration, as the role measured it: the play around it is slow on a loaded machine.)
 NIXOS_ANYWHERE_STANDIN_MODE=hang play timeout "$(with '{"nixos_anywhere_timeout": 4}')"
-elapsed=$(( $(date +%s) - start ))
 check "$work/timeout.outcome" failed "nixos-anywhere did not finish within 4 s" "Uploading install SSH keys" --standin-runs 1
-[ "$elapsed" -lt 30 ] || { echo "the timeout case took $elapsed s" >&2; exit 1; }
+elapsed=$("$python" -c 'import json, sys; h, m, s = json.load(open(sys.argv[1]))["result"]["elapsed"].split(":")
+print(int(h) * 3600 + int(m) * 60 + float(s))' "$work/timeout.outcome")
+"$python" -c 'import sys; sys.exit(not 4 <= float(sys.argv[1]) < 30)' "$elapsed" || { echo "the timed-out run took $elapsed s" >&2; exit 1; }
 if pgrep -f "$work/bin/nixos-anywhere" > /dev/null; then echo "the hung stand-in survived" >&2; exit 1; fi
 
 # --- the executable is missing: said before anything is contacted.
@@ -235,6 +260,68 @@ check "$work/missing.outcome" failed "/nonexistent/nixos-anywhere not found on t
 # --- wrong arguments.
 play bad_phase "$(with '{"nixos_anywhere_phases": "disko,instal"}')"
 check "$work/bad_phase.outcome" failed "Invalid arguments for target1: nixos_anywhere_phases must name some of kexec, disko, install, reboot: disko,instal." --standin-runs 0
+
+# --- the disk guard: the disks the flake's disko configuration names (evaluated by nix, as in every case
+# above) are looked for on the machine over the pinned SSH. A missing one stops the host before nixos-anywhere
+# runs, naming the path and what /dev/disk/by-id holds there.
+play disk_missing "$(with '{"nixos_anywhere_disks": ["/run/nixie-test-disk", "/dev/disk/by-id/nvme-nixie-absent"]}')"
+check "$work/disk_missing.outcome" failed "target1 (198.51.100.2) has no block device /dev/disk/by-id/nvme-nixie-absent" \
+    "/dev/disk/by-id there holds:" "nothing was partitioned" --standin-runs 0
+play disk_eval_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko"}')"
+check "$work/disk_eval_fails.outcome" failed "Could not evaluate the disks of $work/flake-without-disko#target1" \
+    "nixie_disks" --standin-runs 0
+
+# --- the version of nixos-anywhere, read from the store path of its package: 1.6.0 has no --build-on.
+play too_old "$(with '{"nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.6.0)"'/bin/nixos-anywhere",
+    "nixos_anywhere_build_on": "local"}')"
+check "$work/too_old.outcome" failed "is nixos-anywhere 1.6.0, too old for this command line (--target-host needs 1.6.0, --build-on needs 1.7.0)" \
+    --standin-runs 0
+grep -q "WARNING: Could not tell which version $work/bin/nixos-anywhere is" "$work/ipv4_full.log"
+
+# --- kexec with the SSH port off 22: nixos-anywhere reconnects on the post-kexec port (22, the stock kexec
+# image's), and the pinned known_hosts names the host there too. The stand-in retries as the real one.
+kexec_argv=$("$python" -c 'import json, sys; w, na = sys.argv[1:]; print(json.dumps([na,
+    "--flake", w + "/flake#target1", "--target-host", "root@198.51.100.2", "-i", w + "/id_ed25519",
+    "--ssh-port", "2222", "--post-kexec-ssh-port", "22", "--phases", "kexec,disko,install"]))' "$work" \
+    "$(ls -d "$work"/nix/store/*-nixos-anywhere-1.13.0)/bin/nixos-anywhere")
+rm -rf "${work:?}/mnt"
+on_22_before=$(grep -c "on 198.51.100.2 port 22 " "$work/sshd.log" || true)
+play kexec_port "$(with '{"nixos_anywhere_port": 2222, "nixos_anywhere_phases": "kexec,disko,install", "nixos_anywhere_timeout": 20,
+    "nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.13.0)"'/bin/nixos-anywhere"}')"
+check "$work/kexec_port.outcome" ok --argv "$kexec_argv" --standin-runs 1
+[ -e "$work/mnt/nixos-anywhere-installed" ]
+# Everything before the kexec went to port 2222; the stand-in's reconnection after it, to port 22.
+[ "$(grep -c "on 198.51.100.2 port 22 " "$work/sshd.log" || true)" -gt "$on_22_before" ] \
+    || { echo "nothing connected to port 22 after the kexec" >&2; exit 1; }
+if grep -q "WARNING: Could not tell which version" "$work/kexec_port.log"; then echo "the 1.13.0 package was not recognised" >&2; exit 1; fi
+
+# --- without kexec nixos-anywhere logs in as root whatever the user: so do the role's checks (nobody cannot log in).
+play other_user "$(with '{"nixos_anywhere_target_user": "nobody"}')"
+check "$work/other_user.outcome" ok --standin-runs 1
+grep -q '"--target-host", "nobody@198.51.100.2"' "$work/other_user.outcome"
+
+# --- nixos-anywhere's own exit 127 (the disko script missing on the target) is a failure with its output,
+# not "could not be started".
+NIXOS_ANYWHERE_STANDIN_MODE=no-disko play exit127 "$base"
+check "$work/exit127.outcome" failed "nixos-anywhere failed (exit 127)" "was not found" "Formatting hard drive with disko" --standin-runs 1
+
+# --- options the phases would ignore, a disk key path the target's shell would split, an SSH option NIX_SSHOPTS
+# would split: refused together, before anything runs.
+play ignored_options "$(with '{"nixos_anywhere_phases": "install,reboot",
+    "nixos_anywhere_disk_encryption_keys": {"/tmp/my key": "'"$work"'/keys/a.key"},
+    "nixos_anywhere_ssh_options": ["ProxyCommand=ssh -W %h:%p bastion"]}')"
+check "$work/ignored_options.outcome" failed "Invalid arguments for target1" \
+    "nixos_anywhere_disk_encryption_keys are only used by the disko phase" "'/tmp/my key' on the target may hold only" \
+    "holds whitespace: nixos-anywhere joins the SSH options with spaces into NIX_SSHOPTS" --standin-runs 0
+play extra_files_ignored "$(with '{"nixos_anywhere_phases": "disko", "nixos_anywhere_extra_files": "'"$work"'/extra",
+    "nixos_anywhere_copy_host_keys": true}')"
+check "$work/extra_files_ignored.outcome" failed "nixos_anywhere_extra_files is only used by the install phase" \
+    "nixos_anywhere_copy_host_keys is only used by the install phase" --standin-runs 0
+
+# --- an encrypted -i key: said before anything is contacted.
+ssh-keygen -q -t ed25519 -N 'secret' -C encrypted -f "$work/encrypted_ed25519"
+play encrypted_key "$(with '{"nixos_anywhere_ssh_key": "'"$work"'/encrypted_ed25519"}')"
+check "$work/encrypted_key.outcome" failed "cannot be read without a passphrase" "load the key into ssh-agent" --standin-runs 0
 
 # --- after the reboot, host_status must find the installed system (once the module exists).
 if [ -e "$collection/plugins/modules/host_status.py" ]; then

@@ -1,0 +1,37 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the nixie.metal.nixos_anywhere role: its decisions, kept out of Jinja (module_utils/_nixos_anywhere.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere
+
+
+def nixos_anywhere_plan(args):
+    return _nixos_anywhere.plan(dict(args))
+
+
+def nixos_anywhere_version_check(text, argv, executable="nixos-anywhere"):
+    return _nixos_anywhere.check_version(str(text or ""), [str(arg) for arg in argv], str(executable))
+
+
+def nixos_anywhere_disk_check(result, host, disks):
+    return _nixos_anywhere.disk_check(str(host), [str(disk) for disk in disks], int(result.get("rc", -1)),
+                                      result.get("stdout", ""), result.get("stderr", "") or result.get("msg", ""))
+
+
+def nixos_anywhere_outcome(result, executable, what, timeout):
+    return _nixos_anywhere.outcome(int(result.get("rc", -1)), result.get("stdout", ""), result.get("stderr", ""),
+                                   str(executable), str(what), timeout)
+
+
+class FilterModule:
+    """The nixos_anywhere role's decisions."""
+
+    def filters(self):
+        return {
+            "nixos_anywhere_plan": nixos_anywhere_plan,
+            "nixos_anywhere_version_check": nixos_anywhere_version_check,
+            "nixos_anywhere_disk_check": nixos_anywhere_disk_check,
+            "nixos_anywhere_outcome": nixos_anywhere_outcome,
+        }

@@ -1,0 +1,180 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The nixos_anywhere role's decisions (plugins/module_utils/_nixos_anywhere.py), without SSH."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere as na
+
+# The head of the wrapper that nixpkgs' makeShellWrapper writes for the nixos-anywhere package
+# (the shape of its bin/nixos-anywhere; the store hashes are made up).
+WRAPPER = """/nix/store/0c5bqa6kq8f6nv1ym3v1mvyq9q4qf1a0-nixos-anywhere-1.13.0/bin/nixos-anywhere
+#! /nix/store/1sffjkg6c6ff16fz5yh0s9vgpf9x4wgv-bash-5.2p37/bin/bash -e
+PATH=${PATH:+':'$PATH':'}
+PATH=${PATH/':''/nix/store/2m7dz5k8dp5k2gv5rn2v7j6q5f3qkd9r-nix-2.28.3/bin'':'/':'}
+exec -a "$0" "/nix/store/0c5bqa6kq8f6nv1ym3v1mvyq9q4qf1a0-nixos-anywhere-1.13.0/libexec/nixos-anywhere/nixos-anywhere.sh"  "$@"
+"""
+
+
+def args(**overrides):
+    values = dict(flake="/site", attribute="web1", target="192.0.2.10", user="root", port=22, post_kexec_port=None,
+                  phases="disko,install,reboot", build_on="auto", key="", extra_files="", disk_keys=[],
+                  copy_host_keys=False, ssh_options=[], extra_args=[], executable="nixos-anywhere", timeout=3600,
+                  expected_keys=[], installed_keys=[], verify=False, mac="", disks=None)
+    values.update(overrides)
+    return values
+
+
+@pytest.mark.parametrize("text, version", [
+    (WRAPPER, "1.13.0"),
+    ("/nix/store/abc-nixos-anywhere-1.6.0/bin/nixos-anywhere\n", "1.6.0"),
+    ("nixos-anywhere 1.14.2\n", "1.14.2"),
+    ("nixos-anywhere version 2.0\n", "2.0.0"),
+    ("1.9.1\n", "1.9.1"),
+    ("/home/me/src/nixos-anywhere/src/nixos-anywhere.sh\n#!/usr/bin/env bash\n", None),
+    ("aborted: --flake or --store-paths must be set\n", None),
+    ("/tmp/bin/nixos-anywhere\n#!/usr/bin/python\n# parses it as nixos-anywhere 1.13.0's parseArgs does\n", None),
+    ("/nix/store/abc-nixos-anywhere-1.13.0-unstable-2025-01-01/bin/nixos-anywhere\n", "1.13.0"),
+    ("", None),
+])
+def test_parse_version(text, version):
+    assert na.parse_version(text) == version
+
+
+def test_version_needs_follow_the_options():
+    assert na.minimum_version(["nixos-anywhere", "--target-host", "root@h"]) == ("1.6.0", {"--target-host": "1.6.0"})
+    assert na.minimum_version(["--target-host", "x", "--build-on", "local"])[0] == "1.7.0"
+    assert na.minimum_version(["--flake", "f#a", "h"]) == (None, {})
+
+
+def test_check_version_too_old_names_the_option_and_the_minimum():
+    check = na.check_version("/nix/store/abc-nixos-anywhere-1.6.0/bin/nixos-anywhere", ["--target-host", "r@h", "--build-on", "local"], "/x/na")
+    assert check["ok"] is False and check["version"] == "1.6.0" and check["minimum"] == "1.7.0"
+    assert "--build-on needs 1.7.0" in check["message"] and "/x/na is nixos-anywhere 1.6.0" in check["message"]
+
+
+def test_check_version_recent_enough_and_unknown():
+    assert na.check_version(WRAPPER, ["--target-host", "r@h", "--build-on", "local"])["ok"] is True
+    assert na.check_version("/nix/store/abc-nixos-anywhere-1.5.2/bin/nixos-anywhere", ["--target-host", "r@h"])["ok"] is False
+    unknown = na.check_version("/usr/local/bin/nixos-anywhere\n#!/bin/sh\n", ["--target-host", "r@h"])
+    assert unknown["ok"] is None and "needs 1.6.0 or later" in unknown["message"]
+
+
+def test_plan_default_is_the_old_command_line():
+    plan = na.plan(args())
+    assert plan["problems"] == []
+    assert plan["argv"] == ["nixos-anywhere", "--flake", "/site#web1", "--target-host", "root@192.0.2.10",
+                            "--phases", "disko,install,reboot"]
+    assert plan["precheck_destination"] == "root@192.0.2.10" and plan["known_hosts_names"] == ["192.0.2.10"]
+    assert plan["post_kexec_port"] is None
+
+
+def test_without_kexec_the_checks_log_in_as_root():
+    plan = na.plan(args(user="nixos", port=2222))
+    assert plan["argv"][4] == "nixos@192.0.2.10" and plan["precheck_destination"] == "root@192.0.2.10"
+    assert "--ssh-port" in plan["argv"] and "--post-kexec-ssh-port" not in plan["argv"]
+    assert plan["known_hosts_names"] == ["[192.0.2.10]:2222"]
+
+
+def test_kexec_off_port_22_passes_the_post_kexec_port_and_pins_both_names():
+    plan = na.plan(args(user="ubuntu", port=2222, phases="kexec,disko,install,reboot"))
+    argv = plan["argv"]
+    assert argv[argv.index("--ssh-port") + 1] == "2222" and argv[argv.index("--post-kexec-ssh-port") + 1] == "22"
+    assert plan["precheck_destination"] == "ubuntu@192.0.2.10"
+    assert plan["known_hosts_names"] == ["[192.0.2.10]:2222", "192.0.2.10"]
+
+
+def test_kexec_to_another_port_gives_ssh_port_22_explicitly():
+    # nixos-anywhere only swaps the port after kexec when -p is among its ssh arguments.
+    plan = na.plan(args(phases="kexec,disko", post_kexec_port=2200))
+    argv = plan["argv"]
+    assert argv[argv.index("--ssh-port") + 1] == "22" and argv[argv.index("--post-kexec-ssh-port") + 1] == "2200"
+    assert plan["known_hosts_names"] == ["192.0.2.10", "[192.0.2.10]:2200"]
+
+
+def test_kexec_on_port_22_both_sides_adds_nothing():
+    plan = na.plan(args(phases="kexec,disko,install"))
+    assert "--ssh-port" not in plan["argv"] and plan["known_hosts_names"] == ["192.0.2.10"] and plan["post_kexec_port"] == 22
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    (dict(phases="install,reboot", disk_keys=[["/tmp/k", "/l/k"]]), "nixos_anywhere_disk_encryption_keys are only used by the disko phase"),
+    (dict(phases="disko", extra_files="/x"), "nixos_anywhere_extra_files is only used by the install phase"),
+    (dict(phases="disko,reboot", copy_host_keys=True), "nixos_anywhere_copy_host_keys is only used by the install phase"),
+    (dict(post_kexec_port=22), "nixos_anywhere_post_kexec_port is only used after the kexec phase"),
+    (dict(disk_keys=[["tmp/k", "/l/k"]]), "'tmp/k' on the target must be absolute"),
+    (dict(disk_keys=[["/tmp/my key", "/l/k"]]), "'/tmp/my key' on the target may hold only"),
+    (dict(disk_keys=[["/tmp/k\n", "/l/k"]]), "may hold only"),
+    (dict(disk_keys=[["/tmp/$(reboot)", "/l/k"]]), "may hold only"),
+    (dict(ssh_options=["ProxyCommand=ssh -W %h:%p bastion"]), "holds whitespace: nixos-anywhere joins the SSH options"),
+    (dict(ssh_options=["-oX=y"]), "must be Name=value"),
+    (dict(phases="disko,instal"), "nixos_anywhere_phases must name some of kexec, disko, install, reboot: disko,instal"),
+    (dict(phases=""), "nixos_anywhere_phases must name some of"),
+    (dict(target="root@h"), "without user or spaces"),
+    (dict(port=0), "nixos_anywhere_port must be 1-65535"),
+    (dict(phases="kexec,disko", post_kexec_port=70000), "nixos_anywhere_post_kexec_port must be 1-65535"),
+    (dict(flake="/site#x"), "must not carry #attribute"),
+    (dict(verify=True), "needs nixos_anywhere_mac"),
+    (dict(expected_keys=["ssh-ed25519"]), "not an SSH public key"),
+    (dict(disks=["sda"]), "nixos_anywhere_disks entry 'sda' must be an absolute device path"),
+])
+def test_plan_problems(overrides, problem):
+    problems = na.plan(args(**overrides))["problems"]
+    assert any(problem in text for text in problems), problems
+
+
+def test_plan_accepts_what_the_phases_use():
+    plan = na.plan(args(disk_keys=[["/tmp/secret.key", "/l/k"]], extra_files="/x", copy_host_keys=True,
+                        ssh_options=["ServerAliveInterval=5"], disks=["/dev/disk/by-id/nvme-Samsung_1"], build_on="local"))
+    assert plan["problems"] == []
+    assert plan["argv"][-10:] == ["--build-on", "local", "--extra-files", "/x", "--disk-encryption-keys", "/tmp/secret.key", "/l/k",
+                                  "--copy-host-keys", "--ssh-option", "ServerAliveInterval=5"]
+
+
+def test_disk_check_all_present():
+    verdict = na.disk_check("web1", ["/dev/vda"], 0, "present /dev/vda\nby-id /dev/disk/by-id/virtio-x -> /dev/vda\n", "")
+    assert verdict["ok"] and verdict["by_id"] == ["/dev/disk/by-id/virtio-x -> /dev/vda"]
+
+
+def test_disk_check_missing_lists_by_id():
+    verdict = na.disk_check("web1", ["/dev/disk/by-id/nvme-A", "/dev/vda"], 0,
+                            "missing /dev/disk/by-id/nvme-A\npresent /dev/vda\nby-id /dev/disk/by-id/ata-B -> /dev/sda\n", "")
+    assert not verdict["ok"] and verdict["missing"] == ["/dev/disk/by-id/nvme-A"]
+    assert "web1 has no block device /dev/disk/by-id/nvme-A" in verdict["message"]
+    assert "/dev/disk/by-id/ata-B -> /dev/sda" in verdict["message"]
+
+
+def test_disk_check_an_unmentioned_disk_is_missing_and_no_by_id_is_said():
+    verdict = na.disk_check("web1", ["/dev/vda"], 0, "", "")
+    assert not verdict["ok"] and verdict["missing"] == ["/dev/vda"] and "no /dev/disk/by-id there" in verdict["message"]
+
+
+def test_disk_check_ssh_failure():
+    verdict = na.disk_check("web1", ["/dev/vda"], 255, "", "Permission denied (publickey).\n")
+    assert not verdict["ok"] and "exit 255" in verdict["message"] and "Permission denied" in verdict["message"]
+
+
+def test_outcome_not_started_is_timeouts_own_127():
+    result = na.outcome(127, "", "timeout: failed to run command '/x/na': No such file or directory\n", "/x/na", "f#a on h", 60)
+    assert result["kind"] == "not_started" and "could not be started (exit 127)" in result["message"]
+
+
+def test_outcome_127_of_nixos_anywhere_itself_is_a_failure_with_its_tail():
+    stdout = "### Uploading install SSH keys ###\n### Gathering machine facts ###\n### Formatting hard drive with disko ###\n"
+    result = na.outcome(127, stdout, "bash: line 1: /nix/store/x-disko: No such file or directory\n", "na", "f#a on h", 60)
+    assert result["kind"] == "failed" and "nixos-anywhere failed (exit 127)" in result["message"]
+    assert "was not found" in result["message"] and "Formatting hard drive with disko" in result["message"]
+    assert "x-disko: No such file" in result["message"]
+
+
+def test_outcome_127_with_stderr_only_is_still_a_failure():
+    result = na.outcome(127, "", "sh: 1: disko: not found\n", "na", "f#a on h", 60)
+    assert result["kind"] == "failed"
+
+
+def test_outcome_timeout_and_ok():
+    assert na.outcome(124, "### Uploading install SSH keys ###\n", "", "na", "f#a on h", 4)["message"].startswith(
+        "nixos-anywhere did not finish within 4 s")
+    assert na.outcome(0, "", "", "na", "f#a on h", 4)["kind"] == "ok"
