@@ -329,8 +329,20 @@ def _make_parents(directory: str, umask: int) -> list[str]:
     return made
 
 
-def next_steps(site: str, keys: list[Key]) -> list[str]:
-    """What to do after the site is made, as lines for a person to read."""
+def private_key_for(keys: list[Key]) -> str | None:
+    """The private key beside the first public key file, when it is there (``id_x`` for ``id_x.pub``)."""
+    for key in keys:
+        if key.source.endswith(".pub") and os.path.isfile(key.source[:-4]):
+            return key.source[:-4]
+    return None
+
+
+def next_steps(site: str, keys: list[Key], ssh_key: str | None = None) -> list[str]:
+    """What to do after the site is made, as lines for a person to read.
+
+    ``ssh_key`` is named in the install command because the run is made as root, whose SSH
+    client would otherwise look for root's own keys, not the ones in authorized_keys.
+    """
     if keys:
         key_line = ("authorized_keys   has your key%s from %s: root on the installer and the machines. "
                     "Remove any that must not get in."
@@ -348,5 +360,6 @@ def next_steps(site: str, keys: list[Key]) -> list[str]:
         "Then, from %s:" % site,
         "check it will work: ansible-playbook nixie.metal.preflight -i hosts.nixie.yml",
         "install (as root):  ansible-playbook nixie.metal.provision -i hosts.nixie.yml "
-        "-e nixie_interface=<NIC on the machines' segment>",
+        "-e nixie_interface=<NIC on the machines' segment> -e nixie_ssh_key=%s"
+        % (ssh_key or "<the private key of a key in authorized_keys>"),
     ]

@@ -9,9 +9,9 @@ module: site
 short_description: Make a new site directory from the collection's example
 version_added: 0.1.0
 description:
-  - Makes the directory O(path) holding everything a run of the C(nixie.metal.provision) playbook needs, copied from the
-    collection's example (O(src)) C(hosts.json), C(hosts.nixie.yml), C(flake.nix), C(nixos/), C(hosts/),
-    C(ansible.cfg), C(provision.yml) and C(collections/requirements.yml). It also writes C(authorized_keys) from the
+  - Makes the directory O(path) holding everything a run of the C(nixie.metal.provision) playbook needs. From the
+    collection's example O(src) it copies C(hosts.json), C(hosts.nixie.yml), C(flake.nix), C(nixos/), C(hosts/),
+    C(ansible.cfg), C(provision.yml) and C(collections/requirements.yml). It writes C(authorized_keys) from the
     user's own public keys (O(public_keys)).
   - The C(nixie.metal.site) playbook runs this module as the user, no root needed
     (C(ansible-playbook nixie.metal.site -e nixie_site=~/rack1)), and prints RV(next_steps).
@@ -156,7 +156,7 @@ def main():
         files=[item.path for item in files],
         key_files=list(dict.fromkeys(key.source for key in keys)),
         keys=len(keys),
-        next_steps=_site.next_steps(path, keys),
+        next_steps=_site.next_steps(path, keys, _site.private_key_for(keys)),
     )
 
 

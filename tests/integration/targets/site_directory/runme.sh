@@ -67,7 +67,7 @@ expect "$work/made.out" "1. hosts.json        your machines: name (the flake att
 expect "$work/made.out" "2. hosts/<name>.nix  per machine, site.disk: the disk that is ERASED, by id (/dev/disk/by-id/..."
 expect "$work/made.out" "3. authorized_keys   has your keys from $home/.ssh/id_ecdsa.pub, $home/.ssh/id_ed25519.pub"
 expect "$work/made.out" "check it will work: ansible-playbook nixie.metal.preflight -i hosts.nixie.yml"
-expect "$work/made.out" "install (as root):  ansible-playbook nixie.metal.provision -i hosts.nixie.yml"
+expect "$work/made.out" "install (as root):  ansible-playbook nixie.metal.provision -i hosts.nixie.yml -e nixie_interface=<NIC on the machines' segment> -e nixie_ssh_key=$home/.ssh/id_ecdsa\""
 site_dir=$home/rack1
 (cd "$site_dir" && find . -type f | sed 's|^\./||' | sort) > "$work/files.txt"
 cat > "$work/files.expected" <<'FILES'
@@ -115,10 +115,13 @@ diff -u "$work/before.txt" "$work/after.txt" || fail "the existing site was chan
 site "$home" "$home" "$work/exists-check.out" --check -e 'nixie_site=~/rack1' && fail "check mode accepted an existing site"
 expect "$work/exists-check.out" "exists already and is not empty"
 
-step "an empty directory is filled"
+step "an empty directory is filled, with the keys named in nixie_site_keys"
 mkdir "$home/empty" && chown $uid:$uid "$home/empty" && chmod 0750 "$home/empty"
-site "$home" "$home" "$work/empty.out" -e 'nixie_site=~/empty' || { cat "$work/empty.out"; fail "an empty directory was refused"; }
+site "$home" "$home" "$work/empty.out" -e 'nixie_site=~/empty' -e '{"nixie_site_keys": ["~/.ssh/id_ed25519.pub"]}' \
+  || { cat "$work/empty.out"; fail "an empty directory was refused"; }
 [ "$(stat -c %a "$home/empty")" = 750 ] && [ -f "$home/empty/flake.nix" ] || fail "the empty directory was not filled as it was"
+[ "$(grep -v '^#' "$home/empty/authorized_keys")" = "$(cat "$home/.ssh/id_ed25519.pub")" ] \
+  || { cat "$home/empty/authorized_keys"; fail "authorized_keys does not hold exactly the key of nixie_site_keys"; }
 
 step "an unreadable key: named, nothing made"
 home2=$(new_home unreadable ed25519)

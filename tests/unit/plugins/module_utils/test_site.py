@@ -179,7 +179,17 @@ def test_next_steps_name_the_disk_the_keys_and_the_commands():
     assert "hosts/<name>.nix" in text and "ERASED, by id (/dev/disk/by-id/" in text
     assert "has your key from /h/.ssh/id_ed25519.pub" in text
     assert "check it will work: ansible-playbook nixie.metal.preflight -i hosts.nixie.yml" in steps
+    assert steps[-1].endswith("-e nixie_ssh_key=<the private key of a key in authorized_keys>")
+    assert _site.next_steps("/h/rack1", [], "/h/.ssh/id_ed25519")[-1].endswith(" -e nixie_ssh_key=/h/.ssh/id_ed25519")
     assert "HAS NO KEY" in "\n".join(_site.next_steps("/h/rack1", []))
+
+
+def test_the_private_key_is_the_one_beside_a_public_key(tmp_path):
+    lone = write_file(tmp_path / "lone.pub", ED25519)
+    paired = write_file(tmp_path / "id_ecdsa.pub", ECDSA)
+    write_file(tmp_path / "id_ecdsa", "private", mode=0o600)
+    assert _site.private_key_for([_site.Key(ED25519, lone), _site.Key(ECDSA, paired)]) == str(tmp_path / "id_ecdsa")
+    assert _site.private_key_for([_site.Key(ED25519, lone)]) is None
 
 
 # ------------------------------------------------------------------ the example's disks
