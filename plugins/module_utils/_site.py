@@ -106,10 +106,10 @@ def target_state(path: str) -> str:
     except OSError as exc:
         raise SiteError("%s exists and cannot be read (%s). Nothing was changed; choose another path." % (path, exc.strerror))
     if entries:
+        shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
         raise SiteError("%s exists already and is not empty (%s). Nothing was changed: a site is only made in a new "
                         "or empty directory, so that no hosts.json or key is overwritten. Choose another path, or "
-                        "move that directory away first." % (path, ", ".join(sorted(entries)[:5])
-                                                            + (", ..." if len(entries) > 5 else "")))
+                        "move that directory away first." % (path, shown))
     if not os.access(path, os.W_OK | os.X_OK):
         raise SiteError("%s is an empty directory this user cannot write to. Nothing was changed; choose a path "
                         "you can write to." % path)
@@ -195,6 +195,11 @@ def public_keys(paths: list[str]) -> list[Key]:
         if not found:
             raise SiteError("%s: holds no public key. Nothing was made. Fix or move the file, then run again." % path)
     return keys
+
+
+def user_ssh_dir() -> str:
+    """The user's ~/.ssh (HOME decides, as for ssh-keygen)."""
+    return os.path.expanduser("~/.ssh")
 
 
 def default_key_files(ssh_dir: str) -> list[str]:

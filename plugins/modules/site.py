@@ -133,7 +133,7 @@ def main():
     )
     path = os.path.abspath(module.params["path"])
     key_files = module.params["public_keys"]
-    ssh_dir = os.path.expanduser("~/.ssh")
+    ssh_dir = _site.user_ssh_dir()
     if key_files is None:
         key_files = _site.default_key_files(ssh_dir)
         where = "no *.pub file in %s" % ssh_dir

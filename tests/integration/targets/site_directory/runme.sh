@@ -89,7 +89,7 @@ diff -u "$work/files.expected" "$work/files.txt" || fail "the site's files diffe
 while read -r name; do
   [ "$name" = authorized_keys ] || cmp -s "$installed/examples/$name" "$site_dir/$name" || fail "$name differs from the installed example"
 done < "$work/files.txt"
-[ "$(stat -c %U "$site_dir")" = nobody ] && [ -z "$(find "$site_dir" ! -user nobody)" ] || fail "the site is not the user's own"
+if [ "$(stat -c %U "$site_dir")" != nobody ] || [ -n "$(find "$site_dir" ! -user nobody)" ]; then fail "the site is not the user's own"; fi
 for type in ed25519 ecdsa; do
   grep -qxF "$(cat "$home/.ssh/id_$type.pub")" "$site_dir/authorized_keys" || fail "authorized_keys lacks id_$type.pub"
 done
@@ -103,7 +103,7 @@ step "check mode makes nothing; a relative path is the working directory's"
 site "$home" "$home/elsewhere" "$work/check.out" --check -e nixie_site=rack2 || { cat "$work/check.out"; fail "check mode failed"; }
 expect "$work/check.out" "Check mode: nothing was made. The site would have 13 files: ansible.cfg, authorized_keys,"
 expect "$work/check.out" "The site is $home/elsewhere/rack2. Edit, in this order:"
-[ ! -e "$home/elsewhere/rack2" ] && [ -z "$(ls -A "$home/elsewhere")" ] || fail "check mode made something"
+if [ -e "$home/elsewhere/rack2" ] || [ -n "$(ls -A "$home/elsewhere")" ]; then fail "check mode made something"; fi
 
 step "an existing site is refused and left as it was"
 echo '{"mine": {"mac_address": "52:54:00:00:00:09"}}' > "$site_dir/hosts.json"
@@ -119,7 +119,7 @@ step "an empty directory is filled, with the keys named in nixie_site_keys"
 mkdir "$home/empty" && chown $uid:$uid "$home/empty" && chmod 0750 "$home/empty"
 site "$home" "$home" "$work/empty.out" -e 'nixie_site=~/empty' -e '{"nixie_site_keys": ["~/.ssh/id_ed25519.pub"]}' \
   || { cat "$work/empty.out"; fail "an empty directory was refused"; }
-[ "$(stat -c %a "$home/empty")" = 750 ] && [ -f "$home/empty/flake.nix" ] || fail "the empty directory was not filled as it was"
+if [ "$(stat -c %a "$home/empty")" != 750 ] || [ ! -f "$home/empty/flake.nix" ]; then fail "the empty directory was not filled as it was"; fi
 [ "$(grep -v '^#' "$home/empty/authorized_keys")" = "$(cat "$home/.ssh/id_ed25519.pub")" ] \
   || { cat "$home/empty/authorized_keys"; fail "authorized_keys does not hold exactly the key of nixie_site_keys"; }
 
@@ -144,8 +144,9 @@ home4=$(new_home nokey)
 site "$home4" "$home4" "$work/nokey.out" -e 'nixie_site=~/rack1' || { cat "$work/nokey.out"; fail "the site without keys was not made"; }
 expect "$work/nokey.out" "[WARNING]: $home4/rack1/authorized_keys has no key (no *.pub file in $home4/.ssh). Add yours"
 expect "$work/nokey.out" "3. authorized_keys   HAS NO KEY (none found): add yours"
-grep -q 'NO KEY YET' "$home4/rack1/authorized_keys" && [ -z "$(grep -v '^#' "$home4/rack1/authorized_keys")" ] \
-  || { cat "$home4/rack1/authorized_keys"; fail "authorized_keys without keys is not all comments with the note"; }
+if ! grep -q 'NO KEY YET' "$home4/rack1/authorized_keys" || grep -qv '^#' "$home4/rack1/authorized_keys"; then
+  cat "$home4/rack1/authorized_keys"; fail "authorized_keys without keys is not all comments with the note"
+fi
 
 step "no site named; a place the user cannot write"
 site "$home" "$home" "$work/unnamed.out" && fail "the playbook ran without nixie_site"

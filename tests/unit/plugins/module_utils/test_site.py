@@ -138,7 +138,7 @@ def test_a_missing_example_file_names_the_reinstall(tmp_path):
 
 
 def files_below(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _dirs, fs in os.walk(root) for f in fs)
 
 
 def test_write_makes_the_site_and_its_missing_parents(tmp_path):
@@ -202,7 +202,7 @@ def test_every_example_machine_names_its_disk_by_id():
 
 
 def test_no_example_file_guesses_a_disk():
-    for directory, _, names in os.walk(EXAMPLES):
+    for directory, _dirs, names in os.walk(EXAMPLES):
         for name in names:
             with open(os.path.join(directory, name), encoding="utf-8") as handle:
                 text = handle.read()
