@@ -30,8 +30,8 @@ Two layers:
 ``domain_xml(...)``
     Pure builder of a domain: type qemu, SeaBIOS (QEMU's iPXE ROM) or OVMF
     (``<rom enabled='no'/>``: the firmware's own PXE), one virtio NIC
-    ``<interface type='bridge'>`` on br0 with a fixed MAC, a small qcow2 disk,
-    boot order network then disk (so a machine whose network boot is declined
+    ``<interface type='bridge'>`` on br0 with a fixed MAC, a small qcow2 disk (serial: the name,
+    so /dev/disk/by-id/virtio-<name>), boot order network then disk (so a machine whose network boot is declined
     falls through to its disk), serial console to a file.
 
 ``LabSupervisor`` / CLI ``up`` / ``down``
@@ -56,6 +56,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,8 +108,12 @@ def virsh_uri(socket_path: str | os.PathLike) -> str:
 def domain_xml(name: str, mac: str, *, disk: str | os.PathLike, firmware: str = "seabios",
                bridge: str = BRIDGE, memory_mib: int = 512, vcpus: int = 1,
                nvram: str | os.PathLike | None = None, serial_log: str | os.PathLike | None = None,
-               nic_model: str = "virtio") -> str:
+               nic_model: str = "virtio", disk_serial: str | None = None) -> str:
     """A TCG domain (type qemu) that boots from the network first, then its disk.
+
+    The disk's serial number is ``disk_serial`` (default: the domain's name), so a
+    NixOS installer sees it as ``/dev/disk/by-id/virtio-<serial>``, the name the example
+    site's ``hosts/<name>.nix`` gives ``site.disk``.
 
     ``firmware``: ``seabios`` (QEMU's iPXE ROM answers the network boot) or
     ``ovmf`` (``<rom enabled='no'/>``: OVMF's own PXE client; needs ``nvram``,
@@ -117,6 +122,11 @@ def domain_xml(name: str, mac: str, *, disk: str | os.PathLike, firmware: str = 
     if firmware not in FIRMWARES:
         raise ValueError(f"unknown firmware {firmware!r}; one of {FIRMWARES}")
     mac = mac.lower()
+    disk_serial = name if disk_serial is None else disk_serial
+    # virtio-blk carries at most 20 bytes of serial; QEMU cuts the rest off silently, and
+    # the by-id name would no longer be the one the site names.
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,20}", disk_serial):
+        raise ValueError(f"disk serial {disk_serial!r}: 1 to 20 letters, digits, '_', '.' or '-'")
     lines = ["<domain type='qemu'>", f"  <name>{escape(name)}</name>",
              f"  <memory unit='MiB'>{memory_mib}</memory>", f"  <vcpu>{vcpus}</vcpu>"]
     if firmware == "ovmf":
@@ -143,6 +153,7 @@ def domain_xml(name: str, mac: str, *, disk: str | os.PathLike, firmware: str = 
         "      <driver name='qemu' type='qcow2'/>",
         f"      <source file='{escape(str(disk))}'/>",
         "      <target dev='vda' bus='virtio'/>",
+        f"      <serial>{escape(disk_serial)}</serial>",
         "      <boot order='2'/>",
         "    </disk>",
         "    <interface type='bridge'>",

@@ -224,6 +224,8 @@ let
   installer = call "/nixos/installer.nix" { };
 in {
   configurations = builtins.mapAttrs (name: c: map describe c.modules) outputs.nixosConfigurations;
+  hostDisks = builtins.mapAttrs (name: _: (import (examples + "/hosts/${name}.nix")).site.disk)
+    (builtins.fromJSON (builtins.readFile (examples + "/hosts.json")));
   sshKeysPassed = builtins.all (c: c.specialArgs ? sshKeys) (builtins.attrValues outputs.nixosConfigurations);
   x86Disk = { device = (disk true).device; partitions = builtins.attrNames (disk true).content.partitions; };
   armDisk = builtins.attrNames (disk false).content.partitions;
@@ -262,7 +264,7 @@ def test_example_has_one_system_per_host_and_two_installers(example):
         modules = configurations[name]
         assert modules[:3] == ["disko-module", "file:disk.nix", "file:machine.nix"]
         assert modules[3] == {"platform": host.get("arch", "x86_64-linux"), "hostName": name}
-    assert "file:arm1.nix" in configurations["arm1"] and "file:node1.nix" not in configurations["node1"]
+    assert all("file:%s.nix" % name in configurations[name] for name in hosts)
     assert configurations["installer"] == ["nixie-agent-module", "file:installer.nix", {"platform": "x86_64-linux", "hostName": None}]
     assert configurations["installer-aarch64"][2]["platform"] == "aarch64-linux"
     assert example["sshKeysPassed"] is True
@@ -273,6 +275,27 @@ def test_example_disk_and_boot_loader(example):
     assert example["armDisk"] == ["ESP", "root"]
     assert example["x86Grub"] is True and example["armSystemdBoot"] is True
     assert example["machineKeys"] == ["KEY"]
+
+
+def test_example_disks_are_named_by_id_and_never_guessed(example, nix_env):
+    # The example's own machines name their lab disks by id (the QEMU serial is the name).
+    assert example["hostDisks"] == {name: "/dev/disk/by-id/virtio-" + name for name in example["hostDisks"]}
+    # A machine without site.disk stops at evaluation, naming itself and the file to write.
+    expr = r"""
+      let
+        lib = { mkOption = attrs: attrs; types.str = "str"; optionalAttrs = c: x: if c then x else { }; };
+        module = import %s/nixos/disk.nix {
+          inherit lib;
+          pkgs.stdenv.hostPlatform.isx86 = true;
+          config = { networking.hostName = "web1"; site.disk = module.options.site.disk.default; };
+        };
+      in module.config.disko.devices.disk.main.device
+    """ % os.path.join(COLLECTION, "examples")
+    proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--expr", expr],
+                          env=nix_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert "nixos/disk.nix: machine web1 has no site.disk" in proc.stderr, proc.stderr
+    assert "Set it in hosts/web1.nix, by id" in proc.stderr and "ls -l /dev/disk/by-id/" in proc.stderr
 
 
 def test_example_installer_is_small_and_reachable(example):
