@@ -82,9 +82,15 @@ def processes_with_sockets(inodes, proc="/proc"):
             continue
         fd_dir = os.path.join(proc, entry, "fd")
         try:
-            links = {os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)}
+            fds = os.listdir(fd_dir)
         except OSError:
             continue
+        links = set()
+        for fd in fds:
+            try:
+                links.add(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                continue  # closed meanwhile (listdir's own descriptor is one)
         if links & wanted:
             try:
                 with open(os.path.join(proc, entry, "comm"), encoding="utf-8", errors="replace") as handle:

@@ -146,7 +146,7 @@ def link_chain(path, limit=40):
 
 def flags_in_help(text):
     """The version-telling options a ``nixos-anywhere --help`` lists."""
-    return {flag for flag in ("--target-host", "--build-on") if re.search(r"(^|\s)%s\b" % re.escape(flag), text or "")}
+    return {flag for flag in ("--target-host", "--build-on") if re.search(r"(^|\s)%s(?![\w-])" % re.escape(flag), text or "")}
 
 
 def nixos_anywhere_row(executable, path, version, help_flags, build_on=False, error=None):
