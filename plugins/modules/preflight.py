@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: preflight
 short_description: Tell whether a provisioning run can work from this controller, before any machine is woken
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Checks, on the machine the task runs on (the controller), everything a run of C(nixie.metal.provision) needs there,
     and returns one row per check in RV(rows) and a table in RV(msg) and RV(table). Every failing row says what to do.
@@ -19,7 +19,7 @@ description:
   - V(ssh-key), O(ssh_key) loads without a passphrase (C(ssh-keygen -y -P '')). Without O(ssh_key), an ssh-agent
     that C(SSH_AUTH_SOCK) names holds a key (C(ssh-add -L)). Running under C(sudo) without C(SSH_AUTH_SOCK) is said
     as such, with the way to keep it (C(sudo --preserve-env=SSH_AUTH_SOCK)).
-  - V(ipxe), O(ipxe_dir) holds the iPXE binaries the netboot server offers to every architecture among O(hosts):
+  - V(ipxe), O(ipxe_dir) holds the iPXE binaries the netboot server offers to every architecture among O(hosts),
     C(ipxe.efi) and C(undionly.kpxe) for V(x86_64-linux), C(ipxe-arm64.efi) for V(aarch64-linux).
   - V(interface), the interface and address the netboot server would serve on, chosen exactly as
     M(nixie.metal.pxe_server) chooses them from O(interface), O(address), O(address6) and O(dhcp6).
