@@ -109,7 +109,7 @@ class Outcome:
 
 def _values(right):
     if isinstance(right, dict) and "set" in right:
-        return [item for item in right["set"]]
+        return list(right["set"])
     if isinstance(right, list):
         return right
     return [right]

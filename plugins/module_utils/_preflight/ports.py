@@ -138,8 +138,8 @@ def ports_row(results):
                          "interface) for the run" % (who or "what holds UDP %d" % port))
     if taken:
         return report.failed(report.PORTS, "; ".join(taken), "; ".join(dict.fromkeys(hints)))
-    return report.passed(report.PORTS, "free: %s" % ", ".join("%s %d" % (protocol.upper(), port)
-                                                               for protocol, port, dummy, dummy2, dummy3 in results))
+    free = ", ".join("%s %d" % (entry[0].upper(), entry[1]) for entry in results)
+    return report.passed(report.PORTS, "free: %s" % free)
 
 
 def read_ports(interface, address, http_port):

@@ -109,7 +109,7 @@ def read_nix(executable=None):
     try:
         path = _nix.find_nix(executable)
     except _nix.NixError as exc:
-        return nix_row(None, None, None, str(exc).split(". ")[0])
+        return nix_row(None, None, None, str(exc).split(". ", maxsplit=1)[0])
     version_output, error = _run([path, "--version"])
     features_output = ""
     if error is None:
