@@ -38,6 +38,8 @@ sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = Path(sys.executable).parent
+IPXE_DIR = Path("/usr/lib/ipxe")
+ARM64_BINARY = "ipxe-arm64.efi"  # Debian 12's ipxe package does not have it
 STANDIN_NIXOS_ANYWHERE = COLLECTION / "tests" / "integration" / "targets" / "role_nixos_anywhere" / "files" / "nixos-anywhere"
 STORE_NAME = "0c9zfb4gdqvgb3ym1ylbkw1v0fxhjhq2-nixos-anywhere-1.13.0"
 ROWS = ("nix", "nixos-anywhere", "ssh-client", "ssh-key", "ipxe", "interface", "ports", "firewall", "site-dhcp")
@@ -259,8 +261,8 @@ def test_an_encrypted_key(site):
 
 def test_an_arm64_machine_without_its_ipxe_binary(site):
     """hosts.json gives node3 aarch64-linux; Debian 12's ipxe has no ipxe-arm64.efi."""
-    if os.path.exists("/usr/lib/ipxe/ipxe-arm64.efi"):
-        pytest.fail("/usr/lib/ipxe/ipxe-arm64.efi exists here: this case needs a directory without it")
+    if (IPXE_DIR / ARM64_BINARY).exists():
+        pytest.fail("%s exists here: this case needs a directory without it" % (IPXE_DIR / ARM64_BINARY))
     hosts = json.loads((site.files / "hosts.json").read_text(encoding="utf-8"))
     arm = dict(hosts, node3={"mac_address": "52:54:00:12:34:03", "arch": "aarch64-linux"})
     (site.files / "hosts.json").write_text(json.dumps(arm), encoding="utf-8")

@@ -190,10 +190,14 @@ def test_ipxe_rows():
     assert not ipxe.ipxe_row({"riscv64-linux": ["r"]}, present, "/usr/lib/ipxe").ok
 
 
-def test_ipxe_dir_of_this_machine():
-    """Debian's ipxe package (scripts/setup) has the x86_64 binaries and not the arm64 one."""
-    assert ipxe.read_ipxe({"x86_64-linux": ["a"]}).ok
-    assert not ipxe.read_ipxe({"aarch64-linux": ["b"]}, "/usr/lib/ipxe").ok or os.path.exists("/usr/lib/ipxe/ipxe-arm64.efi")
+def test_ipxe_read_from_a_directory(tmp_path):
+    """The directory as listed: files count, a directory of the same name does not."""
+    for name in ("ipxe.efi", "undionly.kpxe"):
+        (tmp_path / name).write_bytes(b"MZ")
+    (tmp_path / "ipxe-arm64.efi").mkdir()
+    assert ipxe.read_ipxe({"x86_64-linux": ["a"]}, str(tmp_path)).ok
+    assert not ipxe.read_ipxe({"aarch64-linux": ["b"]}, str(tmp_path)).ok
+    assert ipxe.read_ipxe({"x86_64-linux": ["a"]}).ok  # Debian's ipxe package, which scripts/setup installs
 
 
 # -- ports --------------------------------------------------------------------------------------
