@@ -170,7 +170,7 @@ rows:
       type: str
       sample: site-dhcp
     ok:
-      description: Whether the check passed.
+      description: Whether the check passed. A passing row with a RV(rows[].hint) is a warning.
       type: bool
       sample: true
     detail:
@@ -178,7 +178,7 @@ rows:
       type: str
       sample: "10.0.0.2 offered 10.0.0.142; no boot options"
     hint:
-      description: What to do, for a failing row; empty otherwise.
+      description: What to do, for a failing row or a warning; empty otherwise.
       type: str
       sample: ""
 failed_rows:
@@ -188,12 +188,12 @@ failed_rows:
   elements: str
   sample: [ports]
 table:
-  description: The table, one line per row, with a line saying what to do under each failing row.
+  description: The table, one line per row, with a line saying what to do under each failing row and each warning.
   returned: always
   type: list
   elements: str
   sample:
-    - "nix             ok      Nix 2.24.10 at /nix/var/nix/profiles/default/bin/nix, nix-command and flakes usable"
+    - "nix             ok      Nix 2.24.10 at /nix/var/nix/profiles/default/bin/nix"
     - "ports           FAIL    UDP 67 (proxyDHCP) is taken by dnsmasq (pid 812)"
     - "                        -> stop dnsmasq (pid 812) (a DHCP/TFTP server on this machine, ...) for the run"
 msg:

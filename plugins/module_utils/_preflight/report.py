@@ -21,7 +21,8 @@ ROW_NAMES = (NIX, NIXOS_ANYWHERE, SSH_CLIENT, SSH_KEY, IPXE, INTERFACE, PORTS, F
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """``ok`` with what was found in ``detail``; a failing row says in ``hint`` what to do."""
+    """``ok`` with what was found in ``detail``; a failing row says in ``hint`` what to do, and so
+    does a row that passes with a warning (the run can go on, a part of it may not work)."""
 
     name: str
     ok: bool
@@ -36,6 +37,10 @@ def passed(name, detail):
     return Row(name, True, detail)
 
 
+def warned(name, detail, hint):
+    return Row(name, True, detail, hint)
+
+
 def failed(name, detail, hint):
     return Row(name, False, detail, hint)
 
@@ -46,15 +51,15 @@ def failing(rows, ignore=()):
 
 
 def table(rows, ignore=()):
-    """The rows as lines: name, ok/FAIL, what was found; under a failing row, what to do."""
+    """The rows as lines: name, ok/warn/FAIL, what was found; under a failing or warning row, what to do."""
     width = max([len(row.name) for row in rows] + [4])
     lines = []
     for row in rows:
         if row.ok:
-            status = "ok"
+            status = "warn" if row.hint else "ok"
         else:
             status = "ignored" if row.name in ignore else "FAIL"
         lines.append("%-*s  %-7s %s" % (width, row.name, status, row.detail))
-        if not row.ok and row.hint:
+        if row.hint:
             lines.append("%-*s  %-7s -> %s" % (width, "", "", row.hint))
     return lines

@@ -1,107 +1,79 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Nix and nixos-anywhere on the controller: are they there, new enough, with what the run needs.
+"""Nix and nixos-anywhere on the controller: are they there, and new enough for the run.
 
-``nix_row`` and ``nixos_anywhere_row`` are the two verdicts (pure: they take what was read);
-``read_nix`` and ``read_nixos_anywhere`` read it, each behind one function so that the
-shared version checks of _nix can replace them in one place.
+The verdicts are the ones the rest of the collection uses (``_nix.nix_problems`` and
+``_nixos_anywhere.check_version``); ``nix_row`` and ``nixos_anywhere_row`` turn them into rows
+(pure: they take what was read), ``read_nix`` and ``read_nixos_anywhere`` read it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _nix, _nixos_anywhere
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
-
-# reconciled with _nix at merge
-MINIMUM_NIX = (2, 18)
-
-# nixos-anywhere: --target-host came with 1.6.0 and --build-on with 1.7.0; the role passes the first
-# always and the second when nixos_anywhere_build_on is not auto.
-MINIMUM_NIXOS_ANYWHERE = (1, 6, 0)
-MINIMUM_NIXOS_ANYWHERE_BUILD_ON = (1, 7, 0)
 
 COMMAND_TIMEOUT = 20
 
-# Asks the evaluator itself: builtins.getFlake exists only when flakes are enabled, and `nix eval`
-# runs only with nix-command. The dummy store keeps it from opening (or creating) a real one.
-NIX_FEATURES_ARGS = ("--extra-experimental-features", "nix-command flakes", "eval", "--store", "dummy://",
-                     "--expr", "builtins ? getFlake")
+# The options of the role's command line that need a minimum version (docs/nix.md, the role's README).
+TARGET_HOST_ARGV = ("--target-host",)
+BUILD_ON_ARGV = ("--target-host", "--build-on")
 
-NIX_HINT = ("Install Nix %s or newer: the installer from https://nixos.org/download (on Debian 12, whose nix-bin "
-            "is 2.8, remove nix-bin first), then check that root's PATH finds it (sudo nix --version); "
-            "or give a prebuilt installer (nixie_installer), which needs no Nix here" % ".".join(map(str, MINIMUM_NIX)))
+# The first bytes of the executable: the package's wrapper script names its own store path.
+EXECUTABLE_HEAD = 16384
+
+NIX_MISSING_HINT = ("install Nix (docs/nix.md: the official installer, or Debian's nix-bin for the collection's own "
+                    "calls), or give a prebuilt installer (nixie_installer), which needs no Nix here")
 
 NIXOS_ANYWHERE_HINT = ("install nixos-anywhere %s or newer through Nix (nix profile install "
                        "github:nix-community/nixos-anywhere), or set nixie_nixos_anywhere to its path")
 
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-# A Nix store path's name: 32 base-32 characters, then the derivation's name and version.
-_STORE_NAME = re.compile(r"/[0-9a-df-np-sv-z]{32}-nixos-anywhere-(\d+\.\d+(?:\.\d+)?)(?:/|$)")
 
-
-def version_tuple(text):
-    """``"2.18.1"`` -> ``(2, 18, 1)``; None when ``text`` holds no version."""
-    found = _VERSION.search(text or "")
-    if found is None:
-        return None
-    return tuple(int(part) for part in found.groups() if part is not None)
-
-
-def _spelled(version):
-    return ".".join(str(part) for part in version)
-
-
-def nix_version(output):
-    """The Nix version that ``nix --version`` printed (the last version on its first line:
-    ``nix (Nix) 2.8.0``, ``nix (Determinate Nix 3.6.2) 2.29.0``); None when there is none."""
-    lines = (output or "").strip().splitlines()
-    if not lines:
-        return None
-    found = _VERSION.findall(lines[0])
-    if not found:
-        return None
-    return tuple(int(part) for part in found[-1] if part != "")
-
-
-def nix_row(path, version_output, features_output, error=None):
+def nix_row(path, version_output, config_output, error=None):
     """The verdict on the controller's Nix.
 
     ``path`` is the nix found (None: none); ``version_output`` what ``nix --version`` printed;
-    ``features_output`` what evaluating ``builtins ? getFlake`` with nix-command and flakes
-    enabled printed (``true`` when this Nix has both); ``error`` why reading failed.
+    ``config_output`` what ``nix show-config`` printed (its error too, on a Nix whose nix-command
+    is off); ``error`` why ``nix --version`` could not be read.
     """
     if path is None:
-        return report.failed(report.NIX, "not found: %s" % (error or "no nix on PATH"), NIX_HINT)
-    version = nix_version(version_output)
-    if version is None:
-        return report.failed(report.NIX, "%s printed no version (%s)" % (path, (error or version_output or "nothing").strip()[:200]),
-                             NIX_HINT)
-    if version < MINIMUM_NIX:
-        return report.failed(report.NIX, "Nix %s at %s is older than %s" % (_spelled(version), path, _spelled(MINIMUM_NIX)),
-                             NIX_HINT)
-    if (features_output or "").strip() != "true":
-        return report.failed(report.NIX, "Nix %s at %s cannot use nix-command and flakes (%s)"
-                             % (_spelled(version), path, (error or features_output or "no answer").strip()[:200]),
-                             "use a Nix built with flakes (the one from https://nixos.org/download is); " + NIX_HINT)
-    return report.passed(report.NIX, "Nix %s at %s, nix-command and flakes usable" % (_spelled(version), path))
+        return report.failed(report.NIX, "not found: %s" % (error or "no nix on PATH"), NIX_MISSING_HINT)
+    if error is not None:
+        return report.failed(report.NIX, "%s --version failed: %s" % (path, error.strip()[:200]), NIX_MISSING_HINT)
+    problems = _nix.nix_problems(version_output, config_output)
+    version = _nix.parse_nix_version(version_output)
+    found = "Nix %s at %s" % (".".join(str(part) for part in version), path) if version else path
+    errors = [problem for problem in problems if problem["severity"] == "error"]
+    if errors:
+        return report.failed(report.NIX, "%s: %s" % (found, "; ".join(p["problem"] for p in errors)), errors[0]["fix"])
+    if problems:
+        return report.warned(report.NIX, "%s: %s" % (found, "; ".join(p["problem"] for p in problems)),
+                             " ".join(_unique(p["fix"] for p in problems)))
+    return report.passed(report.NIX, found)
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
 
 
 def _run(argv):
-    """(stdout, error): the output of ``argv``, or why there is none."""
+    """(stdout, stderr, error): what ``argv`` printed, and why it failed (None when it did not)."""
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        return "", "%s did not answer within %d s" % (" ".join(argv), COMMAND_TIMEOUT)
+        return "", "", "%s did not answer within %d s" % (" ".join(argv), COMMAND_TIMEOUT)
     except OSError as exc:
-        return "", "%s: %s" % (argv[0], exc.strerror or exc)
+        return "", "", "%s: %s" % (argv[0], exc.strerror or exc)
     if result.returncode != 0:
-        return result.stdout, (result.stderr.strip() or "exit code %d" % result.returncode).splitlines()[-1]
-    return result.stdout, None
+        return result.stdout, result.stderr, (result.stderr.strip() or "exit code %d" % result.returncode).splitlines()[-1]
+    return result.stdout, result.stderr, None
 
 
 def read_nix(executable=None):
@@ -110,83 +82,50 @@ def read_nix(executable=None):
         path = _nix.find_nix(executable)
     except _nix.NixError as exc:
         return nix_row(None, None, None, str(exc).split(". ", maxsplit=1)[0])
-    version_output, error = _run([path, "--version"])
-    features_output = ""
+    version_output, dummy, error = _run([path, "--version"])
+    config_output = ""
     if error is None:
-        features_output, error = _run([path] + list(NIX_FEATURES_ARGS))
-    return nix_row(path, version_output, features_output, error)
+        # Without --extra-experimental-features, which would add to the setting it reports; on a Nix whose
+        # nix-command is off it fails, and its error says so (nix_problems reads that too).
+        stdout, stderr, dummy = _run([path, "show-config"])
+        config_output = stdout + stderr
+    return nix_row(path, version_output, config_output, error)
 
 
 # -- nixos-anywhere ------------------------------------------------------------------
 
-def version_from_paths(paths):
-    """The version in the first path that is inside a ``nixos-anywhere-X.Y.Z`` store path, or None."""
-    for path in paths:
-        found = _STORE_NAME.search(path)
-        if found:
-            return version_tuple(found.group(1))
-    return None
-
-
-def link_chain(path, limit=40):
-    """``path`` and every path its symbolic links lead to, in order (a Nix profile's bin/ entry
-    leads through the profile's generation and user environment to the package's store path)."""
-    chain = [path]
-    for dummy in range(limit):
-        try:
-            target = os.readlink(path)
-        except OSError:
-            break
-        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
-        chain.append(path)
-    # A link in a directory along the way (a profile's bin -> store path) shows only here.
-    chain.append(os.path.realpath(chain[0]))
-    return chain
-
-
-def flags_in_help(text):
-    """The version-telling options a ``nixos-anywhere --help`` lists."""
-    return {flag for flag in ("--target-host", "--build-on") if re.search(r"(^|\s)%s(?![\w-])" % re.escape(flag), text or "")}
-
-
-def nixos_anywhere_row(executable, path, version, help_flags, build_on=False, error=None):
+def nixos_anywhere_row(executable, path, head, build_on=False):
     """The verdict on nixos-anywhere.
 
-    ``path`` is where ``executable`` was found (None: not found); ``version`` what its store path
-    names (None: it names none); ``help_flags`` the options its ``--help`` lists (None: not read);
-    ``build_on`` whether the run passes ``--build-on``.
+    ``path`` is where ``executable`` resolves to (None: not found); ``head`` that path and the
+    first bytes of the file, as the role reads them; ``build_on`` whether the run passes --build-on.
     """
-    minimum = MINIMUM_NIXOS_ANYWHERE_BUILD_ON if build_on else MINIMUM_NIXOS_ANYWHERE
-    needs = "--build-on" if build_on else "--target-host"
-    hint = NIXOS_ANYWHERE_HINT % _spelled(minimum)
+    verdict = _nixos_anywhere.check_version(head, BUILD_ON_ARGV if build_on else TARGET_HOST_ARGV, executable)
+    hint = NIXOS_ANYWHERE_HINT % verdict["minimum"]
     if path is None:
-        return report.failed(report.NIXOS_ANYWHERE, "%s not found%s" % (executable, " (%s)" % error if error else ""), hint)
-    if version is not None:
-        if version < minimum:
-            return report.failed(report.NIXOS_ANYWHERE, "%s at %s is older than %s (the run passes %s)"
-                                 % (_spelled(version), path, _spelled(minimum), needs), hint)
-        return report.passed(report.NIXOS_ANYWHERE, "%s at %s" % (_spelled(version), path))
-    if help_flags is not None and needs in help_flags:
-        return report.passed(report.NIXOS_ANYWHERE, "%s (its path names no version; its --help lists %s: %s or newer)"
-                             % (path, needs, _spelled(minimum)))
-    why = error or ("its --help does not list %s" % needs if help_flags is not None else "its --help could not be read")
-    return report.failed(report.NIXOS_ANYWHERE, "%s: version unknown, %s; %s or newer is needed" % (path, why, _spelled(minimum)), hint)
+        return report.failed(report.NIXOS_ANYWHERE, "%s not found" % executable, hint)
+    if verdict["ok"] is None:
+        return report.warned(report.NIXOS_ANYWHERE, "%s: version unknown" % path, verdict["message"])
+    if not verdict["ok"]:
+        return report.failed(report.NIXOS_ANYWHERE, "%s at %s is too old" % (verdict["version"], path), verdict["message"])
+    return report.passed(report.NIXOS_ANYWHERE, "%s at %s" % (verdict["version"], path))
 
 
 def read_nixos_anywhere(executable="nixos-anywhere", build_on=False):
     """``nixos_anywhere_row``'s verdict for ``executable`` (a name on PATH or a path).
 
     nixos-anywhere has no --version option (an unknown word is taken as the target host), so
-    its version is read from its Nix store path, and failing that from the options its
-    --help lists, which it prints without doing anything else.
+    its version is read from its Nix store path: where its executable resolves to, and what the
+    package's wrapper script names.
     """
-    path = shutil.which(executable) if os.sep not in executable else (
+    found = shutil.which(executable) if os.sep not in executable else (
         executable if os.path.isfile(executable) and os.access(executable, os.X_OK) else None)
-    if path is None:
-        return nixos_anywhere_row(executable, None, None, None, build_on)
-    version = version_from_paths(link_chain(os.path.abspath(path)))
-    help_flags, error = None, None
-    if version is None:
-        help_text, error = _run([path, "--help"])
-        help_flags = flags_in_help(help_text) if error is None else None
-    return nixos_anywhere_row(executable, path, version, help_flags, build_on, error)
+    if found is None:
+        return nixos_anywhere_row(executable, None, "", build_on)
+    path = os.path.realpath(found)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(EXECUTABLE_HEAD).decode("utf-8", "replace")
+    except OSError:
+        head = ""
+    return nixos_anywhere_row(executable, path, path + "\n" + head, build_on)

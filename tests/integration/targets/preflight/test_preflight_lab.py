@@ -9,10 +9,10 @@ and the nftables rule of the firewall case stay there.
 
 Stand-ins, for what cannot run here, labelled as such and only on the PATH of these runs:
 
-* ``nix``: Debian's nix is 2.8, older than the preflight's minimum, so an all-green run needs a
-  stand-in that reports a recent version (and answers the flakes question as a Nix with flakes
-  does); the old-Nix case uses one that reports 2.3.16.
-* ``nixos-anywhere``: the role's test stand-in, reached through a directory named as a Nix store
+* ``nix``: Debian's nix is 2.8, which passes with a warning (2.18 for nixpkgs 25.11), so a run
+  without warnings needs a stand-in that reports a recent version and the features in its
+  configuration; the old-Nix case uses one that reports 2.3.16. The real nix 2.8 is checked too.
+* ``nixos-anywhere``: the role's test stand-in, copied into a directory named as a Nix store
   path of nixos-anywhere 1.13.0 (the preflight reads the version from the store path).
 
 Everything else is real: ssh-keygen and ssh-agent keys, the sockets, nft, dnsmasq, the raw frames.
@@ -45,13 +45,13 @@ STORE_NAME = "0c9zfb4gdqvgb3ym1ylbkw1v0fxhjhq2-nixos-anywhere-1.13.0"
 ROWS = ("nix", "nixos-anywhere", "ssh-client", "ssh-key", "ipxe", "interface", "ports", "firewall", "site-dhcp")
 
 # TEST STAND-IN for nix (the real Debian nix here is 2.8): answers `nix --version` with the version
-# it is given and the preflight's flakes question (`... eval ... builtins ? getFlake`) with true;
-# anything else fails, so a call the preflight does not make shows up as an error.
+# it is given and `nix show-config` with the features on; anything else fails, so a call the
+# preflight does not make shows up as an error.
 NIX_STANDIN = """#!/bin/sh
 # TEST STAND-IN for nix, used only by tests/integration/targets/preflight.
 case "$*" in
   --version) echo "nix (Nix) %s" ;;
-  *"builtins ? getFlake"*) echo true ;;
+  show-config) echo "experimental-features = flakes nix-command" ;;
   *) echo "nix stand-in: unexpected call: $*" >&2; exit 2 ;;
 esac
 """
@@ -74,7 +74,7 @@ def site():
             (directory / "nix").chmod(0o755)
         package = files / "store" / STORE_NAME / "bin"
         package.mkdir(parents=True)
-        (package / "nixos-anywhere").symlink_to(STANDIN_NIXOS_ANYWHERE)
+        shutil.copy(STANDIN_NIXOS_ANYWHERE, package / "nixos-anywhere")
         lab.files = files
         lab.vars = {"nixie_interface": lab.bridge, "nixie_ssh_key": str(files / "id_ed25519"),
                     "nixie_nixos_anywhere": str(package / "nixos-anywhere")}
@@ -87,7 +87,8 @@ def preflight(site, name, extra_vars=None, nix="2.24.10", env=None, options=()):
     vars_file = site.files / ("%s.vars.json" % name)
     vars_file.write_text(json.dumps(variables), encoding="utf-8")
     environment = {key: value for key, value in os.environ.items() if key not in ("SSH_AUTH_SOCK", "SUDO_USER", "ANSIBLE_CONFIG")}
-    environment.update(PATH="%s:%s:%s" % (site.files / ("nix-%s" % nix), BIN, os.environ.get("PATH", "/usr/bin:/bin")),
+    stand_in = [str(site.files / ("nix-%s" % nix))] if nix else []
+    environment.update(PATH=":".join(stand_in + [str(BIN), os.environ.get("PATH", "/usr/bin:/bin")]),
                        ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0",
                        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
                        ANSIBLE_INVENTORY_ENABLED="nixie.metal.hosts,host_list,auto,yaml,ini",
@@ -106,7 +107,7 @@ def table(output):
     section = output.split("TASK [Show what was found]", 1)[-1].split("TASK [Stop when a check failed]", 1)[0]
     for line in re.findall(r'^\s+"(.*)",?$', section, re.MULTILINE):
         line = json.loads('"%s"' % line)
-        match = re.match(r"^(\S+)\s+(ok|FAIL|ignored)\s+(.*)$", line)
+        match = re.match(r"^(\S+)\s+(ok|warn|FAIL|ignored)\s+(.*)$", line)
         if match:
             last = match.group(1)
             rows[last] = [match.group(2), match.group(3), ""]
@@ -127,8 +128,8 @@ def test_all_green(site):
     code, rows, output = preflight(site, "green")
     assert code == 0, output
     assert_only_failing(rows, output, [])
-    assert rows["nix"][1].startswith("Nix 2.24.10 at %s" % (site.files / "nix-2.24.10" / "nix")), rows["nix"]
-    assert rows["nixos-anywhere"][1].startswith("1.13.0 at "), rows["nixos-anywhere"]
+    assert rows["nix"] == ("ok", "Nix 2.24.10 at %s" % (site.files / "nix-2.24.10" / "nix"), ""), rows["nix"]
+    assert rows["nixos-anywhere"] == ("ok", "1.13.0 at %s" % (site.files / "store" / STORE_NAME / "bin" / "nixos-anywhere"), "")
     assert rows["ssh-key"][1] == "%s loads without a passphrase" % (site.files / "id_ed25519")
     assert rows["ipxe"][1] == "x86_64-linux: ipxe.efi, undionly.kpxe in /usr/lib/ipxe"
     assert rows["interface"][1].startswith("br0 10.77.0.1")
@@ -217,12 +218,29 @@ def test_an_old_nix(site):
     code, rows, output = preflight(site, "old-nix", nix="2.3.16")
     assert code != 0
     assert_only_failing(rows, output, ["nix"])
-    assert rows["nix"][1] == "Nix 2.3.16 at %s is older than 2.18" % (site.files / "nix-2.3.16" / "nix")
-    assert "https://nixos.org/download" in rows["nix"][2] and "nixie_installer" in rows["nix"][2]
+    assert rows["nix"][1].startswith("Nix 2.3.16 at %s: Nix 2.3.16 is older than 2.8, " % (site.files / "nix-2.3.16" / "nix"))
+    assert "https://nixos.org/nix/install" in rows["nix"][2], rows["nix"]
     code, rows, output = preflight(site, "old-nix-prebuilt", nix="2.3.16",
                                    extra_vars={"nixie_installer": {"kernel": "/k", "initrd": "/i"}})
     assert code == 0, output
     assert "nix" not in rows
+
+
+def test_the_nix_of_this_machine(site):
+    """The real nix from nix-bin (2.8 on Debian 12): enough for the collection's calls, so the run may go on;
+    older than 2.18, the row warns that nixpkgs 25.11 and nixos-anywhere's flake need 2.18, and says how to get it."""
+    real = shutil.which("nix", path=os.environ.get("PATH"))
+    assert real, "nix is not installed; scripts/setup installs nix-bin"
+    version = subprocess.run([real, "--version"], capture_output=True, text=True, check=True).stdout.split()[-1]
+    code, rows, output = preflight(site, "real-nix", nix=None)
+    assert code == 0, output
+    assert_only_failing(rows, output, [])
+    status, detail, hint = rows["nix"]
+    assert detail.startswith("Nix %s at " % version), rows["nix"]
+    old = tuple(int(part) for part in version.split(".")[:2]) < (2, 18)
+    assert ("older than 2.18" in detail) == old, rows["nix"]
+    if old:
+        assert status == "warn" and "official installer" in hint, rows["nix"]
 
 
 def test_no_key_under_sudo(site):
@@ -276,10 +294,11 @@ def test_an_arm64_machine_without_its_ipxe_binary(site):
 
 
 def test_no_version_for_nixos_anywhere(site):
-    """The same stand-in outside a store path: its --help lists --target-host, so 1.6.0 or newer."""
+    """The same stand-in outside a store path: its version cannot be told, a warning (as the role warns)."""
     code, rows, output = preflight(site, "no-version", extra_vars={"nixie_nixos_anywhere": str(STANDIN_NIXOS_ANYWHERE)})
     assert code == 0, output
-    assert "its --help lists --target-host: 1.6.0 or newer" in rows["nixos-anywhere"][1]
+    assert rows["nixos-anywhere"][:2] == ("warn", "%s: version unknown" % STANDIN_NIXOS_ANYWHERE), rows["nixos-anywhere"]
+    assert "this command line needs 1.6.0 or later" in rows["nixos-anywhere"][2], rows["nixos-anywhere"]
     code, rows, output = preflight(site, "missing-na", extra_vars={"nixie_nixos_anywhere": "/nonexistent/nixos-anywhere"})
     assert code != 0
     assert_only_failing(rows, output, ["nixos-anywhere"])
