@@ -345,7 +345,7 @@ def test_a_missing_tool_stops_the_run_before_any_machine_is_woken(site, missing)
         env["PATH"] = "%s:%s" % (BIN, sandbox)
         if missing == "nix":
             extra["nixie_installer"] = None
-            expected = ["nix             FAIL    not found: nix not found on PATH", "Install Nix 2.18 or newer"]
+            expected = ["nix             FAIL    not found: nix not found on PATH", "-> install Nix (docs/nix.md"]
         else:
             expected = ["ssh-client      FAIL    ssh, ssh-keyscan not installed", "-> apt-get install openssh-client"]
     run = start(site, "missing-" + missing, extra_vars=extra, env=env)
