@@ -152,9 +152,10 @@ def site_dhcp_row(answers, interface, waited):
     return report.passed(report.SITE_DHCP, "%s; no boot options" % heard)
 
 
-def interface_mac(interface):
-    with open(os.path.join("/sys/class/net", interface, "address"), encoding="ascii") as handle:
-        return bytes.fromhex(handle.read().strip().replace(":", ""))
+def bound_mac(sock):
+    """The MAC of the interface a bound AF_PACKET socket is on (from the kernel, not /sys, which shows
+    the network namespace it was mounted in, not necessarily ours)."""
+    return sock.getsockname()[4]
 
 
 def exchange(interface, wait=DEFAULT_WAIT):
@@ -167,7 +168,7 @@ def exchange(interface, wait=DEFAULT_WAIT):
         sock.setblocking(False)
         # The frame comes from this interface's own MAC (switch port security sees a known sender);
         # only chaddr, which the DHCP server answers for, is made up.
-        sock.send(frame(interface_mac(interface), discover(mac, xid, os.urandom(16))))
+        sock.send(frame(bound_mac(sock), discover(mac, xid, os.urandom(16))))
         answers = []
         deadline = time.monotonic() + wait
         while True:

@@ -17,13 +17,21 @@ from pathlib import Path
 def plugins_in(collection):
     """(type, FQCN) of every documented plugin and role the installed collection ships."""
     found = []
-    for plugin_type in ("modules", "inventory", "lookup", "filter", "callback", "connection", "action"):
-        for path in sorted((collection / "plugins" / plugin_type).glob("*.py")):
-            if path.name != "__init__.py" and plugin_type != "action":
+    for plugin_type in ("modules", "inventory", "lookup", "filter", "test", "callback", "connection"):
+        directory = collection / "plugins" / plugin_type
+        for path in sorted(directory.glob("*.py")):
+            if path.name != "__init__.py" and not (plugin_type in ("filter", "test") and _sidecars(directory)):
                 found.append((plugin_type.rstrip("s") if plugin_type == "modules" else plugin_type, "nixie.metal." + path.stem))
+        # A file of several filters (or tests) documents each one in a YAML file named after it.
+        for path in _sidecars(directory) if plugin_type in ("filter", "test") else ():
+            found.append((plugin_type, "nixie.metal." + path.stem))
     for spec in sorted(collection.glob("roles/*/meta/argument_specs.yml")):
         found.append(("role", "nixie.metal." + spec.parent.parent.name))
     return found
+
+
+def _sidecars(directory):
+    return sorted(directory.glob("*.yml"))
 
 
 def ansible_doc(prefix, *args):
