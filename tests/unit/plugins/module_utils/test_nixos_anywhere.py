@@ -20,7 +20,8 @@ exec -a "$0" "/nix/store/0c5bqa6kq8f6nv1ym3v1mvyq9q4qf1a0-nixos-anywhere-1.13.0/
 
 def args(**overrides):
     """The role's settled arguments; nixos-anywhere --flake unless ``build`` says otherwise."""
-    values = dict(build="flake", override_inputs={}, store_paths=None, flake="/site", attribute="web1", target="192.0.2.10", user="root", port=22, post_kexec_port=None,
+    values = dict(build="flake", override_inputs={}, store_paths=None,
+                  flake="/site", attribute="web1", target="192.0.2.10", user="root", port=22, post_kexec_port=None,
                   phases="disko,install,reboot", build_on="auto", key="", extra_files="", disk_keys=[],
                   copy_host_keys=False, ssh_options=[], extra_args=[], executable="nixos-anywhere", timeout=3600,
                   expected_keys=[], installed_keys=[], verify=False, mac="", disks=None)
