@@ -12,8 +12,8 @@ guard, ``outcome`` the exit of a nixos-anywhere run.
 What these encode about nixos-anywhere was read from its ``src/nixos-anywhere.sh``
 (1.13.0): with ``--store-paths`` it evaluates nothing and builds nothing (it checks that both
 paths exist, copies them with ``nix copy``, aborts on ``--disko-mode`` and ignores
-``--build-on`` past its probe of where to build); without the kexec phase it logs in as root whatever user was given;
-after a kexec it reconnects as root on ``--post-kexec-ssh-port`` (default 22),
+``--build-on`` past its probe of where to build); without the kexec phase it logs in as
+root whatever user was given; after a kexec it reconnects as root on ``--post-kexec-ssh-port`` (default 22),
 and it only applies that port when ``--ssh-port`` was given; it joins the SSH
 options with spaces into ``NIX_SSHOPTS``; it writes a disk encryption key with
 an unquoted ``cat > PATH`` on the target; it has no ``--version`` option. This
@@ -211,9 +211,10 @@ def plan(args):
     ``build`` is where the system is built (:data:`BUILDS`); with ``controller``, ``store_paths``
     is [disko script, system] once they are built (placeholders stand in for them before).
     Returns ``problems`` (each a sentence naming the argument), ``argv`` (the nixos-anywhere
-    command line), ``build``, ``installables`` (system, disko_script, disks), ``kexec``, ``precheck_user``/``precheck_destination`` (whom nixos-anywhere
-    logs in as first, so the role's pinned check logs in as the same), ``post_kexec_port`` and
-    ``known_hosts_names`` (every name nixos-anywhere's ssh will look the host key up under).
+    command line), ``build``, ``installables`` (system, disko_script, disks), ``kexec``,
+    ``precheck_user``/``precheck_destination`` (whom nixos-anywhere logs in as first, so the
+    role's pinned check logs in as the same), ``post_kexec_port`` and ``known_hosts_names``
+    (every name nixos-anywhere's ssh will look the host key up under).
     """
     phases_text = args.get("phases") or ""
     phases = [phase.strip() for phase in phases_text.split(",") if phase.strip()]
@@ -262,7 +263,8 @@ def plan(args):
     user = args.get("user") or "root"
     argv = [str(args.get("executable") or "nixos-anywhere")]
     if build == "controller":
-        disko_script, system = args.get("store_paths") or (DISKO_PLACEHOLDER, SYSTEM_PLACEHOLDER)
+        paths = args.get("store_paths")
+        disko_script, system = paths if paths and len(paths) == 2 else (DISKO_PLACEHOLDER, SYSTEM_PLACEHOLDER)
         argv += ["--store-paths", str(disko_script), str(system)]
     else:
         argv += ["--flake", "%s#%s" % (flake, attribute)]

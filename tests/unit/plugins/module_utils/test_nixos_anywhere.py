@@ -113,6 +113,7 @@ def test_plan_controller_keeps_every_other_option():
      "it would not be in the installed system"),
     (dict(build="controller", extra_args=["--vm-test"]), "holds --vm-test"),
     (dict(build="controller", store_paths=["relative", SYSTEM]), "must be two absolute paths"),
+    (dict(build="controller", store_paths=[SYSTEM]), "must be two absolute paths"),
     (dict(build="flake", override_inputs={"nixpkgs": "path:/m"}),
      "nixos_anywhere_override_inputs cannot be applied with nixos_anywhere_build flake"),
 ])
