@@ -125,6 +125,8 @@ def measure(args):
             "nixie_interface": lab.bridge,
             "nixie_address": lab.controller_ip,
             "nixie_nixos_anywhere": str(workdir / "nixos-anywhere-standin"),
+            # No site flake to build the machines' systems from: the stand-in is run with --flake.
+            "nixie_build": "flake",
             # No machine here has a disk (the installers are simulated): the disk guard checks none.
             "nixie_disks": [],
             # The bench stops at wait_for_agent: what the preflight says of the install step (a stand-in with no

@@ -17,11 +17,12 @@
       url = "github:nix-community/disko";
       inputs.nixpkgs.follows = "nixpkgs";
     };
-    # The agent that tells the PXE server the installer is up. nixie.metal.nix_build always
-    # replaces this input with the collection that runs the playbook (--override-input
-    # nixie-metal path:<that collection>), so the installer's agent matches the server that
-    # serves it and this URL is never fetched by a run. By hand, from a checkout of the
-    # collection: --override-input nixie-metal "path:$PWD" (run at its root). docs/nix.md.
+    # The agent that tells the PXE server the installer is up. Every build and evaluation of a
+    # run (the installer, the machines' systems, host_status, the disk guard) replaces this
+    # input with the collection that runs the playbook (--override-input nixie-metal
+    # path:<that collection>), so the installer's agent matches the server that serves it and
+    # this URL is never fetched by a run, with or without a flake.lock. By hand, from a checkout
+    # of the collection: --override-input nixie-metal "path:$PWD" (run at its root). docs/nix.md.
     nixie-metal = {
       url = "github:nixie-metal/nixie.metal";
       inputs.nixpkgs.follows = "nixpkgs";

@@ -1,37 +1,13 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of nixie.metal.nix_build: tells the module where this collection is.
-
-The module runs from a zip that holds no flake.nix, so it cannot find the agent of
-the collection that runs the task by itself; this plugin runs from the collection on
-the controller and fills in the module's ``agent_flake`` with the collection's root.
-"""
+"""Action plugin of nixie.metal.nix_build: fills in the module's agent_flake with this collection (plugin_utils/_agent_flake.py)."""
 
 from __future__ import annotations
 
-import os
-
-from ansible.plugins.action import ActionBase
-
-# plugins/action/nix_build.py -> the collection's root
-COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ansible_collections.nixie.metal.plugins.plugin_utils._agent_flake import AgentFlakeAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(AgentFlakeAction):
     """Run nixie.metal.nix_build with agent_flake set to this collection unless given."""
 
-    _supports_check_mode = True
-    _supports_async = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        if args.get("agent_flake") is None and os.path.isfile(os.path.join(COLLECTION_ROOT, "flake.nix")):
-            args["agent_flake"] = COLLECTION_ROOT
-        # As ansible.builtin.normal does it, so async and the temporary directory behave the same.
-        wrap_async = self._task.async_val and not self._connection.has_native_async
-        result.update(self._execute_module(module_name="nixie.metal.nix_build", module_args=args,
-                                           task_vars=task_vars, wrap_async=wrap_async))
-        if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        return result
+    MODULE = "nixie.metal.nix_build"

@@ -13,8 +13,8 @@ One run:
 2. One SSH connection (the OpenSSH client, BatchMode) runs one command that prints
    ``/etc/os-release`` and the target of ``/run/current-system``.
 3. Only when the machine runs NixOS is the expected system evaluated
-   (``nix eval --raw FLAKE#nixosConfigurations.ATTR.config.system.build.toplevel.outPath``,
-   nothing is built), unless given as a store path.
+   (``nix eval FLAKE#nixosConfigurations.ATTR.config.system.build.toplevel.outPath``, nothing
+   is built, with the same input overrides as nix_build), unless given as a store path.
 4. :func:`classify` turns that into one of :data:`STATES`.
 
 Decisions and parsing are pure functions; processes and sockets are at the edges
@@ -68,7 +68,6 @@ SSH_INSTALL_HINT = "install the OpenSSH client on the controller (Debian/Ubuntu:
 
 _KEY_TYPE = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
-_ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
 class HostStatusError(Exception):
@@ -289,16 +288,6 @@ def ssh_command(ssh, ip, known_hosts_file, user="root", port=22, key=None, stric
     return argv + ["--", ip, remote]
 
 
-def nix_eval_command(nix, flake, attribute):
-    """argv of the evaluation of a host's system store path (nothing is built)."""
-    if _ATTR_NAME.match(attribute):
-        name = attribute
-    else:
-        name = '"%s"' % attribute.replace("\\", "\\\\").replace('"', '\\"')
-    installable = "%s#nixosConfigurations.%s.config.system.build.toplevel.outPath" % (flake, name)
-    return [nix, "--extra-experimental-features", "nix-command flakes", "eval", "--raw", installable]
-
-
 _ABSENT_PATTERNS = (
     ("closed", re.compile(r"connect to host .* port \d+: Connection refused")),
     ("unreachable", re.compile(r"connect to host .* port \d+: (Connection timed out|Operation timed out|No route to host|"
@@ -488,23 +477,31 @@ def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, tim
     return probe
 
 
-def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TIMEOUT, runner=_nix.run, cwd=None):
-    """The store path the flake builds for the host (``nix eval``, nothing is built)."""
+def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TIMEOUT, runner=_nix.run, cwd=None,
+                             override_inputs=None, agent_flake=None, warnings=None):
+    """The store path the flake builds for the host (``nix eval``, nothing is built).
+
+    Evaluated with the run's input overrides (``_nix.run_overrides``), as nix_build builds it:
+    the same path, and no fetch of an input the overrides replace.
+    """
     try:
         nix_path = _nix.find_nix(nix)
     except _nix.NixError as exc:
         raise HostStatusError("cannot evaluate %s#%s: %s" % (flake, attribute, exc.msg)) from None
-    argv = nix_eval_command(nix_path, flake, attribute)
+    installable = _nix.configuration_installable(flake, attribute, "config.system.build.toplevel.outPath")
     try:
-        rc, out, err = runner(argv, cwd=cwd, timeout=timeout)
+        result = _nix.evaluate(nix_path, installable, cwd=cwd, timeout=timeout, runner=runner,
+                               override_inputs=override_inputs, agent_flake=agent_flake)
+    except _nix.NixTimeout as exc:
+        raise HostStatusError(exc.msg, cmd=exc.cmd) from None
     except _nix.NixError as exc:
-        raise HostStatusError(exc.msg, cmd=argv) from None
-    path = out.strip()
-    if rc != 0 or not path.startswith("/"):
-        tail = "\n".join(_nix.strip_ansi(err).strip().splitlines()[-15:]) or "(nix printed nothing)"
-        raise HostStatusError(
-            "nix eval of the system of %s in %s failed (exit %s); check nixosConfigurations.%s in the flake. "
-            "Last lines:\n%s" % (attribute, flake, rc, attribute, tail), cmd=argv)
+        raise HostStatusError("%s\nCheck nixosConfigurations.%s in the flake %s." % (exc.msg, attribute, flake),
+                              cmd=exc.cmd) from None
+    path = result["value"]
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise HostStatusError("nix eval of %s gave %r, not a store path" % (installable, path), cmd=result["cmd"])
+    if warnings is not None:
+        warnings.extend("nix: %s" % warning for warning in result["warnings"])
     return normalize_store_path(path)
 
 
@@ -556,6 +553,10 @@ def host_status(params, warnings=None, discover=discover_address, probe=ssh_prob
     known = [k for k in (params.get("known_host_keys") or []) if k and str(k).strip()]
     if known:
         known_hosts_lines(known)  # fail early on a malformed key
+    try:
+        _nix.check_override_inputs(params.get("override_inputs"))  # early too, whether or not the flake is evaluated
+    except _nix.NixError as exc:
+        raise HostStatusError(exc.msg) from None
 
     result = {"mac": mac, "ip": None, "address_source": None, "state": None, "os_id": None,
               "current_system": None, "expected_system": expected, "reason": None}
@@ -577,7 +578,9 @@ def host_status(params, warnings=None, discover=discover_address, probe=ssh_prob
         if found.get("os_id") == "nixos" and expected is None and params.get("flake"):
             try:
                 expected = evaluate(params["flake"], params["attribute"], nix=params.get("nix_executable"),
-                                    timeout=params.get("eval_timeout") or DEFAULT_EVAL_TIMEOUT)
+                                    timeout=params.get("eval_timeout") or DEFAULT_EVAL_TIMEOUT,
+                                    override_inputs=params.get("override_inputs"), agent_flake=params.get("agent_flake"),
+                                    warnings=warnings)
             except HostStatusError as exc:
                 exc.result = dict(result, **exc.result)
                 raise

@@ -1,10 +1,14 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Running ``nix build`` for the nix_build module: command lines, log parsing, netboot artifacts.
+"""Running ``nix build`` and ``nix eval`` on the site's flake: command lines, input overrides, log parsing, netboot artifacts.
 
 Everything that decides something is a pure function (command lines, parsing nix's JSON
 and its ``--log-format internal-json`` stream, mapping results to installables, the
 netboot shortcut); :func:`run` is the one place that starts a process. No Ansible imports.
+
+Every build and evaluation of a run (nix_build, nix_eval, host_status, the nixos_anywhere
+role through them) overrides the flake's inputs the same way, :func:`run_overrides`: the
+running collection's flake as ``nixie-metal``, and the user's ``override_inputs``.
 
 How one run goes (see docs/installer.md):
 
@@ -253,6 +257,19 @@ def nixos_configuration(installer):
     return "%s#%s" % (flake, attr)
 
 
+# A NixOS configuration's name that needs no quotes in an attribute path.
+_ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
+
+
+def configuration_installable(flake, attribute, path=""):
+    """``FLAKE#nixosConfigurations.ATTRIBUTE[.PATH]``, ATTRIBUTE quoted when it needs to be (``"web.1"``)."""
+    if _ATTR_NAME.match(attribute):
+        name = attribute
+    else:
+        name = '"%s"' % attribute.replace("\\", "\\\\").replace('"', '\\"')
+    return "%s#nixosConfigurations.%s%s" % (flake, name, "." + path if path else "")
+
+
 def netboot_installables(installer):
     """Role -> installable for the kernel, netboot initrd and system of a NixOS configuration."""
     base = nixos_configuration(installer)
@@ -282,13 +299,15 @@ def option_value(value):
     return str(value)
 
 
-def common_flags(impure=False, offline=False, options=None, extra_args=None, override_inputs=None):
+def common_flags(impure=False, offline=False, options=None, extra_args=None, override_inputs=None, write_lock_file=True):
     """Flags shared by every nix call of a run."""
     flags = []
     if impure:
         flags.append("--impure")
     if offline:
         flags.append("--offline")
+    if not write_lock_file:
+        flags.append("--no-write-lock-file")
     for name, ref in (override_inputs or {}).items():
         flags += ["--override-input", str(name), str(ref)]
     for name, value in (options or {}).items():
@@ -608,6 +627,51 @@ def agent_flake_copy(root):
         shutil.rmtree(work, ignore_errors=True)
 
 
+class RunOverrides:
+    """The input overrides of one run: the user's, and the agent's (a temporary copy of the collection's flake).
+
+    ``flags`` is what every nix call of the run gets as ``--override-input``; after a call,
+    :meth:`settle` reads nix's warnings, :meth:`shown` says which overrides were used (the agent
+    as the directory it was copied from) and :meth:`show_command` puts that directory back
+    into a command line in place of the copy, which is gone once the run ends.
+    """
+
+    def __init__(self, user, automatic, agent_flake):
+        self.user = dict(user)
+        self.automatic = dict(automatic)
+        self.agent_flake = agent_flake
+
+    @property
+    def flags(self):
+        return dict(self.automatic, **self.user)
+
+    def settle(self, warnings):
+        """(used overrides, warnings to show); NixError when a user's override matches no input."""
+        return settle_overrides(self.user, self.automatic, warnings)
+
+    def shown(self, used):
+        return {name: ("path:" + self.agent_flake if name in self.automatic else ref) for name, ref in used.items()}
+
+    def show_command(self, argv):
+        copies = set(self.automatic.values())
+        return [("path:" + self.agent_flake) if arg in copies else arg for arg in argv]
+
+
+@contextlib.contextmanager
+def run_overrides(override_inputs=None, agent_flake=None):
+    """The overrides of a run (:class:`RunOverrides`), the same for every evaluation and build of the site's flake.
+
+    ``override_inputs``: the user's {input: flake reference}, checked. ``agent_flake``: root of
+    the nixie.metal collection whose flake becomes the input ``nixie-metal``, copied for the
+    duration of the run (unless ``override_inputs`` names that input, or it is None).
+    """
+    user = check_override_inputs(override_inputs)
+    if AGENT_INPUT in user:
+        agent_flake = None
+    with agent_flake_copy(agent_flake) as agent_ref:
+        yield RunOverrides(user, {AGENT_INPUT: agent_ref} if agent_ref else {}, agent_flake)
+
+
 # --- processes ---------------------------------------------------------------------
 
 
@@ -674,32 +738,50 @@ def build(nix, installables=(), installers=None, check_mode=False, cwd=None, tim
     """Build (or, in check mode, evaluate) installables and installers in one nix build call.
 
     ``installers``: key -> NixOS configuration reference; each key gets the netboot
-    artifacts of that configuration. ``override_inputs``: input -> flake reference.
-    ``agent_flake``: root of a nixie.metal collection whose flake becomes the input
-    ``nixie-metal`` of the built flakes (unless ``override_inputs`` names that input).
-    Returns a dict shaped like the module's result.
+    artifacts of that configuration. ``override_inputs`` and ``agent_flake``: see
+    :func:`run_overrides`. Returns a dict shaped like the module's result.
     """
     if cwd and not os.path.isdir(cwd):
         raise NixError("chdir %s is not a directory" % cwd)
-    user = check_override_inputs(override_inputs)
-    if AGENT_INPUT in user:
-        agent_flake = None
-    with agent_flake_copy(agent_flake) as agent_ref:
-        automatic = {AGENT_INPUT: agent_ref} if agent_ref else {}
-        overrides = dict(automatic, **user)
+    with run_overrides(override_inputs, agent_flake) as overrides:
         result = _build(nix, installables, installers, check_mode, cwd, timeout, env, runner,
-                        dict(flags, override_inputs=overrides))
-    used, result["warnings"] = settle_overrides(user, automatic, result["warnings"])
-    shown = {}
-    for name, ref in used.items():
-        shown[name] = "path:" + agent_flake if name in automatic else ref
-    result["override_inputs"] = shown
-    cmd = list(result["cmd"])
-    if agent_ref:
-        # The copy is gone once nix has stored it; the command shows where it came from.
-        cmd = [("path:" + agent_flake) if arg == agent_ref else arg for arg in cmd]
-    result["cmd"] = cmd
+                        dict(flags, override_inputs=overrides.flags))
+        used, result["warnings"] = overrides.settle(result["warnings"])
+        result["override_inputs"] = overrides.shown(used)
+        result["cmd"] = overrides.show_command(result["cmd"])
     return result
+
+
+def evaluate(nix, installable, apply=None, cwd=None, timeout=None, env=None, runner=run, override_inputs=None,
+             agent_flake=None, **flags):
+    """``nix eval --json`` of one installable with the run's overrides; nothing is built, no lock file written.
+
+    Returns {value, cmd, override_inputs, warnings}. Raises NixError with nix's errors.
+    """
+    if cwd and not os.path.isdir(cwd):
+        raise NixError("chdir %s is not a directory" % cwd)
+    with run_overrides(override_inputs, agent_flake) as overrides:
+        argv = eval_command(nix, installable, apply=apply, write_lock_file=False,
+                            **dict(flags, override_inputs=overrides.flags))
+        try:
+            rc, out, err = runner(argv, cwd=cwd, env=env, timeout=timeout)
+        except NixTimeout as exc:
+            exc.cmd = overrides.show_command(argv)
+            raise
+        log = NixLog().feed_text(err)
+        if rc != 0:
+            raise NixError(log.failure_message("nix eval of %s" % installable, rc), rc=rc, log_tail=log.tail,
+                           cmd=overrides.show_command(argv))
+        try:
+            value = json.loads(out)
+        except ValueError:
+            raise NixError("nix eval of %s printed no JSON value: %r" % (installable, out[:200]),
+                           cmd=overrides.show_command(argv)) from None
+        used, warnings = overrides.settle(log.warnings)
+        # The lock file is left alone on purpose (--no-write-lock-file): saying so is no news.
+        warnings = [w for w in warnings if not w.startswith(_LOCK_NOT_WRITTEN)]
+        return {"value": value, "cmd": overrides.show_command(argv), "override_inputs": overrides.shown(used),
+                "warnings": warnings}
 
 
 def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner, flags):

@@ -10,8 +10,10 @@ preflight uses it too). ``disk_check`` reads the target's answer to the disk
 guard, ``outcome`` the exit of a nixos-anywhere run.
 
 What these encode about nixos-anywhere was read from its ``src/nixos-anywhere.sh``
-(1.13.0): without the kexec phase it logs in as root whatever user was given;
-after a kexec it reconnects as root on ``--post-kexec-ssh-port`` (default 22),
+(1.13.0): with ``--store-paths`` it evaluates nothing and builds nothing (it checks that both
+paths exist, copies them with ``nix copy``, aborts on ``--disko-mode`` and ignores
+``--build-on`` past its probe of where to build); without the kexec phase it logs in as
+root whatever user was given; after a kexec it reconnects as root on ``--post-kexec-ssh-port`` (default 22),
 and it only applies that port when ``--ssh-port`` was given; it joins the SSH
 options with spaces into ``NIX_SSHOPTS``; it writes a disk encryption key with
 an unquoted ``cat > PATH`` on the target; it has no ``--version`` option. This
@@ -22,7 +24,32 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.nixie.metal.plugins.module_utils._nix import configuration_installable
+
 PHASES = ("kexec", "disko", "install", "reboot")
+
+#: Where the machine's system is built: ``controller`` (nix_build on the controller with the run's input
+#: overrides, then ``nixos-anywhere --store-paths``) or ``flake`` (``nixos-anywhere --flake``, which
+#: evaluates and builds the flake itself, as its flake.lock says).
+BUILDS = ("controller", "flake")
+#: What ``--store-paths`` stands for before the build (check of arguments, version, check mode).
+DISKO_PLACEHOLDER = "<disko-script>"
+SYSTEM_PLACEHOLDER = "<system>"
+#: nixos-anywhere 1.13.0 options that choose what to install or how to build it: with --store-paths
+#: it refuses them, or ignores them and installs something else than they ask for.
+_FLAKE_ONLY_ARGS = {
+    "-f": "the systems built on the controller are given as --store-paths",
+    "--flake": "the systems built on the controller are given as --store-paths",
+    "-s": "the role gives the store paths it built",
+    "--store-paths": "the role gives the store paths it built",
+    "--build-on": "nixos-anywhere builds nothing, it copies what the controller built",
+    "--build-on-remote": "nixos-anywhere builds nothing, it copies what the controller built",
+    "--disko-mode": "nixos-anywhere aborts: --disko-mode cannot be used if --store-paths is used",
+    "--no-disko-deps": "nixos-anywhere ignores it with --store-paths",
+    "--generate-hardware-config": "the system is built before the hardware configuration would be generated, "
+                                  "so it would not be in the installed system",
+    "--vm-test": "nixos-anywhere does not support it with --store-paths",
+}
 
 #: The options of the role's command lines that not every nixos-anywhere knows, with
 #: the release that added them, oldest requirement first.
@@ -144,6 +171,33 @@ def ssh_option_problem(option):
     return None
 
 
+def _build_problems(args, build):
+    """Arguments that do not fit where the system is built."""
+    if build not in BUILDS:
+        return ["nixos_anywhere_build must be controller or flake: %s" % build]
+    problems = []
+    if build == "controller":
+        if args.get("build_on", "auto") != "auto":
+            problems.append(
+                "nixos_anywhere_build_on is only for nixos_anywhere_build flake (nixos-anywhere builds then); with "
+                "controller the controller builds the system and nixos-anywhere copies it: leave nixos_anywhere_build_on "
+                "at auto, or set nixos_anywhere_build to flake")
+        for arg in args.get("extra_args") or []:
+            reason = _FLAKE_ONLY_ARGS.get(str(arg))
+            if reason:
+                problems.append("nixos_anywhere_extra_args holds %s, which does not fit nixos_anywhere_build controller (%s): "
+                                "remove it, or set nixos_anywhere_build to flake" % (arg, reason))
+        paths = args.get("store_paths")
+        if paths is not None and (len(paths) != 2 or not all(str(path).startswith("/") for path in paths)):
+            problems.append("the built store paths must be two absolute paths (disko script, system): %s" % (paths,))
+    elif args.get("override_inputs"):
+        problems.append(
+            "nixos_anywhere_override_inputs cannot be applied with nixos_anywhere_build flake: nixos-anywhere evaluates "
+            "the flake itself and has no --override-input (1.13.0). Set nixos_anywhere_build to controller, or pin the "
+            "inputs in the flake's flake.lock")
+    return problems
+
+
 def _disk_problems(disks):
     if disks is None:
         return []
@@ -154,10 +208,13 @@ def _disk_problems(disks):
 def plan(args):
     """The role's decisions from its settled arguments (a dict; see the role's tasks/main.yml).
 
+    ``build`` is where the system is built (:data:`BUILDS`); with ``controller``, ``store_paths``
+    is [disko script, system] once they are built (placeholders stand in for them before).
     Returns ``problems`` (each a sentence naming the argument), ``argv`` (the nixos-anywhere
-    command line), ``kexec``, ``precheck_user``/``precheck_destination`` (whom nixos-anywhere
-    logs in as first, so the role's pinned check logs in as the same), ``post_kexec_port`` and
-    ``known_hosts_names`` (every name nixos-anywhere's ssh will look the host key up under).
+    command line), ``build``, ``installables`` (system, disko_script, disks), ``kexec``,
+    ``precheck_user``/``precheck_destination`` (whom nixos-anywhere logs in as first, so the
+    role's pinned check logs in as the same), ``post_kexec_port`` and ``known_hosts_names``
+    (every name nixos-anywhere's ssh will look the host key up under).
     """
     phases_text = args.get("phases") or ""
     phases = [phase.strip() for phase in phases_text.split(",") if phase.strip()]
@@ -170,6 +227,8 @@ def plan(args):
     ssh_options = [str(option) for option in args.get("ssh_options") or []]
     disk_keys = [list(pair) for pair in args.get("disk_keys") or []]
     keys = list(args.get("expected_keys") or []) + list(args.get("installed_keys") or [])
+
+    build = str(args.get("build") or "controller")
 
     problems = []
     if not flake:
@@ -198,11 +257,18 @@ def plan(args):
     problems += [problem for problem in (remote_path_problem(remote) for remote, _local in disk_keys) if problem]
     problems += [problem for problem in (ssh_option_problem(option) for option in ssh_options) if problem]
     problems += _disk_problems(args.get("disks"))
+    problems += _build_problems(args, build)
 
     after_kexec = int(post_kexec_port if post_kexec_port is not None else 22)
     user = args.get("user") or "root"
-    argv = [str(args.get("executable") or "nixos-anywhere"), "--flake", "%s#%s" % (flake, attribute),
-            "--target-host", "%s@%s" % (user, target)]
+    argv = [str(args.get("executable") or "nixos-anywhere")]
+    if build == "controller":
+        paths = args.get("store_paths")
+        disko_script, system = paths if paths and len(paths) == 2 else (DISKO_PLACEHOLDER, SYSTEM_PLACEHOLDER)
+        argv += ["--store-paths", str(disko_script), str(system)]
+    else:
+        argv += ["--flake", "%s#%s" % (flake, attribute)]
+    argv += ["--target-host", "%s@%s" % (user, target)]
     if args.get("key"):
         argv += ["-i", args["key"]]
     # nixos-anywhere only swaps in the post-kexec port when "-p" is among its ssh arguments,
@@ -212,7 +278,11 @@ def plan(args):
     elif port != 22:
         argv += ["--ssh-port", str(port)]
     argv += ["--phases", ",".join(phases)]
-    if args.get("build_on", "auto") != "auto":
+    if build == "controller":
+        # Nothing is left to build; "local" also skips nixos-anywhere's probe of where to build, which runs
+        # `nix config show` (Nix 2.20) and, for a machine of another architecture, a test build.
+        argv += ["--build-on", "local"]
+    elif args.get("build_on", "auto") != "auto":
         argv += ["--build-on", args["build_on"]]
     if args.get("extra_files"):
         argv += ["--extra-files", args["extra_files"]]
@@ -231,6 +301,13 @@ def plan(args):
     return {
         "problems": problems,
         "argv": argv,
+        "build": build,
+        # What the role builds (controller) and evaluates (the disk guard), with the run's input overrides.
+        "installables": {
+            "system": configuration_installable(flake, attribute, "config.system.build.toplevel"),
+            "disko_script": configuration_installable(flake, attribute, "config.system.build.diskoScript"),
+            "disks": configuration_installable(flake, attribute, "config.disko.devices.disk"),
+        },
         "phases": phases,
         "kexec": kexec,
         "precheck_user": precheck_user,

@@ -17,8 +17,11 @@ description:
     who has the MAC. A confirmed IPv6 neighbour is used only when no IPv4 address answers.
   - Over SSH, one command reads the C(ID) of C(/etc/os-release) and the target of C(/run/current-system).
   - Only when the machine runs NixOS is the expected system needed. It is O(expected_system), or it is evaluated with
-    C(nix eval --raw FLAKE#nixosConfigurations.ATTRIBUTE.config.system.build.toplevel.outPath). Nothing is built.
-    A machine that is absent or runs another OS costs no evaluation.
+    C(nix eval FLAKE#nixosConfigurations.ATTRIBUTE.config.system.build.toplevel.outPath). Nothing is built, and the
+    flake's C(flake.lock) is not written. A machine that is absent or runs another OS costs no evaluation.
+  - The evaluation overrides the flake's inputs as M(nixie.metal.nix_build) does (O(agent_flake), O(override_inputs)),
+    so it gives the path that module builds, and a flake whose C(nixie-metal) input cannot be fetched (no C(flake.lock),
+    or one that does not pin it) evaluates all the same.
   - The module only reads. It never changes the machine or the controller, and always reports C(changed=false).
 author:
   - nixie.metal contributors (@nixie-metal)
@@ -114,6 +117,24 @@ options:
         C(nixie_flake_attr).
       - Required with O(flake).
     type: str
+  override_inputs:
+    description:
+      - >-
+        Inputs of O(flake) to replace for the evaluation, as a mapping from input name to flake reference, each passed
+        as C(--override-input NAME REF), as M(nixie.metal.nix_build) does.
+      - A name that matches no input of the flake fails the task.
+      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
+    type: dict
+    default: {}
+  agent_flake:
+    description:
+      - >-
+        Root directory of the nixie.metal collection given to the flake's input C(nixie-metal) (only its C(flake.nix),
+        C(flake.lock) and C(nix/) are copied into the store), as M(nixie.metal.nix_build) does.
+      - >-
+        By default the collection that runs the task: the action plugin of this module fills it in on the controller.
+      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
+    type: path
   nix_executable:
     description:
       - Path or name of the C(nix) executable. By default C(nix) on the E(PATH), then the usual Nix install locations.
@@ -245,6 +266,8 @@ def main():
             expected_system=dict(type="str"),
             flake=dict(type="str"),
             attribute=dict(type="str"),
+            override_inputs=dict(type="dict", default={}),
+            agent_flake=dict(type="path"),
             nix_executable=dict(type="str"),
             timeout=dict(type="int", default=_host_status.DEFAULT_TIMEOUT),
             eval_timeout=dict(type="int", default=_host_status.DEFAULT_EVAL_TIMEOUT),

@@ -114,8 +114,8 @@ options:
     default: false
   check_nix:
     description:
-      - Whether to check the controller's Nix. A run with a prebuilt installer (C(nixie_installer)) builds nothing
-        and needs no Nix here.
+      - Whether to check the controller's Nix. A run with a prebuilt installer (C(nixie_installer)) whose machines'
+        systems nixos-anywhere builds itself (C(nixie_build=flake)) builds nothing here and needs no Nix.
     type: bool
     default: true
   dhcp_wait:

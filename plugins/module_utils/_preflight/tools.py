@@ -26,7 +26,7 @@ BUILD_ON_ARGV = ("--target-host", "--build-on")
 EXECUTABLE_HEAD = 16384
 
 NIX_MISSING_HINT = ("install Nix (docs/nix.md: the official installer, or Debian's nix-bin for the collection's own "
-                    "calls), or give a prebuilt installer (nixie_installer), which needs no Nix here")
+                    "calls); a prebuilt installer (nixie_installer) with nixie_build=flake needs no Nix here")
 
 NIXOS_ANYWHERE_HINT = ("install nixos-anywhere %s or newer through Nix (nix profile install "
                        "github:nix-community/nixos-anywhere), or set nixie_nixos_anywhere to its path")

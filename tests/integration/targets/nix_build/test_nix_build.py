@@ -73,12 +73,12 @@ def flake(tmp_path):
     return make
 
 
-def run_module(env, args, check=False, cwd=None):
+def run_module(env, args, check=False, cwd=None, module="nixie.metal.nix_build"):
     """Run the module once with ansible; its result as the tree callback wrote it."""
     tree = os.path.join(env["XDG_CACHE_HOME"], "tree", uuid.uuid4().hex)
     env = dict(env, ANSIBLE_CALLBACK_TREE_DIR=tree)
     argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
-            "-m", "nixie.metal.nix_build", "-a", json.dumps(args)]
+            "-m", module, "-a", json.dumps(args)]
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
@@ -412,3 +412,53 @@ def test_bad_override_and_agent_flake(nix_env, example_site, tmp_path):
     assert result["failed"] is True and "flake reference of input nixpkgs must be a non-empty string" in result["msg"]
     result = run_module(nix_env, {"installer": "path:%s#installer" % example_site, "agent_flake": str(tmp_path)})
     assert result["failed"] is True and "agent_flake %s has no flake.nix" % tmp_path in result["msg"]
+
+
+# --- the machines' systems, as the nixos_anywhere role builds and evaluates them -------------------------
+
+
+def test_example_machine_built_and_evaluated_as_the_role_does(nix_env, stand_in_inputs, example_site):
+    """The role's build on the controller (nixos_anywhere_build controller): node1's system and disko script in one
+    nix_build call, and the disks of its disko configuration through nix_eval, both with the running collection as
+    nixie-metal, so the example's GitHub URL for it is never fetched, and the site gets no flake.lock."""
+    config = "path:%s#nixosConfigurations.node1.config" % example_site
+    installables = [config + ".system.build.toplevel", config + ".system.build.diskoScript"]
+    built = run_module(nix_env, {"installables": installables, "override_inputs": stand_in_inputs, "offline": True})
+    assert not built.get("failed"), built
+    assert built["override_inputs"] == dict(stand_in_inputs, **{"nixie-metal": "path:" + COLLECTION})
+    toplevel, disko = (built["outputs"][installable]["out"] for installable in installables)
+    assert os.path.isfile(os.path.join(toplevel, "init")) and toplevel.endswith("-nixos-system-node1-stand-in")
+    assert os.path.isfile(disko)
+
+    disks = {"installable": config + ".disko.devices.disk", "override_inputs": stand_in_inputs, "offline": True,
+             "apply": "disks: map (name: (builtins.getAttr name disks).device) (builtins.attrNames disks)"}
+    evaluated = run_module(nix_env, disks, module="nixie.metal.nix_eval")
+    assert not evaluated.get("failed"), evaluated
+    assert evaluated["value"] == ["/dev/disk/by-id/virtio-node1"] and evaluated["changed"] is False
+    assert evaluated["override_inputs"] == built["override_inputs"]
+    assert "--no-write-lock-file" in evaluated["cmd"] and "path:" + COLLECTION in evaluated["cmd"]
+    # Read-only: check mode evaluates the same.
+    assert run_module(nix_env, disks, check=True, module="nixie.metal.nix_eval")["value"] == evaluated["value"]
+    assert not (example_site / "flake.lock").exists()
+
+    # The control: without the override, nix reaches for the GitHub repository and fails.
+    proc = subprocess.run(["nix", "--extra-experimental-features", "nix-command flakes", "eval", "--json", "--offline",
+                           "--no-write-lock-file", "--override-input", "nixpkgs", stand_in_inputs["nixpkgs"],
+                           "--override-input", "disko", stand_in_inputs["disko"], disks["installable"]],
+                          env=nix_env, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode != 0 and "api.github.com/repos/nixie-metal/nixie.metal" in proc.stderr, proc.stderr
+
+
+def test_nix_eval_failures_say_what(nix_env, stand_in_inputs, example_site):
+    config = "path:%s#nixosConfigurations.node9.config" % example_site
+    result = run_module(nix_env, {"installable": config + ".disko.devices.disk", "override_inputs": stand_in_inputs,
+                                  "offline": True}, module="nixie.metal.nix_eval")
+    assert result["failed"] is True
+    assert result["msg"].startswith("nix eval of %s.disko.devices.disk failed (exit 1): error:" % config), result["msg"]
+    assert "node9" in result["msg"] and "path:" + COLLECTION in result["cmd"]
+    result = run_module(nix_env, {"installable": "path:%s" % example_site}, module="nixie.metal.nix_eval")
+    assert result["failed"] is True and "must be FLAKE#ATTRIBUTE" in result["msg"]
+    node1 = "path:%s#nixosConfigurations.node1.config.networking.hostName" % example_site
+    result = run_module(nix_env, {"installable": node1, "override_inputs": dict(stand_in_inputs, nixpgks="path:/x"),
+                                  "offline": True}, module="nixie.metal.nix_eval")
+    assert result["failed"] is True and "override_inputs names nixpgks" in result["msg"]

@@ -83,6 +83,7 @@ class Site:
             "nixie_installer": {"kernel": str(built.kernel), "initrd": str(built.initrd), "cmdline": "console=ttyS0 panic=-1"},
             "nixie_ssh_key": str(key),
             "nixie_nixos_anywhere": str(STANDIN),
+            "nixie_build": "flake",  # no site flake to build the systems from: the stand-in is given --flake
             "nixie_disks": ["/dev/vda"],  # the lab machines' virtio disk; the stand-in flake has no disko
             "nixie_agent_timeout": 240,
             "nixie_install_timeout": 300,

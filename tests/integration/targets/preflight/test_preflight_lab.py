@@ -214,14 +214,18 @@ def test_no_site_dhcp_server(site):
 
 
 def test_an_old_nix(site):
-    """A (stand-in) Nix 2.3.16 on PATH; with a prebuilt installer Nix is not checked at all."""
+    """A (stand-in) Nix 2.3.16 on PATH. With a prebuilt installer the machines' systems are still built here
+    (nixie_build controller, the default), so Nix is checked; with nixie_build flake too, it is not checked at all."""
     code, rows, output = preflight(site, "old-nix", nix="2.3.16")
     assert code != 0
     assert_only_failing(rows, output, ["nix"])
     assert rows["nix"][1].startswith("Nix 2.3.16 at %s: Nix 2.3.16 is older than 2.8, " % (site.files / "nix-2.3.16" / "nix"))
     assert "https://nixos.org/nix/install" in rows["nix"][2], rows["nix"]
-    code, rows, output = preflight(site, "old-nix-prebuilt", nix="2.3.16",
-                                   extra_vars={"nixie_installer": {"kernel": "/k", "initrd": "/i"}})
+    prebuilt = {"nixie_installer": {"kernel": "/k", "initrd": "/i"}}
+    code, rows, output = preflight(site, "old-nix-prebuilt", nix="2.3.16", extra_vars=prebuilt)
+    assert code != 0
+    assert_only_failing(rows, output, ["nix"])
+    code, rows, output = preflight(site, "old-nix-prebuilt-flake", nix="2.3.16", extra_vars=dict(prebuilt, nixie_build="flake"))
     assert code == 0, output
     assert "nix" not in rows
 
@@ -294,10 +298,15 @@ def test_an_arm64_machine_without_its_ipxe_binary(site):
 
 
 def test_no_version_for_nixos_anywhere(site):
-    """The same stand-in outside a store path: its version cannot be told, a warning (as the role warns)."""
+    """The same stand-in outside a store path: its version cannot be told, a warning (as the role warns). The run
+    builds the machines' systems here and passes --build-on local (1.7.0); with nixie_build flake, 1.6.0 will do."""
     code, rows, output = preflight(site, "no-version", extra_vars={"nixie_nixos_anywhere": str(STANDIN_NIXOS_ANYWHERE)})
     assert code == 0, output
     assert rows["nixos-anywhere"][:2] == ("warn", "%s: version unknown" % STANDIN_NIXOS_ANYWHERE), rows["nixos-anywhere"]
+    assert "this command line needs 1.7.0 or later" in rows["nixos-anywhere"][2], rows["nixos-anywhere"]
+    code, rows, output = preflight(site, "no-version-flake", extra_vars={"nixie_nixos_anywhere": str(STANDIN_NIXOS_ANYWHERE),
+                                                                         "nixie_build": "flake"})
+    assert code == 0, output
     assert "this command line needs 1.6.0 or later" in rows["nixos-anywhere"][2], rows["nixos-anywhere"]
     code, rows, output = preflight(site, "missing-na", extra_vars={"nixie_nixos_anywhere": "/nonexistent/nixos-anywhere"})
     assert code != 0

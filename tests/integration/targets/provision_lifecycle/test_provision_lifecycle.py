@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -247,6 +248,9 @@ def site():
             "nixie_interface": lab.bridge,
             "nixie_address": lab.controller_ip,
             "nixie_nixos_anywhere": str(STANDIN),
+            # There is no site flake here to build the machines' systems from (hosts.json names them): the stand-in
+            # nixos-anywhere is given --flake.
+            "nixie_build": "flake",
             # The site flake here has no disko configuration to evaluate; no install gets as far as the disk guard.
             "nixie_disks": ["/dev/vda"],
             "nixie_ssh_key": str(files / "id_ed25519"),
@@ -324,6 +328,66 @@ def test_check_mode_reports_and_binds_nothing(site):
         assert re.search(r'"msg": "%s: would be installed in [\d.]+s\s*"' % name, out), out
     assert set(recap(out)) == {"localhost", *MACS}
     assert all(row["failed"] == 0 for row in recap(out).values()), recap(out)
+
+
+# A stand-in site flake (NixOS cannot be built offline) in the shape the role builds: each machine's system and
+# disko script are trivial derivations. Like a new site, it has no flake.lock, and its nixie-metal input is
+# the example's GitHub URL, which cannot be fetched here.
+SITE_FLAKE = """{
+  description = "nixie.metal test stand-in: the lab machines' systems and disko scripts";
+  inputs.nixpkgs.url = "path:%(nixpkgs)s";
+  inputs.nixie-metal = { url = "github:nixie-metal/nixie.metal"; inputs.nixpkgs.follows = "nixpkgs"; };
+  outputs = { nixie-metal, ... }:
+    let
+      machine = name: {
+        config.system.build.toplevel = builtins.derivation {
+          name = "nixos-system-${name}-test"; system = "%(system)s"; builder = "/bin/sh";
+          args = [ "-c" "/bin/mkdir $out && /bin/cp ${nixie-metal}/nix/agent/nixie-agent $out/agent" ];
+        };
+        config.system.build.diskoScript = builtins.derivation {
+          name = "disko-${name}-test"; system = "%(system)s"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ];
+        };
+      };
+    in { nixosConfigurations = { node1 = machine "node1"; node2 = machine "node2"; }; };
+}
+"""
+
+
+def test_check_mode_evaluates_the_systems_on_the_controller(site):
+    """nixie_build controller (the default): in check mode the role evaluates each machine's system and disko script
+    (nix build --dry-run, the running collection as nixie-metal, no flake.lock, no network) and shows nixos-anywhere's
+    command line with their store paths; nothing is built, bound or woken."""
+    (site.files / "nixpkgs").mkdir()
+    (site.files / "nixpkgs" / "flake.nix").write_text("{ outputs = _: { }; }\n", encoding="utf-8")
+    (site.files / "flake.nix").write_text(SITE_FLAKE % {"nixpkgs": site.files / "nixpkgs", "system": platform.machine() + "-linux"},
+                                          encoding="utf-8")
+    # No "system" in hosts.json: the systems are the flake's.
+    hosts = {name: {"mac_address": mac} for name, mac in MACS.items()}
+    (site.files / "hosts.json").write_text(json.dumps(hosts, indent=2), encoding="utf-8")
+    store = site.files / "nixroot"
+    (store / "conf").mkdir(parents=True)
+    nix_env = {"NIX_STORE_DIR": str(store / "store"), "NIX_STATE_DIR": str(store / "var"), "NIX_LOG_DIR": str(store / "log"),
+               "NIX_CONF_DIR": str(store / "conf"), "XDG_CACHE_HOME": str(store / "cache"),
+               "NIX_CONFIG": "build-users-group =\nsubstituters =\nsandbox = false\n"}
+    run = start(site, "check-controller", extra_vars={"nixie_build": None}, options=["--check"], env=nix_env)
+    try:
+        code = run.wait_playbook(180)
+        out = run.output()
+        assert code == 0, out
+        assert_nothing_left(run)
+    finally:
+        run.finish()
+    assert run.bound == set() and not run.saw_state_file and wol_packets(site) == []
+    for name in MACS:
+        found = re.search(r"Would run, for %s: timeout --kill-after=30 60 %s --store-paths (\S+) (\S+) "
+                          r"--target-host 'root@<installer-address>' -i %s --phases disko,install,reboot --build-on local " % (
+                              name, re.escape(str(STANDIN)), re.escape(str(site.files / "id_ed25519"))), out)
+        assert found, out
+        disko, system = found.groups()
+        assert disko.startswith(str(store / "store") + "/") and disko.endswith("-disko-%s-test" % name), disko
+        assert system.startswith(str(store / "store") + "/") and system.endswith("-nixos-system-%s-test" % name), system
+        assert not os.path.exists(system), "check mode built %s" % system
+    assert not (site.files / "flake.lock").exists()
 
 
 @pytest.mark.parametrize("missing", ["nixos-anywhere", "nix", "ssh"])

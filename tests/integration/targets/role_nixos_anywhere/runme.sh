@@ -47,14 +47,45 @@ head -c 64 /dev/urandom > "$work/keys/a.key"
 head -c 64 /dev/urandom > "$work/keys/b.key"
 echo "from the extra files" > "$work/extra/etc/nixie-extra"
 printf 'NAME=NixOS\nID=nixos\nVERSION_ID="25.11"\n' > "$work/os-release"
-# A stand-in site flake (NixOS cannot be evaluated offline): only what the role evaluates itself, the
-# disks of target1's disko configuration, which real nix evaluates here. The disk is a block device
-# node in the target's private /run (see start-sshd.sh).
-mkdir -p "$work/flake" "$work/flake-without-disko"
-cat > "$work/flake/flake.nix" <<'NIX'
+# A stand-in site flake (NixOS cannot be built offline), in the shape the role builds and evaluates:
+# target1's system (a directory holding the agent of its nixie-metal input and a marker of its nixpkgs
+# input), its disko script (a shell script that leaves a mark where it runs) and its disko disks (a
+# block device node in the target's private /run, see start-sshd.sh). Like a site on a new controller,
+# it has no flake.lock, and its nixie-metal input is the example's GitHub URL, which cannot be reached
+# from the controller's namespace (no route out): every evaluation and build must replace that input.
+# Real nix 2.8 with a private store in $work/nixroot, offline.
+mkdir -p "$work/flake" "$work/flake-without-disko" "$work/nixpkgs" "$work/nixpkgs-b" "$work/nixroot/conf" "$work/agent"
+for pair in "nixpkgs a" "nixpkgs-b b"; do
+    read -r directory marker <<< "$pair"
+    printf '{ description = "nixie.metal test stand-in for nixpkgs"; outputs = _: { marker = "%s"; }; }\n' "$marker" \
+        > "$work/$directory/flake.nix"
+done
+system=$("$python" -c 'import platform; print(platform.machine() + "-linux")')
+cat > "$work/flake/flake.nix" <<NIX
 {
-  description = "nixie.metal test stand-in: the disko disks of target1 only";
-  outputs = _: { nixosConfigurations.target1.config.disko.devices.disk.main.device = "/run/nixie-test-disk"; };
+  description = "nixie.metal test stand-in: target1's system, disko script and disks";
+  inputs.nixpkgs.url = "path:$work/nixpkgs";
+  inputs.nixie-metal = {
+    url = "github:nixie-metal/nixie.metal";
+    inputs.nixpkgs.follows = "nixpkgs";
+  };
+  outputs = { nixpkgs, nixie-metal, ... }: {
+    nixosConfigurations.target1.config = {
+      system.build.toplevel = builtins.derivation {
+        name = "nixos-system-target1-test";
+        system = "$system";
+        builder = "/bin/sh";
+        args = [ "-c" "/bin/mkdir \$out && /bin/cp \${nixie-metal}/nix/agent/nixie-agent \$out/agent && echo \${nixpkgs.marker} > \$out/nixpkgs-marker && echo $system > \$out/system" ];
+      };
+      system.build.diskoScript = builtins.derivation {
+        name = "disko-target1-test";
+        system = "$system";
+        builder = "/bin/sh";
+        args = [ "-c" "echo '#!/bin/sh' > \$out && echo 'echo disko ran > $work/disko-ran' >> \$out && /bin/chmod 755 \$out" ];
+      };
+      disko.devices.disk.main.device = "/run/nixie-test-disk";
+    };
+  };
 }
 NIX
 cat > "$work/flake-without-disko/flake.nix" <<'NIX'
@@ -63,6 +94,15 @@ cat > "$work/flake-without-disko/flake.nix" <<'NIX'
   outputs = _: { nixosConfigurations.target1.config.networking.hostName = "target1"; };
 }
 NIX
+export NIX_STORE_DIR=$work/nixroot/store NIX_STATE_DIR=$work/nixroot/var NIX_LOG_DIR=$work/nixroot/log \
+    NIX_CONF_DIR=$work/nixroot/conf XDG_CACHE_HOME=$work/nixroot/cache
+export NIX_CONFIG=$'build-users-group =\nsubstituters =\nsandbox = false\n'
+unset NIX_REMOTE
+nix_eval() { ip netns exec "$ctl" nix --extra-experimental-features 'nix-command flakes' eval --raw --no-write-lock-file "$@"; }
+# What the role's copy of the running collection's flake holds (its flake.nix and nix/), to compute on
+# our own the paths the role must build.
+cp -a "$collection/flake.nix" "$collection/nix" "$work/agent/"
+
 # Posing as the Nix package of nixos-anywhere, whose store path carries its version.
 for version in 1.13.0 1.6.0; do
     install -D -m 755 /dev/null "$work/nix/store/0000000000000000000000000000000$version-nixos-anywhere-$version/bin/nixos-anywhere"
@@ -163,6 +203,23 @@ play() {
 check() { "$python" "$here/check_case.py" "$@" || { cat "$work/$1.log" 2>/dev/null; exit 1; }; }
 target_file() { nsenter -t "$(cat "$work/sshd.pid")" -m "$@"; }
 
+# The control: as it is, the site flake cannot be evaluated here (nix would fetch nixie-metal from GitHub).
+if nix_eval "$work/flake#nixosConfigurations.target1.config.disko.devices.disk.main.device" > "$work/control.log" 2>&1; then
+    echo "the stand-in site evaluated without its nixie-metal input replaced" >&2; exit 1
+fi
+grep -q "api.github.com/repos/nixie-metal/nixie.metal" "$work/control.log" || { cat "$work/control.log" >&2; exit 1; }
+# The paths the role must build, computed here: the flake's, with the running collection's flake as nixie-metal.
+system_attr="$work/flake#nixosConfigurations.target1.config.system.build"
+for output in toplevel diskoScript; do
+    nix_eval --override-input nixie-metal "path:$work/agent" "$system_attr.$output.outPath" > "$work/$output.path" \
+        2> "$work/$output.log" || { cat "$work/$output.log" >&2; exit 1; }
+done
+built_system=$(cat "$work/toplevel.path")
+built_disko=$(cat "$work/diskoScript.path")
+case $built_system in "$NIX_STORE_DIR"/*-nixos-system-target1-test) ;; *) echo "evaluated $built_system" >&2; exit 1;; esac
+[ ! -e "$built_system" ] || { echo "$built_system was built before the test" >&2; exit 1; }
+
+# Every case builds on the controller (the role's default, nixos_anywhere_build controller) unless it says flake.
 base=$("$python" -c 'import json, sys; print(json.dumps({
     "nixos_anywhere_flake": sys.argv[1] + "/flake", "nixos_anywhere_target_host": "198.51.100.2",
     "nixos_anywhere_ssh_key": sys.argv[1] + "/id_ed25519", "nixos_anywhere_executable": sys.argv[1] + "/bin/nixos-anywhere",
@@ -171,50 +228,63 @@ base=$("$python" -c 'import json, sys; print(json.dumps({
     "$work" "$host_key")
 with() { "$python" -c 'import json, sys; v = json.loads(sys.argv[1]); v.update(json.loads(sys.argv[2])); print(json.dumps(v))' "$base" "$1"; }
 
-# --- check mode: nothing runs, nothing is contacted; the command line is reported.
-full_vars=$(with '{"nixos_anywhere_build_on": "local", "nixos_anywhere_extra_files": "'"$work"'/extra",
+# --- check mode: nothing is built, run or contacted; the command line is reported, with the store paths
+# the build would produce (nix build --dry-run).
+full_vars=$(with '{"nixos_anywhere_extra_files": "'"$work"'/extra",
     "nixos_anywhere_disk_encryption_keys": {"'"$work"'/remote/z.key": "'"$work"'/keys/b.key", "'"$work"'/remote/a.key": "'"$work"'/keys/a.key"},
     "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_ssh_options": ["ServerAliveInterval=5"],
     "nixos_anywhere_extra_args": ["--no-substitute-on-destination"]}')
-full_argv=$("$python" -c 'import json, sys; w = sys.argv[1]; print(json.dumps([w + "/bin/nixos-anywhere",
-    "--flake", w + "/flake#target1", "--target-host", "root@198.51.100.2", "-i", w + "/id_ed25519",
+full_argv=$("$python" -c 'import json, sys; w, disko, system = sys.argv[1:]; print(json.dumps([w + "/bin/nixos-anywhere",
+    "--store-paths", disko, system, "--target-host", "root@198.51.100.2", "-i", w + "/id_ed25519",
     "--phases", "disko,install,reboot", "--build-on", "local", "--extra-files", w + "/extra",
     "--disk-encryption-keys", w + "/remote/a.key", w + "/keys/a.key", "--disk-encryption-keys", w + "/remote/z.key", w + "/keys/b.key",
-    "--copy-host-keys", "--ssh-option", "ServerAliveInterval=5", "--no-substitute-on-destination"]))' "$work")
+    "--copy-host-keys", "--ssh-option", "ServerAliveInterval=5", "--no-substitute-on-destination"]))' "$work" "$built_disko" "$built_system")
 connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
 play check_mode "$full_vars" --check
 check "$work/check_mode.outcome" ok --argv "$full_argv" --standin-runs 0
-grep -q "Would run, for target1: timeout --kill-after=30 3600 $work/bin/nixos-anywhere --flake" "$work/check_mode.log"
+grep -q "Would run, for target1: timeout --kill-after=30 3600 $work/bin/nixos-anywhere --store-paths $built_disko $built_system" "$work/check_mode.log"
 [ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ] || { echo "check mode contacted the target" >&2; exit 1; }
+[ ! -e "$built_system" ] || { echo "check mode built the system" >&2; exit 1; }
+[ ! -e "$work/flake/flake.lock" ] || { echo "a flake.lock was written into the site" >&2; exit 1; }
 
-# --- success over IPv4 with every option: the stand-in saw exactly this command line and its SSH steps landed.
+# --- success over IPv4 with every option: the system and disko script built on the controller without the
+# network, nixos-anywhere given them as --store-paths; the stand-in saw exactly this command line and its SSH
+# steps landed: the built disko script ran on the target, and the machine runs the built system, whose agent is
+# the running collection's, byte for byte.
 export NIXOS_ANYWHERE_STANDIN_EXPECT
 NIXOS_ANYWHERE_STANDIN_EXPECT=$("$python" -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[1:]))' "$full_argv")
-NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/abc-nixos-system-target1 play ipv4_full "$full_vars"
+play ipv4_full "$full_vars"
 check "$work/ipv4_full.outcome" ok --argv "$full_argv" --standin-runs 1
-"$python" - "$work" <<'PY'
+"$python" - "$work" "$built_disko" "$built_system" "$collection" <<'PY'
 import json, os, stat, sys
-w = sys.argv[1]
+w, disko, system, collection = sys.argv[1:]
 marker = json.loads(open(w + "/mnt/nixos-anywhere-installed").read())
-assert marker == {"flake": w + "/flake", "attribute": "target1", "copy_host_keys": True}, marker
+assert marker == {"store_paths": [disko, system], "copy_host_keys": True}, marker
+assert open(w + "/disko-ran").read() == "disko ran\n"
+assert open(system + "/agent", "rb").read() == open(collection + "/nix/agent/nixie-agent", "rb").read()
+assert open(system + "/nixpkgs-marker").read() == "a\n"
 assert open(w + "/mnt/etc/nixie-extra").read() == "from the extra files\n"
 for name, local in (("a.key", "a.key"), ("z.key", "b.key")):
     assert open(w + "/remote/" + name, "rb").read() == open(w + "/keys/" + local, "rb").read(), name
     assert stat.S_IMODE(os.stat(w + "/remote/" + name).st_mode) == 0o600, name
 result = json.load(open(w + "/ipv4_full.outcome"))["result"]
+assert result["build"] == "controller" and result["system"] == system and result["disko_script"] == disko, result
 assert result["pinned"] is True and int(result["pinned_ssh_calls"]) >= 5, result
 assert result["host_key"] == open(w + "/target/host_ed25519.pub").read().split()[0] + " " + open(w + "/target/host_ed25519.pub").read().split()[1], result
 PY
-[ "$(target_file readlink -f /run/current-system)" = "$work/store/abc-nixos-system-target1" ]
+[ "$(target_file readlink -f /run/current-system)" = "$built_system" ]
+[ ! -e "$work/flake/flake.lock" ]
+grep -A1 "TASK \[nixie.metal.nixos_anywhere : Build the machine's system and disko script\]" "$work/ipv4_full.log" | grep -q "^changed:"
 grep -A1 "TASK \[nixie.metal.nixos_anywhere : Run nixos-anywhere\]" "$work/ipv4_full.log" | grep -q "^changed:"
-grep -q "changed=2 " "$work/ipv4_full.log"   # the install and the outcome file, no scratch files
+grep -q "changed=3 " "$work/ipv4_full.log"   # the build, the install and the outcome file, no scratch files
 
-# --- IPv6 in brackets, another port, the SSH agent instead of a key file, no reboot phase.
+# --- nixos-anywhere --flake (nixos_anywhere_build flake): IPv6 in brackets, another port, the SSH agent instead of
+# a key file, no reboot phase.
 eval "$(ssh-agent -s -a "$work/agent.sock")" > /dev/null
 agent_pid=$SSH_AGENT_PID
 ssh-add -q "$work/id_ed25519"
 v6_vars=$(with '{"nixos_anywhere_target_host": "[FD00:1::2]", "nixos_anywhere_port": 2222, "nixos_anywhere_ssh_key": "",
-    "nixos_anywhere_phases": "disko,install"}')
+    "nixos_anywhere_phases": "disko,install", "nixos_anywhere_build": "flake"}')
 v6_argv=$("$python" -c 'import json, sys; w = sys.argv[1]; print(json.dumps([w + "/bin/nixos-anywhere",
     "--flake", w + "/flake#target1", "--target-host", "root@fd00:1::2", "--ssh-port", "2222", "--phases", "disko,install"]))' "$work")
 NIXOS_ANYWHERE_STANDIN_EXPECT=$("$python" -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[1:]))' "$v6_argv")
@@ -267,13 +337,32 @@ check "$work/bad_phase.outcome" failed "Invalid arguments for target1: nixos_any
 play disk_missing "$(with '{"nixos_anywhere_disks": ["/run/nixie-test-disk", "/dev/disk/by-id/nvme-nixie-absent"]}')"
 check "$work/disk_missing.outcome" failed "target1 (198.51.100.2) has no block device /dev/disk/by-id/nvme-nixie-absent" \
     "/dev/disk/by-id there holds:" "nothing was partitioned" --standin-runs 0
-play disk_eval_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko"}')"
+play disk_eval_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko", "nixos_anywhere_build": "flake"}')"
 check "$work/disk_eval_fails.outcome" failed "Could not evaluate the disks of $work/flake-without-disko#target1" \
+    "nix eval of $work/flake-without-disko#nixosConfigurations.target1.config.disko.devices.disk failed" \
     "nixie_disks" --standin-runs 0
 
-# --- the version of nixos-anywhere, read from the store path of its package: 1.6.0 has no --build-on.
-play too_old "$(with '{"nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.6.0)"'/bin/nixos-anywhere",
-    "nixos_anywhere_build_on": "local"}')"
+# --- the build on the controller: a flake that cannot build the system stops the host before anything is
+# contacted, with nix's error; so does an override of an input the flake does not have.
+connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
+play build_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko"}')"
+check "$work/build_fails.outcome" failed "Could not build the system and the disko script of $work/flake-without-disko#target1 on the controller" \
+    "does not provide attribute" "Nothing was contacted" --standin-runs 0
+play override_typo "$(with '{"nixos_anywhere_override_inputs": {"nixpgks": "path:'"$work"'/nixpkgs-b"}}')"
+check "$work/override_typo.outcome" failed "override_inputs names nixpgks, which the flake has no input of" --standin-runs 0
+[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ]
+
+# --- arguments that do not fit the build on the controller, or an override nixos-anywhere --flake cannot apply.
+play build_refusals "$(with '{"nixos_anywhere_build_on": "remote", "nixos_anywhere_extra_args": ["--disko-mode", "mount"]}')"
+check "$work/build_refusals.outcome" failed "nixos_anywhere_build_on is only for nixos_anywhere_build flake" \
+    "holds --disko-mode, which does not fit nixos_anywhere_build controller" --standin-runs 0
+play flake_override "$(with '{"nixos_anywhere_build": "flake", "nixos_anywhere_override_inputs": {"nixpkgs": "path:/x"}}')"
+check "$work/flake_override.outcome" failed "nixos_anywhere_override_inputs cannot be applied with nixos_anywhere_build flake" \
+    --standin-runs 0
+
+# --- the version of nixos-anywhere, read from the store path of its package: 1.6.0 has no --build-on (which the
+# build on the controller passes as local).
+play too_old "$(with '{"nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.6.0)"'/bin/nixos-anywhere"}')"
 check "$work/too_old.outcome" failed "is nixos-anywhere 1.6.0, too old for this command line (--target-host needs 1.6.0, --build-on needs 1.7.0)" \
     --standin-runs 0
 grep -q "WARNING: Could not tell which version $work/bin/nixos-anywhere is" "$work/ipv4_full.log"
@@ -287,6 +376,7 @@ kexec_argv=$("$python" -c 'import json, sys; w, na = sys.argv[1:]; print(json.du
 rm -rf "${work:?}/mnt"
 on_22_before=$(grep -c "on 198.51.100.2 port 22 " "$work/sshd.log" || true)
 play kexec_port "$(with '{"nixos_anywhere_port": 2222, "nixos_anywhere_phases": "kexec,disko,install", "nixos_anywhere_timeout": 20,
+    "nixos_anywhere_build": "flake",
     "nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.13.0)"'/bin/nixos-anywhere"}')"
 check "$work/kexec_port.outcome" ok --argv "$kexec_argv" --standin-runs 1
 [ -e "$work/mnt/nixos-anywhere-installed" ]
@@ -323,16 +413,39 @@ ssh-keygen -q -t ed25519 -N 'secret' -C encrypted -f "$work/encrypted_ed25519"
 play encrypted_key "$(with '{"nixos_anywhere_ssh_key": "'"$work"'/encrypted_ed25519"}')"
 check "$work/encrypted_key.outcome" failed "cannot be read without a passphrase" "load the key into ssh-agent" --standin-runs 0
 
-# --- after the reboot, host_status must find the installed system (once the module exists).
-if [ -e "$collection/plugins/modules/host_status.py" ]; then
-    system=$work/store/abc-nixos-system-target1
-    verify_vars=$(with '{"nixos_anywhere_verify": true, "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_expected_system": "'"$system"'"}')
-    NIXOS_ANYWHERE_STANDIN_SYSTEM=$system play verify "$verify_vars"
-    check "$work/verify.outcome" ok --standin-runs 1
-    grep -q '"state": "installed"' "$work/verify.outcome"
-    NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/old-system play verify_other "$verify_vars"
-    check "$work/verify_other.outcome" failed "is other_system, not installed" "$work/store/old-system" --standin-runs 1
-else
-    echo "=== skipped: verify cases (no plugins/modules/host_status.py yet)"
-fi
+# --- after the reboot, host_status must find the installed system: with the build on the controller, the system
+# built (and the user's own override of nixpkgs in it); with nixos-anywhere --flake, the toplevel host_status
+# evaluates itself, without the network and without a flake.lock (the running collection's agent as nixie-metal).
+verify_vars=$(with '{"nixos_anywhere_verify": true, "nixos_anywhere_copy_host_keys": true,
+    "nixos_anywhere_override_inputs": {"nixpkgs": "path:'"$work"'/nixpkgs-b"}}')
+play verify "$verify_vars"
+check "$work/verify.outcome" ok --standin-runs 1
+system_b=$(target_file readlink -f /run/current-system)
+"$python" - "$work/verify.outcome" "$system_b" "$built_system" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))["result"]
+assert result["state"] == "installed" and result["current_system"] == sys.argv[2] == result["system"], result
+assert sys.argv[2] != sys.argv[3] and open(sys.argv[2] + "/nixpkgs-marker").read() == "b\n", sys.argv[2:]
+PY
+NIXOS_ANYWHERE_STANDIN_SYSTEM=$built_system play verify_flake "$(with '{"nixos_anywhere_verify": true,
+    "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_build": "flake"}')"
+check "$work/verify_flake.outcome" ok --standin-runs 1
+grep -q '"state": "installed"' "$work/verify_flake.outcome"
+# host_status on its own (as the provision playbook asks before anything is woken): the machine runs NixOS;
+# the system its flake builds is evaluated without the network and without a flake.lock.
+ip netns exec "$ctl" ansible localhost -i localhost, -c local -e "ansible_python_interpreter=$python" -m nixie.metal.host_status \
+    -a '{"mac": "52:54:00:aa:bb:01", "address": "198.51.100.2", "flake": "'"$work"'/flake", "attribute": "target1",
+         "ssh_key": "'"$work"'/id_ed25519"}' > "$work/host_status.log" 2>&1 || { cat "$work/host_status.log"; exit 1; }
+grep -q '"expected_system": "'"$built_system"'"' "$work/host_status.log" || { cat "$work/host_status.log"; exit 1; }
+grep -q '"state": "installed"' "$work/host_status.log" || { cat "$work/host_status.log"; exit 1; }
+[ ! -e "$work/flake/flake.lock" ] || { echo "a flake.lock was written into the site" >&2; exit 1; }
+NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/old-system play verify_other "$(with '{"nixos_anywhere_verify": true,
+    "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_build": "flake",
+    "nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
+check "$work/verify_other.outcome" failed "is other_system, not installed" "$work/store/old-system" --standin-runs 1
+# hosts.json's "system" names another system than the flake builds: stopped before the machine is touched.
+play expected_mismatch "$(with '{"nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
+check "$work/expected_mismatch.outcome" failed "builds $built_system, but nixos_anywhere_expected_system" \
+    "is $work/store/abc-nixos-system-target1" "Nothing was contacted" --standin-runs 0
+
 echo "ok role_nixos_anywhere"

@@ -220,13 +220,6 @@ def test_known_hosts_lines():
             hs.known_hosts_lines([bad])
 
 
-def test_nix_eval_command():
-    argv = hs.nix_eval_command("/usr/bin/nix", "path:/site", "web1")
-    assert argv == ["/usr/bin/nix", "--extra-experimental-features", "nix-command flakes", "eval", "--raw",
-                    "path:/site#nixosConfigurations.web1.config.system.build.toplevel.outPath"]
-    assert hs.nix_eval_command("nix", ".", "web.1")[-1] == '.#nixosConfigurations."web.1".config.system.build.toplevel.outPath'
-
-
 # --- ssh failures and classification ----------------------------------------------------------
 
 
@@ -347,12 +340,38 @@ def test_evaluate_expected_system(tmp_path):
     nix.chmod(0o755)
     calls = []
 
-    def runner(argv, cwd=None, timeout=None):
+    def runner(argv, cwd=None, env=None, timeout=None):
         calls.append(argv)
-        return 0, SYSTEM + "\n", ""
+        return 0, '"%s"\n' % SYSTEM, ""
 
     assert hs.evaluate_expected_system("path:/site", "web1", nix=str(nix), runner=runner) == SYSTEM
-    assert calls[0][-1] == "path:/site#nixosConfigurations.web1.config.system.build.toplevel.outPath"
+    assert calls[0][0] == str(nix) and calls[0][-1] == "path:/site#nixosConfigurations.web1.config.system.build.toplevel.outPath"
+    assert "--no-write-lock-file" in calls[0] and "--override-input" not in calls[0]
+    hs.evaluate_expected_system(".", "web.1", nix=str(nix), runner=runner)
+    assert calls[1][-1] == '.#nixosConfigurations."web.1".config.system.build.toplevel.outPath'
+
+
+def test_evaluate_expected_system_with_the_run_overrides(tmp_path):
+    """As nix_build builds it: the collection's agent as nixie-metal, and the user's own overrides."""
+    nix = tmp_path / "nix"
+    nix.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    nix.chmod(0o755)
+    root = tmp_path / "collection"
+    (root / "nix").mkdir(parents=True)
+    (root / "flake.nix").write_text("{ }", encoding="utf-8")
+    seen = []
+
+    def runner(argv, cwd=None, env=None, timeout=None):
+        copy = argv[argv.index("nixie-metal") + 1][len("path:"):]
+        seen.append((argv, os.path.isfile(os.path.join(copy, "flake.nix"))))
+        return 0, '"%s"' % SYSTEM, "warning: Git tree '/site' is dirty\n"
+
+    warnings = []
+    assert hs.evaluate_expected_system("path:/site", "web1", nix=str(nix), runner=runner, agent_flake=str(root),
+                                       override_inputs={"nixpkgs": "path:/m"}, warnings=warnings) == SYSTEM
+    argv, copied = seen[0]
+    assert copied and argv[argv.index("nixpkgs") - 1] == "--override-input" and argv[argv.index("nixpkgs") + 1] == "path:/m"
+    assert warnings == ["nix: warning: Git tree '/site' is dirty"]
 
 
 def test_evaluate_expected_system_failure_has_tail(tmp_path):
@@ -361,12 +380,13 @@ def test_evaluate_expected_system_failure_has_tail(tmp_path):
     nix.chmod(0o755)
     err = "\x1b[31;1merror:\x1b[0m flake 'path:/site' does not provide attribute 'nixosConfigurations.web9'\n"
 
-    def runner(argv, cwd=None, timeout=None):
+    def runner(argv, cwd=None, env=None, timeout=None):
         return 1, "", err
 
     with pytest.raises(hs.HostStatusError) as info:
         hs.evaluate_expected_system("path:/site", "web9", nix=str(nix), runner=runner)
-    assert "exit 1" in info.value.msg
+    assert "nix eval of path:/site#nixosConfigurations.web9.config.system.build.toplevel.outPath failed" in info.value.msg
+    assert "exit 1" in info.value.msg and "Check nixosConfigurations.web9 in the flake path:/site" in info.value.msg
     assert "does not provide attribute 'nixosConfigurations.web9'" in info.value.msg
     assert "\x1b" not in info.value.msg
 
@@ -381,7 +401,7 @@ def test_evaluate_expected_system_timeout(tmp_path):
     nix.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
     nix.chmod(0o755)
 
-    def runner(argv, cwd=None, timeout=None):
+    def runner(argv, cwd=None, env=None, timeout=None):
         raise _nix.NixTimeout("nix eval ran out of time after 5 seconds and was stopped", cmd=argv)
 
     with pytest.raises(hs.HostStatusError, match="ran out of time"):
@@ -447,7 +467,8 @@ def test_discover_falls_back_to_stale_when_sweep_impossible():
 def params(**overrides):
     values = dict(mac="52-54-00-12-34-01", address=None, interface=None, subnet=None, arp_timeout=2.0, ssh_user="root",
                   ssh_key=None, ssh_port=22, known_host_keys=[], expected_system=None, flake="path:/site",
-                  attribute="web1", nix_executable=None, timeout=10, eval_timeout=600)
+                  attribute="web1", nix_executable=None, timeout=10, eval_timeout=600, override_inputs={},
+                  agent_flake=None)
     values.update(overrides)
     return values
 
@@ -463,17 +484,18 @@ def fake_probe(found):
 def test_host_status_installed_evaluates_flake():
     evaluated = []
 
-    def evaluate(flake, attribute, nix=None, timeout=None):
-        evaluated.append((flake, attribute, timeout))
+    def evaluate(flake, attribute, nix=None, timeout=None, override_inputs=None, agent_flake=None, warnings=None):
+        evaluated.append((flake, attribute, timeout, override_inputs, agent_flake))
         return SYSTEM
 
-    result = hs.host_status(params(), discover=lambda mac, **kw: ("10.0.0.5", "arp"),
+    result = hs.host_status(params(override_inputs={"nixpkgs": "path:/m"}, agent_flake="/c"),
+                            discover=lambda mac, **kw: ("10.0.0.5", "arp"),
                             probe=fake_probe(probe(os_id="nixos", current=SYSTEM)), evaluate=evaluate)
     assert result["state"] == "installed"
     assert result["mac"] == MAC
     assert result["ip"] == "10.0.0.5" and result["address_source"] == "arp"
     assert result["expected_system"] == SYSTEM and result["current_system"] == SYSTEM
-    assert evaluated == [("path:/site", "web1", 600)]
+    assert evaluated == [("path:/site", "web1", 600, {"nixpkgs": "path:/m"}, "/c")]
 
 
 def test_host_status_no_evaluation_when_not_nixos():
@@ -517,6 +539,7 @@ def test_host_status_passes_ssh_options(tmp_path):
     ({"expected_system": "nix/store/x", "flake": None}, "absolute store path"),
     ({"ssh_key": "/nonexistent/key"}, "does not exist"),
     ({"known_host_keys": ["ssh-ed25519"]}, "not an SSH public key"),
+    ({"override_inputs": {"nix pkgs": "path:/m"}}, "override_inputs: 'nix pkgs' is not an input name"),
 ])
 def test_host_status_bad_options(overrides, message):
     with pytest.raises(hs.HostStatusError, match=message):

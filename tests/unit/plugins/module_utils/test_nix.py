@@ -475,3 +475,122 @@ def test_agent_flake_copy_holds_only_the_flake_files(tmp_path):
     with pytest.raises(_nix.NixError, match="has no flake.nix"):
         with _nix.agent_flake_copy(str(tmp_path / "empty")):
             pass
+
+
+@pytest.mark.parametrize("attribute, path, expected", [
+    ("web1", "config.system.build.toplevel", "/site#nixosConfigurations.web1.config.system.build.toplevel"),
+    ("web-1_a'", "", "/site#nixosConfigurations.web-1_a'"),
+    ("web.1", "config.disko.devices.disk", '/site#nixosConfigurations."web.1".config.disko.devices.disk'),
+    ('a"b\\c', "config", '/site#nixosConfigurations."a\\"b\\\\c".config'),
+    ("1st", "config", '/site#nixosConfigurations."1st".config'),
+])
+def test_configuration_installable(attribute, path, expected):
+    assert _nix.configuration_installable("/site", attribute, path) == expected
+
+
+def collection(tmp_path):
+    root = tmp_path / "collection"
+    (root / "nix").mkdir(parents=True)
+    (root / "flake.nix").write_text("{ }", encoding="utf-8")
+    return str(root)
+
+
+def test_run_overrides_are_the_users_and_the_agents(tmp_path):
+    root = collection(tmp_path)
+    with _nix.run_overrides({"nixpkgs": " path:/m "}, root) as overrides:
+        copy = overrides.automatic["nixie-metal"]
+        assert copy.startswith("path:") and copy != "path:" + root
+        assert overrides.flags == {"nixie-metal": copy, "nixpkgs": "path:/m"}
+        assert overrides.show_command(["nix", "--override-input", "nixie-metal", copy]) == [
+            "nix", "--override-input", "nixie-metal", "path:" + root]
+        assert overrides.shown({"nixie-metal": copy, "nixpkgs": "path:/m"}) == {"nixie-metal": "path:" + root,
+                                                                                "nixpkgs": "path:/m"}
+    assert not os.path.exists(copy[len("path:"):])
+
+
+def test_run_overrides_the_users_agent_wins_and_none_is_nothing(tmp_path):
+    root = collection(tmp_path)
+    with _nix.run_overrides({"nixie-metal": "path:/mine"}, root) as overrides:
+        assert overrides.flags == {"nixie-metal": "path:/mine"} and overrides.automatic == {}
+    with _nix.run_overrides(None, None) as overrides:
+        assert overrides.flags == {}
+    with pytest.raises(_nix.NixError, match="is not an input name"):
+        with _nix.run_overrides({"a b": "path:/x"}, root):
+            pass
+
+
+def test_evaluate_uses_the_run_overrides_and_leaves_the_lock_file(tmp_path):
+    root = collection(tmp_path)
+    seen = []
+
+    def runner(argv, cwd=None, env=None, timeout=None):
+        copy = argv[argv.index("nixie-metal") + 1]
+        seen.append((list(argv), os.path.isfile(copy[len("path:"):] + "/flake.nix"), timeout))
+        return 0, '["/dev/vda"]\n', "warning: not writing modified lock file of flake 'path:/site':\nwarning: other\n"
+
+    result = _nix.evaluate("nix", "/site#nixosConfigurations.a.config.disko.devices.disk", apply="d: d", runner=runner,
+                           override_inputs={"disko": "path:/d"}, agent_flake=root, timeout=7, offline=True)
+    argv, copy_there, timeout = seen[0]
+    assert copy_there and timeout == 7
+    assert argv[:8] == ["nix", "--extra-experimental-features", "nix-command flakes", "--log-format", "internal-json",
+                        "eval", "--json", "--apply"]
+    assert "--no-write-lock-file" in argv and "--offline" in argv and argv[-1].endswith("disko.devices.disk")
+    assert result["value"] == ["/dev/vda"]
+    assert result["override_inputs"] == {"nixie-metal": "path:" + root, "disko": "path:/d"}
+    assert "path:" + root in result["cmd"] and result["warnings"] == ["warning: other"]
+
+
+def test_evaluate_drops_the_agent_of_a_flake_without_it_and_refuses_a_users_typo(tmp_path):
+    root = collection(tmp_path)
+
+    def unmatched(*names):
+        def runner(argv, cwd=None, env=None, timeout=None):
+            warnings = "".join("warning: the flag '--override-input %s %s' does not match any input\n"
+                               % (name, argv[argv.index(name) + 1]) for name in names)
+            return 0, '"/nix/store/x-sys"', warnings
+        return runner
+
+    result = _nix.evaluate("nix", "/site#a", runner=unmatched("nixie-metal"), agent_flake=root)
+    assert result["override_inputs"] == {} and result["warnings"] == [] and result["value"] == "/nix/store/x-sys"
+    with pytest.raises(_nix.NixError, match="override_inputs names nixpgks"):
+        _nix.evaluate("nix", "/site#a", runner=unmatched("nixpgks"), override_inputs={"nixpgks": "path:/m"})
+
+
+def test_evaluate_failure_says_what_and_shows_the_collection(tmp_path):
+    root = collection(tmp_path)
+
+    def runner(argv, cwd=None, env=None, timeout=None):
+        return 1, "", EVAL_ERROR_LOG
+
+    with pytest.raises(_nix.NixError) as info:
+        _nix.evaluate("nix", "/site#x", runner=runner, agent_flake=root)
+    assert info.value.msg.startswith("nix eval of /site#x failed (exit 1): error: my eval error")
+    assert info.value.rc == 1 and "path:" + root in info.value.cmd
+
+    def garbage(argv, cwd=None, env=None, timeout=None):
+        return 0, "not json", ""
+
+    with pytest.raises(_nix.NixError, match="printed no JSON value"):
+        _nix.evaluate("nix", "/site#x", runner=garbage)
+
+
+def test_build_and_evaluate_override_alike(tmp_path):
+    """The same flags for the installer's build and every evaluation of the run (the copy's name aside)."""
+    root = collection(tmp_path)
+    calls = []
+
+    def runner(argv, cwd=None, env=None, timeout=None):
+        calls.append(argv)
+        if "eval" in argv:
+            return 0, '"/nix/store/x"', ""
+        return 0, json.dumps([{"drvPath": DRV_A, "outputs": {"out": OUT_A}}]), ""
+
+    built = _nix.build("nix", ["/site#a"], runner=runner, override_inputs={"nixpkgs": "path:/m"}, agent_flake=root)
+    evaluated = _nix.evaluate("nix", "/site#b", runner=runner, override_inputs={"nixpkgs": "path:/m"}, agent_flake=root)
+
+    def overrides(argv):
+        pairs = [argv[i + 1:i + 3] for i, arg in enumerate(argv) if arg == "--override-input"]
+        return {name: "<copy>" if "/nixie-agent-flake-" in ref else ref for name, ref in pairs}
+
+    assert overrides(calls[0]) == overrides(calls[1]) == {"nixie-metal": "<copy>", "nixpkgs": "path:/m"}
+    assert built["override_inputs"] == evaluated["override_inputs"]

@@ -19,7 +19,9 @@ exec -a "$0" "/nix/store/0c5bqa6kq8f6nv1ym3v1mvyq9q4qf1a0-nixos-anywhere-1.13.0/
 
 
 def args(**overrides):
-    values = dict(flake="/site", attribute="web1", target="192.0.2.10", user="root", port=22, post_kexec_port=None,
+    """The role's settled arguments; nixos-anywhere --flake unless ``build`` says otherwise."""
+    values = dict(build="flake", override_inputs={}, store_paths=None,
+                  flake="/site", attribute="web1", target="192.0.2.10", user="root", port=22, post_kexec_port=None,
                   phases="disko,install,reboot", build_on="auto", key="", extra_files="", disk_keys=[],
                   copy_host_keys=False, ssh_options=[], extra_args=[], executable="nixos-anywhere", timeout=3600,
                   expected_keys=[], installed_keys=[], verify=False, mac="", disks=None)
@@ -60,6 +62,70 @@ def test_check_version_recent_enough_and_unknown():
     assert na.check_version("/nix/store/abc-nixos-anywhere-1.5.2/bin/nixos-anywhere", ["--target-host", "r@h"])["ok"] is False
     unknown = na.check_version("/usr/local/bin/nixos-anywhere\n#!/bin/sh\n", ["--target-host", "r@h"])
     assert unknown["ok"] is None and "needs 1.6.0 or later" in unknown["message"]
+
+
+DISKO = "/nix/store/0b1xq4f5kz3v6g7h8j9k0l1m2n3p4q5r-disko-web1"
+SYSTEM = "/nix/store/9x2dk4cf1pvyc7c0xsszg5s0v0xv1iqd-nixos-system-web1-25.05"
+
+
+def test_plan_default_builds_on_the_controller():
+    # The role's default: what the controller built is given as --store-paths; nothing is left to build.
+    plan = na.plan(args(build=None))
+    assert plan["problems"] == [] and plan["build"] == "controller"
+    assert plan["argv"] == ["nixos-anywhere", "--store-paths", "<disko-script>", "<system>", "--target-host", "root@192.0.2.10",
+                            "--phases", "disko,install,reboot", "--build-on", "local"]
+    built = na.plan(args(build="controller", store_paths=[DISKO, SYSTEM]))
+    assert built["argv"][1:4] == ["--store-paths", DISKO, SYSTEM] and "--flake" not in built["argv"]
+    # --build-on local makes 1.7.0 the oldest nixos-anywhere it can run with.
+    assert na.minimum_version(built["argv"])[0] == "1.7.0"
+
+
+def test_plan_installables_of_the_configuration():
+    assert na.plan(args(build="controller"))["installables"] == {
+        "system": "/site#nixosConfigurations.web1.config.system.build.toplevel",
+        "disko_script": "/site#nixosConfigurations.web1.config.system.build.diskoScript",
+        "disks": "/site#nixosConfigurations.web1.config.disko.devices.disk",
+    }
+    assert na.plan(args(attribute="web.1"))["installables"]["disks"] == '/site#nixosConfigurations."web.1".config.disko.devices.disk'
+
+
+def test_plan_controller_keeps_every_other_option():
+    plan = na.plan(args(build="controller", store_paths=[DISKO, SYSTEM], port=2222, key="/k", extra_files="/x",
+                        disk_keys=[["/tmp/secret.key", "/l/k"]], copy_host_keys=True, ssh_options=["ServerAliveInterval=5"],
+                        extra_args=["--no-substitute-on-destination"], override_inputs={"nixpkgs": "path:/m"}))
+    assert plan["problems"] == []
+    assert plan["argv"] == ["nixos-anywhere", "--store-paths", DISKO, SYSTEM, "--target-host", "root@192.0.2.10", "-i", "/k",
+                            "--ssh-port", "2222", "--phases", "disko,install,reboot", "--build-on", "local",
+                            "--extra-files", "/x", "--disk-encryption-keys", "/tmp/secret.key", "/l/k", "--copy-host-keys",
+                            "--ssh-option", "ServerAliveInterval=5", "--no-substitute-on-destination"]
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    (dict(build="nix"), "nixos_anywhere_build must be controller or flake: nix"),
+    (dict(build="controller", build_on="remote"), "nixos_anywhere_build_on is only for nixos_anywhere_build flake"),
+    (dict(build="controller", extra_args=["--disko-mode", "mount"]),
+     "holds --disko-mode, which does not fit nixos_anywhere_build controller (nixos-anywhere aborts"),
+    (dict(build="controller", extra_args=["--flake", "/other#x"]), "holds --flake"),
+    (dict(build="controller", extra_args=["-s", "/a", "/b"]), "holds -s"),
+    (dict(build="controller", extra_args=["--build-on-remote"]), "holds --build-on-remote"),
+    (dict(build="controller", extra_args=["--no-disko-deps"]), "nixos-anywhere ignores it with --store-paths"),
+    (dict(build="controller", extra_args=["--generate-hardware-config", "nixos-facter", "/f.json"]),
+     "it would not be in the installed system"),
+    (dict(build="controller", extra_args=["--vm-test"]), "holds --vm-test"),
+    (dict(build="controller", store_paths=["relative", SYSTEM]), "must be two absolute paths"),
+    (dict(build="controller", store_paths=[SYSTEM]), "must be two absolute paths"),
+    (dict(build="flake", override_inputs={"nixpkgs": "path:/m"}),
+     "nixos_anywhere_override_inputs cannot be applied with nixos_anywhere_build flake"),
+])
+def test_plan_build_problems(overrides, problem):
+    problems = na.plan(args(**overrides))["problems"]
+    assert any(problem in text for text in problems), problems
+
+
+def test_plan_flake_mode_keeps_build_on_and_its_own_args():
+    plan = na.plan(args(build="flake", build_on="remote", extra_args=["--disko-mode", "mount"]))
+    assert plan["problems"] == [] and plan["argv"][1:3] == ["--flake", "/site#web1"]
+    assert plan["argv"][-4:] == ["--build-on", "remote", "--disko-mode", "mount"]
 
 
 def test_plan_default_is_the_old_command_line():

@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nix_eval
+short_description: Evaluate an attribute of a flake with Nix, with the run's input overrides
+version_added: 0.1.0
+description:
+  - Runs C(nix eval --json) of one flake installable and returns its value. Nothing is built, and the flake's
+    C(flake.lock) is not written (C(--no-write-lock-file)).
+  - The flake's inputs are overridden as M(nixie.metal.nix_build) overrides them (O(agent_flake), O(override_inputs)),
+    so a value evaluated here belongs to the same flake that module builds, and a flake whose C(nixie-metal) input
+    cannot be fetched (no C(flake.lock), or one that does not pin it) evaluates all the same.
+  - The role M(nixie.metal.nixos_anywhere) evaluates the disks of a machine's disko configuration with it.
+  - Enables the C(nix-command) and C(flakes) experimental features for its own call; no change to C(nix.conf) is needed.
+author:
+  - nixie.metal contributors (@nixie-metal)
+requirements:
+  - Nix 2.8 or newer on the machine the task runs on (Debian 12's C(nix-bin) is 2.8); see C(docs/nix.md).
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads, so check mode does the same as a normal run.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  action_group:
+    description: Use C(group/nixie.metal.nixie) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - nixie.metal.nixie
+options:
+  installable:
+    description:
+      - The flake installable to evaluate, as C(FLAKE#ATTRIBUTE.PATH), for example
+        C(./site#nixosConfigurations.node1.config.networking.hostName).
+      - A relative flake path resolves against O(chdir). It must start with C(./) or C(/); a bare word is a flake
+        registry name to Nix.
+    type: str
+    required: true
+  apply:
+    description:
+      - >-
+        A Nix function applied to the value before it is returned (C(--apply)), for example
+        C(disks: builtins.attrNames disks).
+    type: str
+  chdir:
+    description: Directory to run C(nix) in; a relative flake path resolves against it.
+    type: path
+  executable:
+    description:
+      - The C(nix) command, as a path or a name looked up on C(PATH).
+      - By default C(nix) on C(PATH), else C(/nix/var/nix/profiles/default/bin/nix),
+        C(/run/current-system/sw/bin/nix) or the user's profile, since a module's C(PATH) often lacks them.
+    type: str
+  impure:
+    description: Pass C(--impure), allowing the evaluation to read the environment and files outside the flake.
+    type: bool
+    default: false
+  offline:
+    description: Pass C(--offline) - use no substituters and no network for flake inputs that are already cached.
+    type: bool
+    default: false
+  options:
+    description:
+      - Nix settings for the call, each passed as C(--option NAME VALUE). Lists are joined with spaces.
+    type: dict
+    default: {}
+  extra_args:
+    description: More arguments for the C(nix eval) call, such as C(--show-trace).
+    type: list
+    elements: str
+    default: []
+  override_inputs:
+    description:
+      - >-
+        Inputs of the flake to replace, as a mapping from input name to flake reference, each passed as
+        C(--override-input NAME REF), as M(nixie.metal.nix_build) does.
+      - A name that matches no input of the flake fails the task (nix itself would only warn).
+      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
+    type: dict
+    default: {}
+  agent_flake:
+    description:
+      - >-
+        Root directory of the nixie.metal collection given to the flake's input C(nixie-metal) (only its C(flake.nix),
+        C(flake.lock) and C(nix/) are copied into the store), as M(nixie.metal.nix_build) does.
+      - >-
+        By default the collection that runs the task: the action plugin of this module fills it in on the controller.
+      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
+    type: path
+  timeout:
+    description:
+      - Seconds the evaluation may take (it may have to fetch the flake's inputs). When they are up, C(nix) is stopped
+        and the task fails with the end of its log. V(0) means no limit.
+    type: int
+    default: 600
+seealso:
+  - module: nixie.metal.nix_build
+  - name: Which Nix, and how the flake's inputs are overridden
+    description: docs/nix.md of this collection.
+    link: https://github.com/nixie-metal/nixie.metal/blob/main/docs/nix.md
+notes:
+  - C(changed) is always V(false).
+"""
+
+EXAMPLES = r"""
+- name: The disks the disko configuration of node1 names
+  nixie.metal.nix_eval:
+    installable: "{{ playbook_dir }}/site#nixosConfigurations.node1.config.disko.devices.disk"
+    apply: "disks: map (name: disks.${name}.device) (builtins.attrNames disks)"
+  register: disks
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ disks.value }}"
+"""
+
+RETURN = r"""
+value:
+  description: The value of O(installable) (after O(apply)), as JSON gives it.
+  returned: success
+  type: raw
+  sample: [/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456]
+override_inputs:
+  description:
+    - The inputs that were overridden, by name, with the flake reference each stands for; C(nixie-metal) as C(path:)
+      and the O(agent_flake) directory when the flake has that input. Empty when nothing was overridden.
+  returned: success
+  type: dict
+  sample:
+    nixie-metal: path:/root/.ansible/collections/ansible_collections/nixie/metal
+cmd:
+  description: The C(nix eval) command line; the copy of O(agent_flake) is shown as the directory it was copied from.
+  returned: always
+  type: list
+  elements: str
+log_tail:
+  description: The last lines of nix's log, ANSI colours removed.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nixie.metal.plugins.module_utils import _nix
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            installable=dict(type="str", required=True),
+            apply=dict(type="str"),
+            chdir=dict(type="path"),
+            executable=dict(type="str"),
+            impure=dict(type="bool", default=False),
+            offline=dict(type="bool", default=False),
+            options=dict(type="dict", default={}),
+            extra_args=dict(type="list", elements="str", default=[]),
+            override_inputs=dict(type="dict", default={}),
+            agent_flake=dict(type="path"),
+            timeout=dict(type="int", default=600),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["timeout"] < 0:
+        module.fail_json(msg="timeout must be 0 (no limit) or a number of seconds")
+    if "#" not in params["installable"]:
+        module.fail_json(msg="installable %r must be FLAKE#ATTRIBUTE, for example './site#nixosConfigurations.node1.config'"
+                         % params["installable"])
+    try:
+        nix = _nix.find_nix(params["executable"])
+        result = _nix.evaluate(
+            nix,
+            params["installable"],
+            apply=params["apply"],
+            cwd=params["chdir"],
+            timeout=params["timeout"] or None,
+            impure=params["impure"],
+            offline=params["offline"],
+            options=params["options"],
+            extra_args=params["extra_args"],
+            override_inputs=params["override_inputs"],
+            agent_flake=params["agent_flake"],
+        )
+    except _nix.NixError as exc:
+        details = dict(log_tail=exc.log_tail, cmd=exc.cmd)
+        if exc.rc is not None:
+            details["rc"] = exc.rc
+        module.fail_json(msg=exc.msg, **details)
+
+    for warning in result.pop("warnings"):
+        module.warn("nix: %s" % warning)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
