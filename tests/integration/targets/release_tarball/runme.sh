@@ -60,7 +60,9 @@ python "$source_root/tests/integration/targets/inventory_hosts/check_inventory.p
 step "the provision playbook in check mode, offline, in a private network namespace"
 # A prebuilt installer (two small files) instead of a nix build; nixos-anywhere is a trap. The
 # preflight's rows for the SSH key and the site's DHCP server are shown but do not stop it: this
-# namespace has neither, and check mode logs in nowhere.
+# namespace has neither, and check mode logs in nowhere. The machines' systems cannot be evaluated
+# offline (the example's nixpkgs and disko come from GitHub), so the role is in its flake mode,
+# whose check mode shows nixos-anywhere's command line without evaluating.
 # A prebuilt installer is for x86_64 machines: the example's aarch64 machine is left out
 # (--limit), as a user with only an x86_64 installer at hand would do.
 printf 'kernel' > "$work/kernel"; printf 'initrd' > "$work/initrd"
@@ -73,7 +75,7 @@ chmod +x "$work/bin/nixos-anywhere"
 cat > "$work/vars.json" <<VARS
 {"nixie_installer": {"kernel": "$work/kernel", "initrd": "$work/initrd", "cmdline": "console=ttyS0"},
  "nixie_interface": "nixie0", "nixie_address": "10.99.0.1", "nixie_agent_timeout": 5,
- "nixie_preflight_ignore": ["ssh-key", "site-dhcp"]}
+ "nixie_preflight_ignore": ["ssh-key", "site-dhcp"], "nixie_build": "flake"}
 VARS
 mkdir -p /run/nixie-metal
 # In a network namespace with loopback and one veth pair (nothing leaves it) and a mount
