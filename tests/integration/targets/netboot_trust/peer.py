@@ -5,6 +5,7 @@
     python peer.py connect DST PORT [SRC]   a TCP connection (from SRC), held until the server closes it
     python peer.py garp IFACE IP            a gratuitous ARP claiming IP with IFACE's MAC (scapy)
     python peer.py una IFACE IP             an unsolicited neighbour advertisement claiming IP (scapy)
+    python peer.py pxe-discover IFACE       a firmware's PXE DHCPDISCOVER with IFACE's MAC: a new boot (scapy)
 """
 
 from __future__ import annotations
@@ -58,9 +59,24 @@ def unsolicited_na(iface, address):
     sendp(frame, iface=iface, verbose=False)
 
 
+def pxe_discover(iface):
+    from scapy.layers.dhcp import BOOTP, DHCP  # pylint: disable=import-outside-toplevel
+    from scapy.layers.inet import IP, UDP  # pylint: disable=import-outside-toplevel
+    from scapy.layers.l2 import Ether  # pylint: disable=import-outside-toplevel
+    from scapy.sendrecv import sendp  # pylint: disable=import-outside-toplevel
+    mac = link_mac(iface)
+    raw = bytes.fromhex(mac.replace(":", ""))
+    # As OVMF's PXE sends it: architecture 7 (EFI x64), UNDI 3.0, a GUID.
+    options = [("message-type", "discover"), (93, b"\x00\x07"), (94, b"\x01\x03\x00"),
+               ("vendor_class_id", b"PXEClient:Arch:00007:UNDI:003000"), (97, b"\x00" + raw + bytes(10)), "end"]
+    frame = (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
+             / BOOTP(op=1, xid=0x7a7a0001, flags=0x8000, chaddr=raw) / DHCP(options=options))
+    sendp(frame, iface=iface, verbose=False)
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
-    {"connect": connect, "garp": gratuitous_arp, "una": unsolicited_na}[command](*args)
+    {"connect": connect, "garp": gratuitous_arp, "una": unsolicited_na, "pxe-discover": pxe_discover}[command](*args)
 
 
 if __name__ == "__main__":

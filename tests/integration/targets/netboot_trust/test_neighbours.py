@@ -177,9 +177,9 @@ def test_cost_of_one_lookup(probe, lab):
                      "max %.1f us (route median %.1f us, neighbour median %.1f us)\n"
                      % (lab.ns("srv"), figures["n"], figures["pair"]["median_us"], figures["pair"]["p99_us"],
                         figures["pair"]["max_us"], figures["route"]["median_us"], figures["neighbour"]["median_us"]))
-    # Generous bounds for a loaded 2-core machine; `ip neigh get` as a subprocess takes milliseconds.
+    # Not a performance claim (bench/ makes those): a guard that the lookup stays a syscall, not a subprocess
+    # (`ip neigh get` takes milliseconds). Only the median, 18 times today's, so a loaded machine cannot fail it.
     assert figures["pair"]["median_us"] < 500
-    assert figures["pair"]["p99_us"] < 10000
 
 
 # -- last: the impostor takes the host's address ---------------------------------------
