@@ -136,6 +136,7 @@ def run_bench(name, quick):
     before = set(glob.glob(os.path.join(REPO, spec["glob"]))) if "glob" in spec else set()
     print("== %s: %s" % (name, command), flush=True)
     date = time.strftime("%Y-%m-%d %H:%M %Z")
+    measured = commit()  # before the run: what the bench ran, whatever is edited while it runs
     started = time.monotonic()
     code = subprocess.call([sys.executable, os.path.join(REPO, spec["script"])] + args, cwd=REPO, env=env)
     seconds = time.monotonic() - started
@@ -148,7 +149,7 @@ def run_bench(name, quick):
         result = new[-1] if new else None
     print("== %s: exit %d after %.0f s, result %s" % (name, code, seconds, result and os.path.relpath(result, REPO)), flush=True)
     return {"command": command, "date": date, "exit_code": code, "seconds": round(seconds, 1), "quick": quick,
-            "result": os.path.relpath(result, REPO) if result else None, "commit": commit()}
+            "result": os.path.relpath(result, REPO) if result else None, "commit": measured}
 
 
 # ------------------------------------------------------------------ table rows
