@@ -24,13 +24,6 @@ from __future__ import annotations
 #   playbook wall time              the whole ansible-playbook run
 # Bar: wake -> all wait_for_agent returned <= 60 s (2-core machine), every machine's
 # wait_for_agent returned phoned_home, and each failed only at the install step.
-#
-# The run sets nixie_peer_check: false (pxe_server's trust check off). The simulated
-# machines (tests/lab/nixielab/agent_sim.py) all fetch their scripts and phone home from
-# one address on the lab's bridge, whose MAC is none of theirs, so with the check on the
-# server would rightly refuse every one of them. What this bench measures, the playbook's
-# own overhead, does not depend on the check; its cost is measured by bench/machines.py and
-# bench/agent_api.py, whose machines each have their own MAC (bench/README.md).
 
 import argparse
 import datetime
@@ -139,8 +132,6 @@ def measure(args):
             # The bench stops at wait_for_agent: what the preflight says of the install step (a stand-in with no
             # version, no key) and of the site's DHCP server (none in this lab) does not concern it.
             "nixie_preflight_ignore": ["nixos-anywhere", "ssh-key", "site-dhcp"],
-            # The simulated machines share one address and MAC (see the top of this file): unchecked.
-            "nixie_peer_check": False,
             "nixie_agent_timeout": args.agent_timeout,
             "nixie_server_budget": 1800,
         }
