@@ -32,10 +32,10 @@ written: ``token_seen`` says whether an answer carried one (``nixie.token=``).
 ``python -m nixielab.impostor summary --log L --hosts-json H [--server-result R]``
 condenses a log for the scenario's verify step (:func:`summarize`).
 
-The namespace (``<lab id>-imp``: a veth ``imp0`` on the lab bridge, ``eth0``
-inside with ``--mac`` and ``--address``) is made by :func:`add_namespace`;
-``nixielab.libvirt up --impostor-hosts`` makes it and starts this program
-there, and ``down`` removes both.
+``nixielab.libvirt up --impostor-hosts`` gives it a namespace of its own on
+the lab bridge (``Lab.add_machine``: ``eth0`` with ``DEFAULT_MAC`` and
+``<subnet>.50``) and starts it there; ``down`` stops it and deletes the
+namespace.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import os
 import re
 import signal
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,23 +66,6 @@ TOKEN_SOURCES = ("made_up", "state_file", "script")
 # What a server that refuses the impostor answers: 403 for every request of an unfinished host; a host that
 # finished (phoned home) is no longer booted at all, so its script and kernel get this 404, whoever asks.
 FINISHED_404 = re.compile(r"is already (phoned_home|failed) in this run")
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-def add_namespace(lab_ns: str, ns: str, bridge: str, mac: str, address_cidr: str, port: str = "imp0") -> None:
-    """Namespace ``ns`` whose ``eth0`` (MAC ``mac``, ``address_cidr``) sits on ``bridge`` in ``lab_ns`` via veth ``port``."""
-    _ip("netns", "add", ns)
-    _ip("-n", ns, "link", "set", "lo", "up")
-    _ip("-n", lab_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _ip("-n", lab_ns, "link", "set", port, "master", bridge, "up")
-    _ip("-n", ns, "link", "set", "eth0", "address", mac)
-    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"],
-                   check=False, capture_output=True)
-    _ip("-n", ns, "addr", "add", address_cidr, "dev", "eth0")
-    _ip("-n", ns, "link", "set", "eth0", "up")
 
 
 # ------------------------------------------------------------------ pure parts

@@ -361,10 +361,8 @@ class LabSupervisor:
         self.workdir.mkdir(parents=True, exist_ok=True)
         lab = Lab(self.subnet, workdir=self.workdir / "net", keep_workdir=True)
         wol_ns = f"{lab.id}-wol"
-        imp_ns = f"{lab.id}-imp" if self.impostor_hosts is not None else None
         state = {"status": "starting", "supervisor_pid": os.getpid(), "lab_ns": lab.lab_ns,
-                 "site_ns": lab.site_ns, "wol_ns": wol_ns,
-                 "namespaces": [lab.lab_ns, lab.site_ns, wol_ns] + ([imp_ns] if imp_ns else []),
+                 "site_ns": lab.site_ns, "wol_ns": wol_ns, "namespaces": [lab.lab_ns, lab.site_ns, wol_ns],
                  "workdir": str(self.workdir), "bridge": lab.bridge, "controller_ip": lab.controller_ip,
                  "site_ip": lab.site_ip, "subnet": lab.cidr, "pids": {}}
         # Record the names before creating anything, so `down` finds them even after a crash.
@@ -398,12 +396,8 @@ class LabSupervisor:
                 time.sleep(0.05)
             state["pids"]["wol_listener"] = listener.pid
             state.update(wol_log=str(wol_log), wol_ip=f"{self.subnet}.3")
-            if imp_ns is not None:
-                impostor = self._start_impostor(lab, imp_ns, here)
-                state["pids"]["impostor"] = impostor.pid
-                state["impostor"] = {"ns": imp_ns, "ip": f"{self.subnet}.{impostor_mod.HOST_PART}",
-                                     "mac": impostor_mod.DEFAULT_MAC, "log": str(self.workdir / "impostor.jsonl"),
-                                     "hosts_json": str(self.impostor_hosts)}
+            if self.impostor_hosts is not None:
+                impostor = self._start_impostor(lab, state, here)
             state["status"] = "ready"
             self._write_state(state)
             while not self.stopping:
@@ -425,8 +419,6 @@ class LabSupervisor:
                 libvirtd.stop()
             lab.close()
             self._delete_ns(wol_ns)
-            if imp_ns is not None:
-                self._delete_ns(imp_ns)
             if state.get("status") != "failed":
                 state["status"] = "stopped"
                 self._write_state(state)
@@ -442,10 +434,18 @@ class LabSupervisor:
         _ip("-n", ns, "addr", "add", f"{self.subnet}.3/24", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
 
-    def _start_impostor(self, lab: Lab, ns: str, here: Path) -> subprocess.Popen:
-        """The test stand-in impostor (nixielab.impostor) in its own namespace on the bridge, asking until stopped."""
+    def _start_impostor(self, lab: Lab, state: dict, here: Path) -> subprocess.Popen:
+        """The test stand-in impostor (nixielab.impostor) on the bridge with its own MAC, asking until stopped.
+
+        Its namespace is the lab's (deleted with it); it goes into the state file at once, so that
+        ``down`` finds it even if the supervisor dies.
+        """
         address = f"{self.subnet}.{impostor_mod.HOST_PART}"
-        impostor_mod.add_namespace(lab.lab_ns, ns, lab.bridge, impostor_mod.DEFAULT_MAC, f"{address}/24")
+        ns = lab.add_machine(impostor_mod.DEFAULT_MAC, address)
+        state["namespaces"].append(ns)
+        state["impostor"] = {"ns": ns, "ip": address, "mac": impostor_mod.DEFAULT_MAC,
+                             "log": str(self.workdir / "impostor.jsonl"), "hosts_json": str(self.impostor_hosts)}
+        self._write_state(state)
         ready = self.workdir / "impostor.ready"
         ready.unlink(missing_ok=True)
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
@@ -461,6 +461,7 @@ class LabSupervisor:
                 raise RuntimeError("the impostor did not start:\n"
                                    + (self.workdir / "impostor.stderr").read_text(errors="replace")[-2000:])
             time.sleep(0.05)
+        state["pids"]["impostor"] = proc.pid
         return proc
 
     @staticmethod
