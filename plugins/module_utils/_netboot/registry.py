@@ -680,4 +680,3 @@ class Registry:
             "seq": host.last_seq,
             "repeat": repeat,
         }
-
