@@ -218,6 +218,7 @@ def plan(params, links=None):
         admin_token=secrets.token_urlsafe(24),
         run_id=secrets.token_hex(8),
         user=user,
+        peer_check=params.get("peer_check") is not False,
         **ipv6
     )
 

@@ -156,6 +156,18 @@ options:
         M(nixie.metal.wait_for_agent) can read the last answers.
     type: float
     default: 30
+  peer_check:
+    description:
+      - Serve a host's boot script, kernel and initrd, and accept its phone-home, only from an address that the
+        controller's neighbour table (ARP, NDP) says is the host's own MAC on the segment. Requests from another MAC are
+        refused and recorded in the host's C(impostors) rows (RV(hosts)); the first admitted fetch of the script in each boot
+        claims the host's token, and another address asking in the same boot is refused.
+      - Clients behind a router (relayed DHCP) cannot be checked this way; they are served, and the host gets a
+        C(binding_unchecked) event.
+      - Set V(false) only on a segment where the controller cannot see the machines' MACs (a proxy-ARP router between
+        them); every request is then served unchecked. See C(docs/security.md).
+    type: bool
+    default: true
   owner_pid:
     description:
       - The server also stops when the process with this PID ends. The provision playbook passes the
@@ -221,7 +233,10 @@ stop_reason:
   type: str
   sample: every host is done
 hosts:
-  description: Every host of the run with its state and timestamped events.
+  description:
+    - Every host of the run with its state and timestamped events.
+    - C(binding) says how its phone-home was checked against its MAC; C(impostors) lists the requests for its boot that
+      were refused (address, MAC seen, reason, count, routes) and C(warnings) says the same in one line per row.
   returned: when O(state=started)
   type: list
   elements: dict
@@ -230,6 +245,9 @@ hosts:
       mac: "52:54:00:12:34:01"
       state: phoned_home
       address: 192.168.1.57
+      binding: {checked: true, method: arp, scope: on_segment, mac_seen: "52:54:00:12:34:01", interface: enp3s0}
+      impostors: []
+      warnings: []
       events:
         - {seq: 1, time: 1764151200.1, event: offered, state: offered}
 counts:
@@ -241,6 +259,11 @@ ignored:
   description: Requests from machines that are not hosts of this run, by MAC (bounded).
   returned: when O(state=started) and not in check mode
   type: dict
+refused_requests:
+  description: Requests for a host's script, kernel, initrd or phone-home refused by O(peer_check), by reason.
+  returned: when O(state=started) and not in check mode
+  type: dict
+  sample: {impostor: 3, unverified: 0, claimed: 1}
 counters:
   description: What the server did over the run, counted.
   returned: when O(state=started) and not in check mode
@@ -268,6 +291,10 @@ counters:
       sample: 2
     http_refused:
       description: HTTP connections reset because the port already had as many open as the server allows (half its open files).
+      type: int
+      sample: 0
+    peer_check_errors:
+      description: Times the kernel could not say which MAC a peer is (the request was refused); see the server's log.
       type: int
       sample: 0
 server:
@@ -310,6 +337,7 @@ def main():
             run_dir=dict(type="path"),
             owner_pid=dict(type="int"),
             user=dict(type="str", default="nobody"),
+            peer_check=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("hosts_file", "hosts")],
         required_by={"initrd": "kernel", "kernel": "initrd"},

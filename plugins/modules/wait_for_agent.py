@@ -93,7 +93,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ip:
-  description: The address the agent phoned home from; reach the installer there.
+  description:
+    - The address the server saw the phone-home come from, checked against the machine's MAC (RV(binding)); reach the installer there.
+    - Never an address the report itself names.
   returned: success, when O(until_state=phoned_home)
   type: str
   sample: 192.168.1.57
@@ -118,6 +120,39 @@ events:
   returned: always
   type: list
   elements: dict
+binding:
+  description:
+    - How the server checked that the phone-home came from the machine itself (docs/security.md).
+    - RV(binding.checked) is V(false) for a peer behind a router or with the server's O(nixie.metal.pxe_server#module:peer_check=false);
+      RV(binding.mac_seen) is the MAC the controller's neighbour table holds for RV(ip).
+  returned: success, when O(until_state=phoned_home)
+  type: dict
+  contains:
+    checked:
+      description: Whether the segment's evidence was read.
+      type: bool
+    method:
+      description: V(arp) (IPv4), V(ndp) (IPv6) or V(none).
+      type: str
+    scope:
+      description: V(on_segment), V(routed), V(local) (the controller itself) or V(not_checked).
+      type: str
+    mac_seen:
+      description: The MAC of RV(ip) on the segment, when checked.
+      type: str
+    interface:
+      description: The controller's interface towards RV(ip).
+      type: str
+  sample: {checked: true, method: arp, scope: on_segment, mac_seen: "52:54:00:12:34:01", interface: br0}
+impostors:
+  description:
+    - Requests for this host's script, kernel, initrd or phone-home that the server refused, one row per address, MAC seen and reason.
+    - Each row also becomes a warning of the task. Empty when only the machine itself asked.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{address: 10.0.0.50, mac: "02:00:00:bb:00:02", reason: impostor, count: 3, routes: [phone_home, script],
+            first: 1765100000.1, last: 1765100004.9}]
 state:
   description: The host's state at the end of the wait (V(phoned_home) on success, or the stage reached for an earlier O(until_state)).
   returned: always
@@ -129,6 +164,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nixie.metal.plugins.module_utils._agent_api import BOOT_STAGES, AgentApiError, pick_address, wait_for_phone_home
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.trust import refusal_warnings
 
 
 def main():
@@ -157,7 +193,10 @@ def main():
                                    until_state=module.params["until_state"])
     except AgentApiError as exc:
         host = exc.host or {}
-        module.fail_json(msg=str(exc), state=host.get("state"), events=host.get("events", []))
+        warn_refusals(module, host)
+        module.fail_json(msg=str(exc), state=host.get("state"), events=host.get("events", []),
+                         impostors=host.get("impostors", []))
+    warn_refusals(module, host)
     module.exit_json(
         changed=False,
         ip=pick_address(host),
@@ -166,7 +205,14 @@ def main():
         hostname=host.get("hostname"),
         state=host.get("state"),
         events=host.get("events", []),
+        binding=host.get("binding"),
+        impostors=host.get("impostors", []),
     )
+
+
+def warn_refusals(module, host):
+    for line in refusal_warnings(host):
+        module.warn(line)
 
 
 if __name__ == "__main__":

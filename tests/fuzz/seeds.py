@@ -121,6 +121,11 @@ def api_inputs():
             ("Bearer " + ADMIN_TOKEN, "", node1, {"reason": "state=stopped"}),
             ("Basic dXNlcjpwYXNz", "after=-1", "zz", [1, 2, 3])):
         out.append(join_records(authorization.encode(), query.encode(), mac.encode(), json.dumps(report).encode()))
+    # The same phone-home as the kernel sees its peer: on the segment with node1's MAC, a stranger's, none;
+    # behind a router (the fifth record indexes targets.PEER_ROUTES, PEER_MACS and the entry's state).
+    for peer in (b"\x01\x00\x00", b"\x01\x03\x00", b"\x01\x04\x00", b"\x01\x00\x02", b"\x02\x03\x00"):
+        out.append(join_records(("Bearer " + TOKENS["node1"]).encode(), b"", node1.encode(),
+                                json.dumps(_report(node1)).encode(), peer))
     return out
 
 

@@ -17,10 +17,12 @@ Targets:
   TFTP server calls (parse_request, check_request, negotiate, Transfer). Invariants: only a
   registered file is ever served, never a write; DATA is exactly the file's bytes in order; a
   transfer always ends once the client goes silent.
-* ``api``: the agent API's inputs (Authorization header, query string, MAC in the path, body)
+* ``api``: the agent API's inputs (Authorization header, query string, MAC in the path, body, and
+  what the kernel says about the peer: its route and the MAC its neighbour entry holds)
   through ``AgentApi`` (phone-home, host, stop), as both HTTP front ends call it. Invariants: no
   endpoint raises (a 500 is a finding too), a phone-home changes a host only with that host's own
-  token, no answer carries a token.
+  token and only from that host's own MAC (or a peer the segment cannot vouch for: routed, local),
+  a refused peer changes no host's state, no answer carries a token.
 * ``api_http``: the first bytes of a connection to the HTTP port, through the API's own request
   reader (``api_http.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
   encoding. Invariants: the reader never raises, takes only GET/HEAD/POST under /api/ with a head
@@ -39,7 +41,9 @@ import logging
 import urllib.parse
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, dhcp, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, binding, dhcp, tftp, trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.netlink import Route
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import server as netboot_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
@@ -260,6 +264,44 @@ def quiet_logger(name):
 
 
 _API = None
+STRANGER_MAC = "02:00:00:bb:00:02"
+PEER = "10.77.0.173"
+# What the kernel may say about the peer, chosen by the input's fifth record (none: the controller itself).
+PEER_ROUTES = (Route("local", 1, None), Route("unicast", 3, None), Route("unicast", 3, "10.77.0.254"), None)
+PEER_MACS = tuple(h["mac"] for h in HOSTS) + (STRANGER_MAC, None)
+
+
+class _FuzzedKernel:
+    """The kernel's route to the peer and its neighbour entry, as the input says (the lookup SegmentCheck makes)."""
+
+    route_answer = PEER_ROUTES[0]
+    mac = None
+    state = "REACHABLE"
+
+    def choose(self, record):
+        self.route_answer = PEER_ROUTES[record[0] % len(PEER_ROUTES)] if record else PEER_ROUTES[0]
+        self.mac = PEER_MACS[record[1] % len(PEER_MACS)] if len(record) > 1 else None
+        self.state = ("REACHABLE", "STALE", "FAILED", "INCOMPLETE")[record[2] % 4] if len(record) > 2 else "REACHABLE"
+
+    def route(self, ip):
+        return self.route_answer
+
+    def neighbour(self, ip, ifindex):
+        if self.mac is None:
+            return None
+        return Entry(ip=ip, dev="br0", mac=self.mac if self.state in ("REACHABLE", "STALE") else None, state=self.state)
+
+    def resolve(self, ip):
+        pass
+
+    def ifname(self, ifindex):
+        return "br0"
+
+    def close(self):
+        pass
+
+
+_KERNEL = _FuzzedKernel()
 
 
 def _agent_api():
@@ -267,7 +309,8 @@ def _agent_api():
     if _API is None:
         # max_wait 0: a long-poll is answered at once (its wait is the notifier's, not a parser).
         _API = agent_api.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
-                                  logger=quiet_logger("nixie.fuzz.http"))
+                                  logger=quiet_logger("nixie.fuzz.http"),
+                                  segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
         _API.stop_requested = asyncio.Event()
     if _API.registry.seq != FRESH_REGISTRY_SEQ:  # the previous input changed it: start from the run's first state again
         _API.registry = fresh_registry()
@@ -287,7 +330,8 @@ def _answered(answer):
 
 def api_input(data):
     _CURRENT_INPUT[0] = data
-    authorization, query, mac, body = (split_records(data, 4) + [b""] * 4)[:4]
+    authorization, query, mac, body, peer = (split_records(data, 5) + [b""] * 5)[:5]
+    _KERNEL.choose(peer)
     api = _agent_api()
     registry = api.registry
     before = {m: registry.state(m) for m in registry.macs()}
@@ -295,13 +339,17 @@ def api_input(data):
     query = dict(reversed(urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)))
     mac = mac.decode("latin-1")
 
-    response, answer = _answered(api.answer(agent_api.ApiRequest("POST", agent_api.API_PREFIX + "/phone-home", query, headers, body)))
+    response, answer = _answered(api.answer(agent_api.ApiRequest("POST", agent_api.API_PREFIX + "/phone-home", query, headers, body,
+                                                                 peer=PEER)))
     after = {m: registry.state(m) for m in registry.macs()}
     changed = [m for m in after if after[m] != before[m]]
     if response.status == 200:
         assert answer["ok"] is True
         assert changed in ([], [answer["mac"]]), changed
         assert registry.token_for(answer["mac"]) == agent_api.bearer_token(headers), "a phone-home accepted with a token that is not the host's"
+        scope = trust.scope_of(_KERNEL.route_answer)
+        seen = _KERNEL.mac if _KERNEL.state in ("REACHABLE", "STALE") else None
+        assert scope != trust.ON_SEGMENT or seen == answer["mac"], "a phone-home accepted from MAC %s" % seen
     else:
         assert response.status in (400, 401, 403, 409), response.status
         assert answer["ok"] is False and answer["code"], answer

@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.binding import needs_resolving
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import RegistryError, normalize_mac
 
 API_PREFIX = "/api/v1"
@@ -251,8 +252,9 @@ class AgentApi:
     """
 
     def __init__(self, registry, on_event=None, admin_token=None, max_wait=DEFAULT_MAX_WAIT, run_id=None, logger=None,
-                 max_body=DEFAULT_MAX_BODY):
+                 max_body=DEFAULT_MAX_BODY, segment=None):
         self.registry = registry
+        self.segment = segment
         self.on_event = on_event
         self.admin_token = admin_token
         self.max_wait = float(max_wait)
@@ -337,6 +339,23 @@ class AgentApi:
                                "seq": self.registry.seq, "all_done": self.registry.all_done()})
 
     def phone_home(self, request):
+        """The phone-home, judged first by who sent it: the token's host must be the peer's MAC on the segment.
+
+        The check is synchronous (two netlink round trips); only a peer the
+        kernel has no entry for yet makes this a coroutine that waits for it.
+        """
+        mac = self.registry.mac_for_token(bearer_token(request.headers)) if self.segment is not None else None
+        if mac is None:
+            return self._phone_home(request, None)
+        binding = self.segment.check(request.peer, mac)
+        if needs_resolving(binding):
+            return self._phone_home_settled(request, mac)
+        return self._phone_home(request, binding)
+
+    async def _phone_home_settled(self, request, mac):
+        return self._phone_home(request, await self.segment.settled(request.peer, mac))
+
+    def _phone_home(self, request, binding):
         peer = request.peer
         token = bearer_token(request.headers)
         report = None
@@ -347,7 +366,7 @@ class AgentApi:
                 self.log.warning("phone-home from %s rejected: body is not JSON", peer)
                 return failure(400, "the body is not UTF-8 JSON; send the report object the nixie-agent builds", "bad_json")
         try:
-            accepted = self.registry.phone_home(token, report, peer)
+            accepted = self.registry.phone_home(token, report, peer, binding=binding)
         except RegistryError as exc:
             self.log.warning("phone-home from %s rejected (%d %s): %s", peer, exc.status, exc.code, exc.message)
             self.emit({"event": "phone_home_rejected", "peer": peer, "status": exc.status, "code": exc.code})

@@ -34,7 +34,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.api import API_PREFIX, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import normalize_mac, refusal_text
 
 # Bytes of a file handed to the kernel per sendfile call (nginx's sendfile_max_chunk is 2m).
 SENDFILE_SLICE = 4 * 1024 * 1024
@@ -124,8 +124,9 @@ class NetbootHttp:
     """
 
     def __init__(self, registry, api, artifacts, ipxe_files, extra_cmdline, base_url, api_url, logger,
-                 arch_cmdlines=None, base_url6=None):
+                 arch_cmdlines=None, base_url6=None, segment=None):
         self.registry = registry
+        self.segment = segment
         self.api = api
         self.artifacts = artifacts
         self.arch_cmdlines = arch_cmdlines or {}
@@ -185,10 +186,25 @@ class NetbootHttp:
                                    % (self.registry.host_name(mac), mac, self.registry.state(mac)))
         return mac, None
 
+    async def refusal(self, request, mac, route_name):
+        """None when the peer may have the host's ``route_name``; else the 403 that says why (and it is recorded)."""
+        if self.segment is None:
+            return None
+        binding = await self.segment.settled(self.peer(request), mac)
+        admission = self.registry.admit(mac, route_name, binding)
+        if admission.allowed:
+            return None
+        name = self.registry.host_name(mac)
+        self.log.warning("%s of host %s (%s) refused to %s (%s, MAC seen %s)", route_name, name, mac, binding.peer,
+                         admission.reason, binding.seen_mac)
+        return self.text(403, refusal_text(name, mac, binding, admission.reason, self.registry.claimed_by(mac)))
+
     # -- boot routes ---------------------------------------------------------
 
     async def script(self, request):
         mac, failure = self.boot_host(request, "script")
+        if failure is None:
+            failure = await self.refusal(request, mac, "script")
         if failure is not None:
             return failure
         try:
@@ -207,6 +223,8 @@ class NetbootHttp:
     async def artifact(self, request):
         kind = request.match_info["kind"]
         mac, failure = self.boot_host(request, kind)
+        if failure is None:
+            failure = await self.refusal(request, mac, kind)
         if failure is not None:
             return failure
         arch = self.registry.arch(mac)
@@ -273,7 +291,7 @@ class NetbootHttp:
 
 def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_url=None, api_url=None,
                on_event=None, admin_token=None, max_wait=DEFAULT_MAX_WAIT, max_body=DEFAULT_MAX_BODY,
-               run_id=None, logger=None, base_url6=None):
+               run_id=None, logger=None, base_url6=None, segment=None):
     """Build the aiohttp application.
 
     ``registry``: the run's :class:`Registry`.
@@ -292,6 +310,9 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     ``admin_token``: Bearer token of POST /api/v1/stop (None disables it).
     ``max_wait``: cap of long-poll waits in seconds. ``max_body``: request body limit in bytes.
     ``run_id``: any string identifying this run, echoed by the API.
+    ``segment``: the :class:`~.binding.SegmentCheck` that judges who asks for a host's script,
+    kernel, initrd and phone-home (docs/security.md); None serves them to anyone (unit tests only:
+    the server always passes one).
     """
     if web is None:
         raise RuntimeError("aiohttp is required for the HTTP server: %s" % AIOHTTP_IMPORT_ERROR)
@@ -309,7 +330,7 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
             raise ValueError("iPXE file names are bare names such as ipxe.efi; got %r" % name)
     logger = logger or logging.getLogger(LOGGER_NAME)
     agent = agent_api.AgentApi(registry, on_event=on_event, admin_token=admin_token, max_wait=max_wait, run_id=run_id,
-                               logger=logger, max_body=max_body)
+                               logger=logger, max_body=max_body, segment=segment)
     state = NetbootHttp(
         registry=registry,
         api=agent,
@@ -321,6 +342,7 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
         api_url=api,
         base_url6=ipxe.check_base_url(base_url6) if base_url6 is not None else None,
         logger=logger,
+        segment=segment,
     )
     app = web.Application(client_max_size=int(max_body))
     app[STATE_KEY] = state

@@ -23,6 +23,7 @@ import secrets
 import time
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import trust
 
 STATES = (
     "known",
@@ -38,6 +39,8 @@ STATES = (
 PROGRESS = STATES[:7]
 _RANK = {state: rank for rank, state in enumerate(PROGRESS)}
 FINISHED_STATES = frozenset(("phoned_home", "failed"))
+# DHCP answers that start a boot of the host (docs/design/trust.md): its token may be claimed again after one.
+BOOT_EVENTS = frozenset(("offered", "script_offered", "boot_file_acked", "script_acked"))
 
 DEFAULT_ARCH = "x86_64-linux"
 
@@ -50,6 +53,8 @@ MAX_HOST_KEY_LENGTH = 8192
 MAX_HOSTNAME_LENGTH = 253
 MAX_IFNAME_LENGTH = 64
 MAX_DETAIL_STRING = 512
+# Rows of refused requests kept per host: an attacker repeating requests grows a count, not the memory.
+MAX_IMPOSTOR_ROWS = 16
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -97,6 +102,16 @@ class AlreadyFinished(RegistryError):
     code = "already_finished"
 
 
+class PeerRefused(RegistryError):
+    """The request did not come from the host's MAC (``impostor``, ``unverified``) or its token is claimed elsewhere."""
+
+    status = 403
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
 class UnknownHost(RegistryError):
     """The MAC is not a host of this run."""
 
@@ -125,7 +140,8 @@ def _clean_detail(value, depth=0):
 
 class _Host:
     __slots__ = ("name", "mac", "arch", "token", "state", "events", "events_dropped",
-                 "report", "peer_ip", "phoned_home_at", "failed_reason", "last_seq")
+                 "report", "peer_ip", "phoned_home_at", "failed_reason", "last_seq",
+                 "epoch", "claim", "impostors", "impostors_dropped", "unchecked_noted", "binding")
 
     def __init__(self, name, mac, arch, token):
         self.name = name
@@ -140,6 +156,12 @@ class _Host:
         self.phoned_home_at = None
         self.failed_reason = None
         self.last_seq = 0
+        self.epoch = 0
+        self.claim = None
+        self.impostors = {}
+        self.impostors_dropped = 0
+        self.unchecked_noted = False
+        self.binding = None
 
     @property
     def finished(self):
@@ -278,7 +300,9 @@ class Registry:
         self._listeners = []
         self._ignored = {}
         self._ignored_overflow = 0
-        self._rejected = {"token_missing": 0, "token_rejected": 0, "report_invalid": 0, "already_finished": 0}
+        self._rejected = {"token_missing": 0, "token_rejected": 0, "report_invalid": 0, "already_finished": 0,
+                          trust.IMPOSTOR: 0, trust.UNVERIFIED: 0}
+        self._refused = {trust.IMPOSTOR: 0, trust.UNVERIFIED: 0, trust.CLAIMED: 0}
         self.listener_errors = 0
         self.last_listener_error = None
         tokens = set()
@@ -393,6 +417,10 @@ class Registry:
             "uptime": report.get("uptime"),
             "phoned_home_at": host.phoned_home_at,
             "failed_reason": host.failed_reason,
+            "binding": dict(host.binding) if host.binding else None,
+            "claimed_by": host.claim["ip"] if host.claim else None,
+            "impostors": [dict(row, routes=sorted(row["routes"])) for row in host.impostors.values()],
+            "impostors_dropped": host.impostors_dropped,
             "events": [dict(e) for e in host.events],
             "events_dropped": host.events_dropped,
         }
@@ -418,6 +446,7 @@ class Registry:
             "hosts": hosts,
             "ignored": self.ignored_snapshot(),
             "rejected_phone_homes": dict(self._rejected),
+            "refused_requests": dict(self._refused),
         }
 
     # -- listeners -----------------------------------------------------------
@@ -509,7 +538,63 @@ class Registry:
                 host.failed_reason = _clean_detail(reason) if reason is not None else "failed"
             elif event in _RANK and _RANK[event] > _RANK[host.state]:
                 host.state = event
+        if event in BOOT_EVENTS:
+            host.epoch = self._seq + 1
         return self._append(host, event, details)
+
+    def admit(self, mac, route_name, binding):
+        """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
+
+        ``binding``: the :class:`~.trust.Binding` of the request, judged against the
+        host's MAC. Returns the :class:`~.trust.Admission`; an admitted script fetch
+        may claim the host's token for this boot. A refusal is counted in the host's
+        bounded ``impostors`` rows (the ``impostor`` event only when a row is new,
+        so repeats cannot push the host's own events out); the first request let in
+        unchecked (a routed peer) records ``binding_unchecked`` once per host.
+        Unknown MACs raise UnknownHost.
+        """
+        host = self._host(mac)
+        if host is None:
+            raise UnknownHost("%s is not a host of this run" % (mac,))
+        admission = trust.admit(route_name, binding, host.claim, host.epoch)
+        if not admission.allowed:
+            self._refused[admission.reason] += 1
+            self._remember_refusal(host, route_name, binding, admission.reason)
+            return admission
+        if admission.claims:
+            host.claim = {"ip": binding.peer, "epoch": host.epoch, "at": self._clock()}
+        if admission.reason == trust.UNCHECKED and not host.unchecked_noted:
+            host.unchecked_noted = True
+            self._append(host, "binding_unchecked", {"peer": binding.peer, "scope": binding.scope, "route": route_name})
+        return admission
+
+    def _remember_refusal(self, host, route_name, binding, reason):
+        key = (binding.peer, binding.seen_mac, reason)
+        row = host.impostors.get(key)
+        now = self._clock()
+        if row is None:
+            if len(host.impostors) >= MAX_IMPOSTOR_ROWS:
+                host.impostors_dropped += 1
+                return
+            row = host.impostors[key] = {"address": binding.peer, "mac": binding.seen_mac, "reason": reason,
+                                         "count": 0, "first": now, "last": now, "routes": set()}
+            details = {"peer": binding.peer, "mac_seen": binding.seen_mac, "reason": reason, "route": route_name}
+            if reason == trust.CLAIMED:
+                details["claimed_by"] = host.claim["ip"]
+            self._append(host, "impostor", details)
+        row["count"] += 1
+        row["last"] = now
+        row["routes"].add(route_name)
+
+    def claimed_by(self, mac):
+        """The address that claimed the host's token for its current boot, or None."""
+        host = self._host(mac)
+        return host.claim["ip"] if host is not None and host.claim else None
+
+    def mac_for_token(self, token):
+        """The MAC of the host ``token`` belongs to, or None (so the API can check the peer before anything else)."""
+        host = self._find_by_token(token) if token and isinstance(token, str) else None
+        return host.mac if host else None
 
     def fail(self, mac, reason):
         """Mark a host failed with a human-readable reason (no-op once finished)."""
@@ -524,11 +609,14 @@ class Registry:
             return host
         return None
 
-    def phone_home(self, token, report, peer_ip=None):
+    def phone_home(self, token, report, peer_ip=None, binding=None):
         """Accept the agent's report for the host that ``token`` belongs to.
 
+        ``binding``: the request's :class:`~.trust.Binding`, judged against the
+        token's host (None: not checked, as in tests of the registry alone).
         Raises TokenMissing (401), TokenRejected (403: not a token of this
         run, or the token of another host than ``report["mac"]``),
+        PeerRefused (403: the peer is not the host's MAC; see :meth:`admit`),
         ReportInvalid (400) or AlreadyFinished (409: the host failed, or
         phoned home before with a different report). On any error nothing
         changes. A repeat of the accepted report (uptime aside) is
@@ -545,6 +633,12 @@ class Registry:
             self._rejected["token_rejected"] += 1
             raise TokenRejected("the token is not valid for any host of this run; the machine was probably "
                                 "booted by an earlier run, reboot it into this run's installer")
+        if binding is not None:
+            admission = self.admit(host.mac, "phone_home", binding)
+            if not admission.allowed:
+                self._rejected[admission.reason] = self._rejected.get(admission.reason, 0) + 1
+                raise PeerRefused(refusal_text(host.name, host.mac, binding, admission.reason, host.claim and host.claim["ip"]),
+                                  admission.reason)
         try:
             clean = validate_report(report)
         except ReportInvalid:
@@ -564,6 +658,7 @@ class Registry:
             raise AlreadyFinished("host %s (%s) was marked failed (%s); start a new run to boot it again" % (host.name, host.mac, host.failed_reason))
         host.report = clean
         host.peer_ip = str(peer_ip) if peer_ip else None
+        host.binding = binding.as_dict() if binding is not None else None
         host.phoned_home_at = self._clock()
         host.state = "phoned_home"
         self._finished += 1
@@ -585,3 +680,16 @@ class Registry:
             "seq": host.last_seq,
             "repeat": repeat,
         }
+
+
+def refusal_text(name, mac, binding, reason, claimed_by=None):
+    """Why a request of ``binding``'s peer for host ``name`` (``mac``) was refused, and what to do."""
+    if reason == trust.IMPOSTOR:
+        return ("refused: %s is MAC %s on this segment, not host %s's MAC %s; only the machine itself is served "
+                "(docs/security.md)" % (binding.peer, binding.seen_mac, name, mac))
+    if reason == trust.CLAIMED:
+        return ("refused: host %s's boot was already claimed from %s, not %s; reboot the machine to start a new "
+                "boot (docs/security.md)" % (name, claimed_by or "another address", binding.peer))
+    return ("refused: this server cannot tell which MAC %s is (no neighbour entry on %s); it serves host %s "
+            "only to its MAC %s (docs/security.md)" % (binding.peer, binding.interface or "the serving interface",
+                                                       name, mac))

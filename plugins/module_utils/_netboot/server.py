@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp, dhcp6, policy, policy6, server6, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import binding, dhcp, dhcp6, policy, policy6, server6, tftp, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.runtime import describe_port_holders, raise_open_files_limit
@@ -98,6 +98,8 @@ class ServerOptions:
     proxy6_port: int = dhcp6.PXE_PORT
     # The account the serving process switches to once bound (_pxe_server.run, privileges.py); None keeps its own.
     user: str | None = None
+    # Serve a host's script, kernel, initrd and phone-home only to its own MAC on the segment (docs/security.md).
+    peer_check: bool = True
 
     @property
     def http_base(self):
@@ -203,6 +205,7 @@ class NetbootServer:
         self._http_runner = None
         self._http_state = None
         self._http_listeners = None
+        self.segment = binding.SegmentCheck(enabled=options.peer_check)
         self.registry.add_listener(self._on_registry_event)
         self.on_progress = None
 
@@ -333,7 +336,8 @@ class NetbootServer:
             app = netboot_http.create_app(
                 self.registry, self.options.artifacts, ipxe_files=self.options.ipxe_files,
                 extra_cmdline=self.options.extra_cmdline, base_url=self.options.http_base, base_url6=self.options.http_base6,
-                admin_token=self.options.admin_token, run_id=self.options.run_id, on_event=self._on_http_event)
+                admin_token=self.options.admin_token, run_id=self.options.run_id, on_event=self._on_http_event,
+                segment=self.segment)
             self._http_state = netboot_http.get_state(app)
             self._http_runner = netboot_http.create_runner(app)
             await self._http_runner.setup()
@@ -426,10 +430,14 @@ class NetbootServer:
             connections = self._http_listeners.connections
             self.counters.update(http_refused=connections.refused, api_answered_at_accept=connections.answered_at_once)
             self._http_listeners = None
+        self.counters["peer_check_errors"] = self.segment.errors
+        self.segment.close()
 
     def result(self):
         snapshot = self.registry.snapshot()
         del snapshot["seq"]
+        for host in snapshot["hosts"]:
+            host["warnings"] = trust.refusal_warnings(host)
         return dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
 
 

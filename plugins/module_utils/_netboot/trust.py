@@ -8,19 +8,19 @@ knows which MAC owns the request's source address: it had to, to answer the
 TCP handshake. :func:`verdict` compares that with the host's MAC;
 :func:`peer_scope` says whether the address is on the segment at all (a
 relayed or routed client's neighbour is its router, which proves nothing
-about it). Reading the table is the serving edge's part (:mod:`.neighbours`
-parses it); nothing here opens a socket or a file.
+about it). Reading the table is the serving edge's part (:mod:`.binding`);
+nothing here opens a socket or a file. :func:`admit` then decides, with the
+host's claim of its token for this boot.
 
 What this cannot tell: a machine that sends with the host's own MAC (its
 NIC's address changed, or a forged source) is the host as far as the segment
-can say. docs/security.md draws that line. Not wired into the server yet:
-docs/design/trust.md says where it goes.
+can say. docs/security.md draws that line; docs/design/trust.md says where each
+piece sits.
 This file is private to the collection: its interface may change.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
@@ -30,9 +30,11 @@ MATCH = "match"
 IMPOSTOR = "impostor"
 UNVERIFIED = "unverified"
 
+CLAIMED = "claimed"
+
 ON_SEGMENT = "on_segment"
 ROUTED = "routed"
-LOOPBACK = "loopback"
+LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class Verdict:
     ``seen_mac``: the MAC the table holds for the address (IMPOSTOR, MATCH), else None.
     ``reason``: why there is no evidence (UNVERIFIED), else None: ``no_entry``
     (the table has no entry of the address on the serving interface) or
-    ``unresolved`` (an entry without a MAC the kernel sends to: INCOMPLETE, FAILED...).
+    ``unresolved`` (an entry without a MAC the kernel sends to: INCOMPLETE, FAILED...), or ``no_address``
+    (the peer has no IP address at all, see :mod:`.binding`).
     """
 
     outcome: str
@@ -81,22 +84,126 @@ def verdict(request_ip, expected_mac, neighbour_entry):
     return Verdict(IMPOSTOR, ip, seen_mac=neighbour_entry.mac)
 
 
-def peer_scope(request_ip, segment_networks):
-    """ON_SEGMENT, ROUTED or LOOPBACK: where ``request_ip`` is, given the serving interface's networks.
+def scope_of(route):
+    """LOCAL, ROUTED or ON_SEGMENT: where a peer is, from the kernel's route to it (a :class:`.netlink.Route`).
 
-    ``segment_networks``: the prefixes of the serving interface's addresses
-    (``10.0.0.1/24``, ``fd77::1/64``; link-local IPv6 is on every segment). Only an
-    ON_SEGMENT address has a neighbour entry that says who sent the request.
+    A peer whose address is this machine's own (loopback included) is the
+    controller itself. A peer reached through a gateway is relayed or routed: its
+    neighbour entry would be the router's, which proves nothing about it. Only an
+    on-link peer has a neighbour entry that says who sent the request; no route
+    at all is treated as on-link, so the check looks and finds no evidence.
     """
-    ip = normal_address(request_ip)
-    if ip is None:
-        raise ValueError("request_ip %r is not an IP address" % (request_ip,))
-    address = ipaddress.ip_address(ip)
-    if address.is_loopback:
-        return LOOPBACK
-    if address.version == 6 and address.is_link_local:
+    if route is None:
         return ON_SEGMENT
-    for network in segment_networks:
-        if address in ipaddress.ip_interface(network).network:
-            return ON_SEGMENT
-    return ROUTED
+    if route.kind == "local":
+        return LOCAL
+    if route.gateway:
+        return ROUTED
+    return ON_SEGMENT
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What the segment says about one request: the peer, where it is, and the verdict on it.
+
+    ``scope``: LOCAL, ROUTED or ON_SEGMENT. ``verdict``: the :class:`Verdict` of an
+    ON_SEGMENT peer, None otherwise (nothing was checked). ``interface``: the
+    interface the kernel reaches the peer through, when known. ``method``: ``arp``
+    (IPv4) or ``ndp`` (IPv6) when the neighbour table was read, else ``none``.
+    """
+
+    peer: str
+    scope: str
+    verdict: Verdict | None = None
+    interface: str | None = None
+
+    @property
+    def method(self):
+        if self.verdict is None:
+            return "none"
+        return "ndp" if ":" in self.peer else "arp"
+
+    @property
+    def checked(self):
+        return self.verdict is not None
+
+    @property
+    def seen_mac(self):
+        return self.verdict.seen_mac if self.verdict is not None else None
+
+    def as_dict(self):
+        """The JSON form the API and wait_for_agent report."""
+        return {"checked": self.checked, "method": self.method, "scope": self.scope, "mac_seen": self.seen_mac,
+                "interface": self.interface}
+
+
+UNCHECKED = "unchecked"
+"""Reason a routed peer was let in without evidence (:func:`admit`)."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """:func:`admit`'s answer. ``allowed``; ``claims`` (a script fetch that takes the token for this boot);
+    ``reason`` of a refusal (``impostor``, ``unverified``, ``claimed``) or of an unchecked admission (``unchecked``).
+    """
+
+    allowed: bool
+    claims: bool = False
+    reason: str | None = None
+
+
+def admit(route_name, binding, claim, epoch):
+    """Whether a request for a host's ``route_name`` (script, kernel, initrd, phone_home) is let in.
+
+    ``binding``: the request's :class:`Binding` (its verdict already made against the
+    host's MAC). ``claim``: the host's current claim, a mapping with ``ip`` and
+    ``epoch``, or None. ``epoch``: the host's current boot (see the registry).
+
+    The controller itself (LOCAL) is let in and claims nothing. An on-segment
+    peer must be the host's MAC; a routed peer cannot be checked and is let in
+    unchecked. Then, for the script only, the token is handed out once per boot:
+    the first admitted fetch of a boot claims it, the same address gets it again,
+    another address in the same boot is refused as ``claimed`` (a clone of the
+    host's MAC at another address, or a routed stranger).
+    """
+    if binding.scope == LOCAL:
+        return Admission(True)
+    reason = None
+    if binding.scope == ON_SEGMENT:
+        if binding.verdict is None or binding.verdict.outcome == UNVERIFIED:
+            return Admission(False, reason=UNVERIFIED)
+        if binding.verdict.outcome != MATCH:
+            return Admission(False, reason=IMPOSTOR)
+    else:
+        reason = UNCHECKED
+    if route_name != "script":
+        return Admission(True, reason=reason)
+    if claim is not None and claim["epoch"] == epoch:
+        if claim["ip"] != binding.peer:
+            return Admission(False, reason=CLAIMED)
+        return Admission(True, reason=reason)
+    return Admission(True, claims=True, reason=reason)
+
+
+_REFUSAL_WORDS = {
+    IMPOSTOR: "another machine asked for its boot",
+    CLAIMED: "its boot was already claimed from another address",
+    UNVERIFIED: "the server could not tell which MAC asked",
+}
+
+
+def refusal_warnings(host):
+    """One line per refused peer of a host snapshot (``name``, ``impostors``, ``impostors_dropped``), for a run's output.
+
+    Empty when nothing was refused: the line a recap prints only when someone
+    other than the machine asked for its script, kernel, initrd or phone-home.
+    """
+    lines = []
+    for row in host.get("impostors") or []:
+        lines.append("%s: refused %d request%s (%s) from %s%s: %s; see docs/security.md" % (
+            host.get("name"), row["count"], "" if row["count"] == 1 else "s", ", ".join(row["routes"]), row["address"],
+            " (MAC %s)" % row["mac"] if row.get("mac") else "", _REFUSAL_WORDS.get(row["reason"], row["reason"])))
+    if host.get("impostors_dropped"):
+        lines.append("%s: %d more refusals from other peers were counted but not kept"
+                     % (host.get("name"), host["impostors_dropped"]))
+    return lines

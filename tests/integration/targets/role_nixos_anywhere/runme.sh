@@ -205,7 +205,9 @@ play() {
         -e "@$work/$name.vars.json" "$@" "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
 }
 check() { "$python" "$here/check_case.py" "$@" || { cat "$work/$1.log" 2>/dev/null; exit 1; }; }
-target_file() { nsenter -t "$(cat "$work/sshd.pid")" -m "$@"; }
+# -r: the target's root too; entering a mount namespace alone resets it to the namespace's, which is not this one when
+# the test runs in a chroot (a container build, the fresh-machine check).
+target_file() { nsenter -t "$(cat "$work/sshd.pid")" -m -r "$@"; }
 
 # The control: as it is, the site flake cannot be evaluated here (nix would fetch nixie-metal from GitHub).
 if nix_eval "$work/flake#nixosConfigurations.target1.config.disko.devices.disk.main.device" > "$work/control.log" 2>&1; then

@@ -13,8 +13,11 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import binding  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as nhttp  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.netlink import Route  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry  # noqa: E402
 
 MAC = "52:54:00:12:34:01"
@@ -242,3 +245,112 @@ async def test_connections_beyond_the_limit_are_reset_and_the_port_serves_again_
         assert status == 200 and body["ok"]
         for each in held + [boot]:
             each.close()
+
+
+# -- the check in front of the script, kernel, initrd and phone-home ------------------------------
+# The kernel's route and neighbour answers come from KernelTable, a table the test fills (on
+# loopback every peer is 127.0.0.1, which the real kernel calls local). The netboot_trust
+# integration target does the same with real namespaces and the real kernel.
+
+OTHER = "02:00:00:bb:00:02"
+
+
+class KernelTable:
+    """What the kernel would answer: 127.0.0.1 is on-link on br0, its neighbour entry is ``mac`` (or none yet)."""
+
+    def __init__(self, mac, resolves_to=None, fails=False):
+        self.mac = mac
+        self.resolves_to = resolves_to
+        self.fails = fails
+        self.resolved = []
+        self.closed = False
+
+    def route(self, ip):
+        if self.fails:
+            raise OSError(95, "Operation not supported")
+        return Route(kind="unicast", ifindex=7, gateway=None)
+
+    def neighbour(self, ip, ifindex):
+        assert ifindex == 7
+        return None if self.mac is None else Entry(ip=ip, dev="br0", mac=self.mac, state="REACHABLE")
+
+    def resolve(self, ip):
+        self.resolved.append(ip)
+        self.mac = self.resolves_to
+
+    def ifname(self, ifindex):
+        return "br0"
+
+    def close(self):
+        self.closed = True
+
+
+async def get(served, path):
+    return await served.exchange(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
+
+
+def status_and_text(raw):
+    head, body = raw.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), body.decode()
+
+
+@pytest.mark.asyncio
+async def test_another_mac_gets_neither_the_script_nor_the_phone_home():
+    segment = binding.SegmentCheck(lookup=KernelTable(OTHER))
+    async with Served(segment=segment) as served:
+        status, text = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
+        assert status == 403 and "127.0.0.1 is MAC %s" % OTHER in text and "nixie.token" not in text
+        assert served.registry.token_for(MAC) not in text
+        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        assert (status, body["code"]) == (403, "impostor") and "node1" in body["error"]
+        host = served.registry.host_snapshot(MAC)
+        assert host["state"] == "known"
+        [row] = host["impostors"]
+        assert (row["mac"], row["routes"], row["count"]) == (OTHER, ["phone_home", "script"], 2)
+        status, _ = status_and_text(await get(served, "/boot/%s/kernel" % MAC))
+        assert status == 403
+
+
+@pytest.mark.asyncio
+async def test_the_host_itself_gets_its_script_and_phones_home():
+    segment = binding.SegmentCheck(lookup=KernelTable(MAC))
+    async with Served(segment=segment) as served:
+        status, text = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
+        assert status == 200 and "nixie.token=%s" % served.registry.token_for(MAC) in text
+        assert served.registry.claimed_by(MAC) == "127.0.0.1"
+        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        assert status == 200 and body["address"] == "127.0.0.1"
+        assert served.registry.host_snapshot(MAC)["binding"]["mac_seen"] == MAC
+
+
+@pytest.mark.asyncio
+async def test_a_peer_without_an_entry_is_resolved_once_then_judged():
+    kernel = KernelTable(None, resolves_to=MAC)
+    async with Served(segment=binding.SegmentCheck(lookup=kernel)) as served:
+        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        assert status == 200 and kernel.resolved == ["127.0.0.1"]
+    kernel = KernelTable(None, resolves_to=None)
+    async with Served(segment=binding.SegmentCheck(lookup=kernel, resolve_wait=0.2)) as served:
+        status, text = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
+        assert status == 403 and "cannot tell which MAC 127.0.0.1 is (no neighbour entry on br0)" in text
+        assert served.registry.host_snapshot(MAC)["impostors"][0]["reason"] == "unverified"
+
+
+@pytest.mark.asyncio
+async def test_a_kernel_that_cannot_answer_fails_closed():
+    segment = binding.SegmentCheck(lookup=KernelTable(MAC, fails=True), resolve_wait=0.1)
+    async with Served(segment=segment) as served:
+        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        assert (status, body["code"]) == (403, "unverified")
+    assert segment.errors >= 1
+
+
+@pytest.mark.asyncio
+async def test_with_the_check_off_everyone_is_served_and_the_host_says_so():
+    async with Served(segment=binding.SegmentCheck(enabled=False)) as served:
+        status, _ = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
+        assert status == 200
+        events = [e["event"] for e in served.registry.events_after(0)]
+        assert events[0] == "binding_unchecked"
+        assert served.registry.events_after(0)[0]["scope"] == binding.NOT_CHECKED
+

@@ -128,16 +128,3 @@ def test_verdict_refuses_a_callers_mistake():
     with pytest.raises(ValueError, match="request_ip"):
         trust.verdict("nonsense", HOST, None)
 
-
-def test_peer_scope():
-    segment = ["10.99.0.1/24", "fd99::1/64"]
-    assert trust.peer_scope("10.99.0.10", segment) == trust.ON_SEGMENT
-    assert trust.peer_scope("::ffff:10.99.0.10", segment) == trust.ON_SEGMENT
-    assert trust.peer_scope("fd99::10", segment) == trust.ON_SEGMENT
-    assert trust.peer_scope("fe80::5054:ff:feaa:1%br0", segment) == trust.ON_SEGMENT
-    assert trust.peer_scope("10.98.0.10", segment) == trust.ROUTED
-    assert trust.peer_scope("2001:db8::10", segment) == trust.ROUTED
-    assert trust.peer_scope("127.0.0.1", segment) == trust.LOOPBACK
-    assert trust.peer_scope("::1", segment) == trust.LOOPBACK
-    with pytest.raises(ValueError):
-        trust.peer_scope("", segment)
