@@ -75,8 +75,8 @@ CASES = [
      "header tricks)", _t(T_PATHS, "test_http_serves_nothing_outside_the_registered_files")),
     ("owned.no_offer_to_strangers", "Only the machines we own", "no DHCP answer to a MAC outside the inventory, checked on the wire "
      "with a capture of a whole run under a storm of stranger requests", _t(T_BOOT, "test_power_cycle_then_a_storm_and_nothing_for_strangers")),
-    ("owned.phone_home", "Only the machines we own", "a phone-home with no token, a wrong one, another host's, or replayed after the "
-     "host finished changes nothing", _t(T_PATHS, "test_only_a_hosts_own_token_changes_it")),
+    ("owned.phone_home", "Only the machines we own", "a phone-home with no token, a wrong one, another host's, the host's own from "
+     "another MAC, or replayed after the host finished changes nothing", _t(T_PATHS, "test_only_a_hosts_own_token_changes_it")),
     ("owned.impostor", "Only the machines we own", "a client with another MAC on the segment gets neither a host's script, kernel "
      "nor phone-home, even holding the host's token (IPv4 and IPv6); a clone of the host's MAC at another address cannot take a "
      "boot the host claimed; the host itself is let in, and the run warns",
