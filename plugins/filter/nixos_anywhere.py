@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere
+from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere, _ssh
 
 
 def nixos_anywhere_plan(args):
@@ -25,6 +25,10 @@ def nixos_anywhere_outcome(result, executable, what, timeout):
                                    str(executable), str(what), timeout)
 
 
+def nixos_anywhere_ssh_options(version_text, known_hosts="", ssh="ssh"):
+    return _ssh.client_options(str(ssh), str(version_text or ""), str(known_hosts) if known_hosts else None)
+
+
 class FilterModule:
     """The nixos_anywhere role's decisions."""
 
@@ -34,4 +38,5 @@ class FilterModule:
             "nixos_anywhere_version_check": nixos_anywhere_version_check,
             "nixos_anywhere_disk_check": nixos_anywhere_disk_check,
             "nixos_anywhere_outcome": nixos_anywhere_outcome,
+            "nixos_anywhere_ssh_options": nixos_anywhere_ssh_options,
         }

@@ -11,7 +11,8 @@ One run:
    IPv6 neighbour is used when no IPv4 address answers; a stale entry only when no sweep is
    possible (no scapy, no root), with a warning.
 2. One SSH connection (the OpenSSH client, BatchMode) runs one command that prints
-   ``/etc/os-release`` and the target of ``/run/current-system``.
+   ``/etc/os-release`` and the target of ``/run/current-system``. It is a new connection with
+   the collection's pinned options (``_ssh``), whatever the operator's ssh configuration shares.
 3. Only when the machine runs NixOS is the expected system evaluated
    (``nix eval FLAKE#nixosConfigurations.ATTR.config.system.build.toplevel.outPath``, nothing
    is built, with the same input overrides as nix_build), unless given as a store path.
@@ -33,7 +34,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _nix, _ssh
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
 STATES = ("absent", "unknown_os", "other_system", "installed")
@@ -264,21 +265,22 @@ def known_hosts_lines(keys, alias=HOST_KEY_ALIAS):
 
 
 def ssh_command(ssh, ip, known_hosts_file, user="root", port=22, key=None, strict=False,
-                timeout=DEFAULT_TIMEOUT, remote=REMOTE_COMMAND):
-    """argv of the one SSH call; ``strict``: only the keys in known_hosts_file are accepted."""
-    argv = [
-        ssh, "-T", "-x", "-a",
+                timeout=DEFAULT_TIMEOUT, remote=REMOTE_COMMAND, ssh_version=None):
+    """argv of the one SSH call; ``strict``: only the keys in known_hosts_file are accepted.
+
+    ``ssh_version``: the client's (major, minor), for :func:`_ssh.pinned_options`. Without ``strict`` the
+    login still gets those options: the first key it accepts must be the one the address shows, not a
+    shared master connection's.
+    """
+    argv = [ssh, "-T", "-x", "-a"]
+    argv += _ssh.option_args(_ssh.pinned_options(ssh_version) + _ssh.known_hosts_options(known_hosts_file, strict=strict))
+    argv += [
         "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=%d" % max(1, int(timeout)),
         "-o", "ConnectionAttempts=1",
         "-o", "ServerAliveInterval=%d" % max(1, int(timeout)),
         "-o", "ServerAliveCountMax=2",
-        "-o", "StrictHostKeyChecking=%s" % ("yes" if strict else "accept-new"),
-        "-o", "UserKnownHostsFile=%s" % known_hosts_file,
-        "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "HostKeyAlias=%s" % HOST_KEY_ALIAS,
-        "-o", "CheckHostIP=no",
-        "-o", "UpdateHostKeys=no",
         "-o", "LogLevel=ERROR",
         "-p", str(port),
         "-l", user,
@@ -437,7 +439,8 @@ def find_ssh(executable=None):
     return found
 
 
-def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, timeout=DEFAULT_TIMEOUT, runner=run):
+def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, timeout=DEFAULT_TIMEOUT, runner=run,
+              ssh_version=None):
     """Connect once and read os-release and /run/current-system. Returns the probe dict for :func:`classify`.
 
     Raises HostStatusError when known_host_keys were given and the machine showed another key.
@@ -448,7 +451,11 @@ def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, tim
         known_hosts = os.path.join(tmp, "known_hosts")
         with open(known_hosts, "w", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in lines))
-        argv = ssh_command(ssh, ip, known_hosts, user=user, port=port, key=key, strict=strict, timeout=timeout)
+        try:
+            argv = ssh_command(ssh, ip, known_hosts, user=user, port=port, key=key, strict=strict, timeout=timeout,
+                               ssh_version=ssh_version)
+        except ValueError as exc:
+            raise HostStatusError("cannot check %s: %s; nothing was sent" % (ip, exc), ip=ip) from None
         try:
             rc, out, err = runner(argv, timeout=3 * max(1, int(timeout)) + 5)
         except FileNotFoundError:
@@ -533,7 +540,8 @@ def discover_address(mac, interface=None, subnet=None, arp_timeout=DEFAULT_ARP_T
     return None, None
 
 
-def host_status(params, warnings=None, discover=discover_address, probe=ssh_probe, evaluate=evaluate_expected_system):
+def host_status(params, warnings=None, discover=discover_address, probe=ssh_probe, evaluate=evaluate_expected_system,
+                read_ssh_version=_ssh.read_version):
     """The module's result for ``params`` (the module's options). Raises HostStatusError."""
     warnings = warnings if warnings is not None else []
     mac = normalize_mac(params["mac"])
@@ -568,9 +576,13 @@ def host_status(params, warnings=None, discover=discover_address, probe=ssh_prob
     result.update(ip=ip, address_source=source)
     found = None
     if ip:
+        version_text = read_ssh_version(ssh)
+        ssh_version = _ssh.parse_ssh_version(version_text)
+        if ssh_version is None:
+            warnings.append(_ssh.version_warning(ssh, version_text, ssh_version))
         try:
             found = probe(ssh, ip, user=params.get("ssh_user") or "root", port=params.get("ssh_port") or 22,
-                          key=key, known_host_keys=known, timeout=timeout)
+                          key=key, known_host_keys=known, timeout=timeout, ssh_version=ssh_version)
         except HostStatusError as exc:
             exc.result = dict(result, **exc.result)
             raise

@@ -167,6 +167,12 @@ notes:
     O(known_host_keys) where the keys are known, for example after M(nixie.metal.wait_for_agent).
   - The user's SSH client configuration (C(~/.ssh/config)) still applies, for example a C(ProxyJump); the options the
     module sets on the command line take precedence.
+  - >-
+    Whatever that configuration says, the connection is a new one whose host key is checked: the module always gives
+    C(ControlMaster=no), C(ControlPath=none) (a master connection the configuration shares, C(ControlMaster auto), would
+    otherwise be reused without any host key check), C(VerifyHostKeyDNS=no) and, with OpenSSH 8.5 or newer,
+    C(KnownHostsCommand=none) (both would add accepted keys). An older client has no C(KnownHostsCommand) to override
+    and would stop on the option, so it is left out; so it is, with a warning, when C(ssh -V) names no OpenSSH release.
 """
 
 EXAMPLES = r"""

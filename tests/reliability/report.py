@@ -35,6 +35,7 @@ T_PATHS = "reliability_paths"
 T_BOOT = "reliability_boot"
 T_PXE = "pxe_server_lifecycle"
 T_PROVISION = "provision_lifecycle"
+T_TRUST = "netboot_trust"
 
 
 def _t(target, test):
@@ -51,7 +52,8 @@ CASES = [
      "only registered files, never a write, DATA is the file's bytes, a silent client ends the transfer",
      "`tests/fuzz/run.py tftp`; CI: `reliability_fuzz`"),
     ("fuzz.api", "Parsers under fuzzing", "agent API handlers (phone-home, host, stop): Authorization header, query, MAC in the path, "
-     "JSON body; no 500, only a host's own token changes it, no token in an answer or a log line",
+     "JSON body, and what the kernel says about the peer (its route, the MAC of its neighbour entry); no 500, only a host's own "
+     "token from the host's own MAC changes it, no token in an answer or a log line",
      "`tests/fuzz/run.py api`; CI: `reliability_fuzz`"),
     ("fuzz.api_http", "Parsers under fuzzing", "the API's own HTTP/1.1 request reader (every API connection's first bytes), then the "
      "answer's encoding: never raises, takes only GET/HEAD/POST under /api/ within its head and body limits, the same head "
@@ -73,8 +75,12 @@ CASES = [
      "header tricks)", _t(T_PATHS, "test_http_serves_nothing_outside_the_registered_files")),
     ("owned.no_offer_to_strangers", "Only the machines we own", "no DHCP answer to a MAC outside the inventory, checked on the wire "
      "with a capture of a whole run under a storm of stranger requests", _t(T_BOOT, "test_power_cycle_then_a_storm_and_nothing_for_strangers")),
-    ("owned.phone_home", "Only the machines we own", "a phone-home with no token, a wrong one, another host's, or replayed after the "
-     "host finished changes nothing", _t(T_PATHS, "test_only_a_hosts_own_token_changes_it")),
+    ("owned.phone_home", "Only the machines we own", "a phone-home with no token, a wrong one, another host's, the host's own from "
+     "another MAC, or replayed after the host finished changes nothing", _t(T_PATHS, "test_only_a_hosts_own_token_changes_it")),
+    ("owned.impostor", "Only the machines we own", "a client with another MAC on the segment gets neither a host's script, kernel "
+     "nor phone-home, even holding the host's token (IPv4 and IPv6); a clone of the host's MAC at another address cannot take a "
+     "boot the host claimed; the host itself is let in, and the run warns",
+     _t(T_TRUST, "test_server_trust.py (the real server, the real kernel, namespaces)")),
     ("owned.tokens_not_shown", "Only the machines we own", "tokens never appear in Ansible's output or results (and never in a log "
      "line: the api fuzz target checks every line it makes)", _t(T_BOOT, "test_power_cycle_then_a_storm_and_nothing_for_strangers")),
     ("faults.loss_reorder", "Faults", "10% packet loss and reordering on the machine's link (netem's job; this kernel has no netem, "
@@ -189,7 +195,7 @@ def run_measurements(which):
     return failed
 
 
-MEASUREMENTS = (T_PATHS, T_BOOT, T_PXE, T_PROVISION, "fuzz-ci", "fuzz-bench")
+MEASUREMENTS = (T_PATHS, T_BOOT, T_PXE, T_PROVISION, T_TRUST, "fuzz-ci", "fuzz-bench")
 
 
 def main(argv=None):

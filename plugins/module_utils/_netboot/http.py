@@ -34,7 +34,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.api import API_PREFIX, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import normalize_mac, refusal_text
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.trust import refusal_text
 
 # Bytes of a file handed to the kernel per sendfile call (nginx's sendfile_max_chunk is 2m).
 SENDFILE_SLICE = 4 * 1024 * 1024
@@ -191,12 +192,14 @@ class NetbootHttp:
         if self.segment is None:
             return None
         binding = await self.segment.settled(self.peer(request), mac)
+        seq = self.registry.last_seq(mac)
         admission = self.registry.admit(mac, route_name, binding)
         if admission.allowed:
             return None
         name = self.registry.host_name(mac)
-        self.log.warning("%s of host %s (%s) refused to %s (%s, MAC seen %s)", route_name, name, mac, binding.peer,
-                         admission.reason, binding.seen_mac)
+        if self.registry.last_seq(mac) > seq:  # a new impostor row: logged once, not once per repeated request
+            self.log.warning("%s of host %s (%s) refused to %s (%s, MAC seen %s); repeats are counted, not logged",
+                             route_name, name, mac, binding.peer, admission.reason, binding.seen_mac)
         return self.text(403, refusal_text(name, mac, binding, admission.reason, self.registry.claimed_by(mac)))
 
     # -- boot routes ---------------------------------------------------------

@@ -636,8 +636,8 @@ class Registry:
         if binding is not None:
             admission = self.admit(host.mac, "phone_home", binding)
             if not admission.allowed:
-                self._rejected[admission.reason] = self._rejected.get(admission.reason, 0) + 1
-                raise PeerRefused(refusal_text(host.name, host.mac, binding, admission.reason, host.claim and host.claim["ip"]),
+                self._rejected[admission.reason] += 1
+                raise PeerRefused(trust.refusal_text(host.name, host.mac, binding, admission.reason, host.claim and host.claim["ip"]),
                                   admission.reason)
         try:
             clean = validate_report(report)
@@ -680,16 +680,3 @@ class Registry:
             "seq": host.last_seq,
             "repeat": repeat,
         }
-
-
-def refusal_text(name, mac, binding, reason, claimed_by=None):
-    """Why a request of ``binding``'s peer for host ``name`` (``mac``) was refused, and what to do."""
-    if reason == trust.IMPOSTOR:
-        return ("refused: %s is MAC %s on this segment, not host %s's MAC %s; only the machine itself is served "
-                "(docs/security.md)" % (binding.peer, binding.seen_mac, name, mac))
-    if reason == trust.CLAIMED:
-        return ("refused: host %s's boot was already claimed from %s, not %s; reboot the machine to start a new "
-                "boot (docs/security.md)" % (name, claimed_by or "another address", binding.peer))
-    return ("refused: this server cannot tell which MAC %s is (no neighbour entry on %s); it serves host %s "
-            "only to its MAC %s (docs/security.md)" % (binding.peer, binding.interface or "the serving interface",
-                                                       name, mac))

@@ -207,3 +207,16 @@ def refusal_warnings(host):
         lines.append("%s: %d more refusals from other peers were counted but not kept"
                      % (host.get("name"), host["impostors_dropped"]))
     return lines
+
+
+def refusal_text(name, mac, binding, reason, claimed_by=None):
+    """Why a request of ``binding``'s peer for host ``name`` (``mac``) was refused, and what to do."""
+    if reason == IMPOSTOR:
+        return ("refused: %s is MAC %s on this segment, not host %s's MAC %s; only the machine itself is served "
+                "(docs/security.md)" % (binding.peer, binding.seen_mac, name, mac))
+    if reason == CLAIMED:
+        return ("refused: host %s's boot was already claimed from %s, not %s; reboot the machine to start a new "
+                "boot (docs/security.md)" % (name, claimed_by or "another address", binding.peer))
+    return ("refused: this server cannot tell which MAC %s is (no neighbour entry on %s); it serves host %s "
+            "only to its MAC %s (docs/security.md)" % (binding.peer, binding.interface or "the serving interface",
+                                                       name, mac))

@@ -42,7 +42,10 @@ Two layers:
     namespaces, site dnsmasq), adds a "wol" namespace on the bridge where the
     Wake-on-LAN listener (``nixielab.wol_listener``) runs, starts libvirtd,
     writes the domains' XML and disks (and defines them with ``--define``),
-    writes S.json and waits. ``down --state S.json`` ends the supervisor by
+    writes S.json and waits. With ``--impostor-hosts H`` it also puts the test
+    stand-in impostor (``nixielab.impostor``) on the bridge, in its own "imp"
+    namespace, asking for the boots of the machines of hosts.json H until the
+    lab goes down. ``down --state S.json`` ends the supervisor by
     PID (it cleans up everything), falls back to killing the recorded PIDs and
     deleting the recorded namespaces if the supervisor is gone, and is a no-op
     when there is no state file, so it is safe to run twice.
@@ -64,6 +67,7 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from . import impostor as impostor_mod
 from .net import BRIDGE, Lab, stop_process
 
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -330,7 +334,8 @@ class LabSupervisor:
     """Lab + wol namespace + libvirtd + domains + WoL listener, kept until SIGTERM."""
 
     def __init__(self, state: Path, workdir: Path, vms: list[dict], *, subnet: str = "10.77.0",
-                 define: bool = False, disk_size: str = "64M", memory_mib: int = 512) -> None:
+                 define: bool = False, disk_size: str = "64M", memory_mib: int = 512,
+                 impostor_hosts: Path | None = None) -> None:
         self.state_path = state
         self.workdir = workdir
         self.vms = vms
@@ -338,6 +343,8 @@ class LabSupervisor:
         self.define = define
         self.disk_size = disk_size
         self.memory_mib = memory_mib
+        # The hosts.json whose machines a test stand-in impostor keeps asking for (nixielab.impostor); None: no impostor.
+        self.impostor_hosts = impostor_hosts
         self.stopping = False
 
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
@@ -362,6 +369,7 @@ class LabSupervisor:
         self._write_state(state)
         libvirtd = None
         listener = None
+        impostor = None
         try:
             lab.__enter__()  # pylint: disable=unnecessary-dunder-call
             state["pids"]["site_dnsmasq"] = lab.site_dnsmasq.pid if lab.site_dnsmasq else None
@@ -387,7 +395,10 @@ class LabSupervisor:
                                        + (self.workdir / "wol.stderr").read_text(errors="replace")[-2000:])
                 time.sleep(0.05)
             state["pids"]["wol_listener"] = listener.pid
-            state.update(wol_log=str(wol_log), wol_ip=f"{self.subnet}.3", status="ready")
+            state.update(wol_log=str(wol_log), wol_ip=f"{self.subnet}.3")
+            if self.impostor_hosts is not None:
+                impostor = self._start_impostor(lab, state, here)
+            state["status"] = "ready"
             self._write_state(state)
             while not self.stopping:
                 time.sleep(0.2)
@@ -400,6 +411,8 @@ class LabSupervisor:
             self._write_state(state)
             raise
         finally:
+            if impostor is not None:
+                stop_process(impostor)
             if listener is not None:
                 stop_process(listener)
             if libvirtd is not None:
@@ -420,6 +433,36 @@ class LabSupervisor:
                        check=False, capture_output=True)
         _ip("-n", ns, "addr", "add", f"{self.subnet}.3/24", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
+
+    def _start_impostor(self, lab: Lab, state: dict, here: Path) -> subprocess.Popen:
+        """The test stand-in impostor (nixielab.impostor) on the bridge with its own MAC, asking until stopped.
+
+        Its namespace is the lab's (deleted with it); it goes into the state file at once, so that
+        ``down`` finds it even if the supervisor dies.
+        """
+        address = f"{self.subnet}.{impostor_mod.HOST_PART}"
+        ns = lab.add_machine(impostor_mod.DEFAULT_MAC, address)
+        state["namespaces"].append(ns)
+        state["impostor"] = {"ns": ns, "ip": address, "mac": impostor_mod.DEFAULT_MAC,
+                             "log": str(self.workdir / "impostor.jsonl"), "hosts_json": str(self.impostor_hosts)}
+        self._write_state(state)
+        ready = self.workdir / "impostor.ready"
+        ready.unlink(missing_ok=True)
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "nixielab.impostor", "run",
+             "--base", f"http://{lab.controller_ip}:8080", "--hosts-json", str(self.impostor_hosts),
+             "--log", str(self.workdir / "impostor.jsonl"), "--address", address, "--mac", impostor_mod.DEFAULT_MAC,
+             "--server-netns", f"/run/netns/{lab.lab_ns}", "--ready", str(ready)],
+            cwd=here, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "impostor.stderr", "wb"))  # pylint: disable=consider-using-with
+        deadline = time.monotonic() + 15
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the impostor did not start:\n"
+                                   + (self.workdir / "impostor.stderr").read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+        state["pids"]["impostor"] = proc.pid
+        return proc
 
     @staticmethod
     def _delete_ns(ns: str) -> None:
@@ -478,6 +521,7 @@ def up(args: argparse.Namespace) -> int:
            "--workdir", str(workdir), "--subnet", args.subnet, "--disk-size", args.disk_size,
            "--memory", str(args.memory)]
     cmd += ["--define"] if args.define else []
+    cmd += ["--impostor-hosts", str(Path(args.impostor_hosts).resolve())] if args.impostor_hosts else []
     for vm in args.vm:
         cmd += ["--vm", f"{vm['name']},{vm['firmware']},{vm['mac']}"]
     with open(workdir / "supervisor.log", "ab") as log:
@@ -542,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--disk-size", default="64M")
         p.add_argument("--memory", type=int, default=512)
         p.add_argument("--timeout", type=float, default=120)
+        p.add_argument("--impostor-hosts", help="also run the test stand-in impostor (nixielab.impostor) on the bridge, "
+                                                "asking for the boots of the machines of this hosts.json")
     p = sub.add_parser("down")
     p.add_argument("--state", required=True)
     p = sub.add_parser("xml", help="print a domain's XML")
@@ -556,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         return up(args)
     if args.command == "_serve":
         LabSupervisor(Path(args.state).resolve(), Path(args.workdir).resolve(), args.vm, subnet=args.subnet,
-                      define=args.define, disk_size=args.disk_size, memory_mib=args.memory).serve()
+                      define=args.define, disk_size=args.disk_size, memory_mib=args.memory,
+                      impostor_hosts=Path(args.impostor_hosts) if args.impostor_hosts else None).serve()
         return 0
     if args.command == "down":
         print(json.dumps(down_state(Path(args.state).resolve())))

@@ -218,6 +218,25 @@ class Lab:
         self.taps.append(name)
         return name
 
+    def add_machine(self, mac: str, address: str) -> str:
+        """A namespace on the bridge whose NIC has ``mac`` and ``address``/24: a stand-in machine's own link.
+
+        The server serves a host's script and phone-home only to the host's MAC (docs/security.md),
+        so whatever poses as a machine must send from its MAC. Returns the namespace's name; it is
+        deleted with the lab.
+        """
+        ns = f"{self.id}-m{len(self._created)}"
+        veth = f"vm{len(self._created)}"
+        _ip("netns", "add", ns)
+        self._created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", self.lab_ns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("-n", self.lab_ns, "link", "set", veth, "master", self.bridge, "up")
+        _ip("-n", ns, "link", "set", "eth0", "address", mac)
+        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        return ns
+
     # ------------------------------------------------------------- commands
     def wrap(self, cmd: list[str], ns: str | None = None) -> list[str]:
         """argv that runs ``cmd`` inside a namespace (default: lab)."""

@@ -192,6 +192,9 @@ class ClientNamespace:
             self.ip("-n", self.ns, "link", "set", "lo", "up")
             self.ip("-n", self.lab.lab_ns, "link", "add", "cli0", "type", "veth", "peer", "name", "eth0", "netns", self.ns)
             self.ip("-n", self.lab.lab_ns, "link", "set", "cli0", "master", self.lab.bridge, "up")
+            # The kernel's own traffic (curl, tftp, the agent) is the "ipxe" host's: the server serves a host's script
+            # and phone-home only to its MAC (docs/security.md). Raw frames carry each client's own MAC anyway.
+            self.ip("-n", self.ns, "link", "set", "eth0", "address", HOSTS["ipxe"][0])
             for address in CLIENT_IPS:
                 self.ip("-n", self.ns, "addr", "add", "%s/24" % address, "dev", "eth0")
             self.ip("-n", self.ns, "link", "set", "eth0", "up")

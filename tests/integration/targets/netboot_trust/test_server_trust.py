@@ -13,6 +13,7 @@ one server: each step builds on what the previous ones did to the host's boot.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,10 @@ from pathlib import Path
 import pytest
 
 from trustlab import FAR, HERE, HOST, HOST_MAC, IMPOSTOR, IMPOSTOR_MAC, SERVER, TrustLab, stop, wait_until
+
+COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
+from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
 
@@ -204,3 +209,9 @@ def test_the_result_warns_about_every_peer_refused(served):
     assert result["counters"]["peer_check_errors"] == 0
     assert not next(h for h in result["hosts"] if h["mac"] == SECOND_MAC)["warnings"]
     assert runtime.read_state(str(served.run_dir)) is None
+    refused = result["refused_requests"]
+    record("owned.impostor", "tests/integration/targets/netboot_trust/test_server_trust.py",
+           "%d requests of an impostor refused (script, kernel over IPv4 and IPv6; phone-home with the host's own token before "
+           "and after the host's); a clone of the host's MAC claimed first and the host was refused (claimed) until its next "
+           "PXE DISCOVER; then the host itself was served and phoned home; the result warned: %s"
+           % (refused["impostor"], host["warnings"][0]), refused_requests=refused)

@@ -9,7 +9,8 @@ and the test stands in for what machines would do (or not do). Proven:
 * a missing nixos-anywhere, nix or ssh stops the run in its preflight, before any machine is woken;
 * when every machine fails, each fails with wait_for_agent's diagnosis and the server stops;
 * when one machine phones home and the other never does, the silent one fails alone with the
-  diagnosis while the other goes on to the install step at once (strategy free);
+  diagnosis while the other goes on to the install step at once (strategy free), and a request for
+  a machine's boot from another MAC is refused and shown on that machine's line of the report;
 * an interrupted run (Ctrl-C) leaves no server behind.
 
 Each run gets its own /run/nixie-metal (a tmpfs mounted inside the run's mount namespace), so it never
@@ -48,6 +49,7 @@ MACS = {"node1": "52:54:00:12:34:01", "node2": "52:54:00:12:34:02"}
 SYSTEM = "/nix/store/00000000000000000000000000000000-nixos-system-%s-lab"
 STANDIN = COLLECTION / "tests" / "integration" / "targets" / "role_nixos_anywhere" / "files" / "nixos-anywhere"
 NO_DHCP = "no DHCP request from this MAC was seen"
+INSTALLER_IP = "10.77.0.60"   # outside the site's DHCP range (nixielab.net: .100-.199)
 BIN = Path(sys.executable).parent
 
 # Runs the playbook inside the lab namespace's mount namespace (made by `ip netns exec`, a slave of
@@ -517,16 +519,16 @@ KbdInteractiveAuthentication no
 """
 
 
-def start_sshd(site):
-    """An SSH server at the site address (the "installer" of node1), in a mount namespace of its own for /run/sshd."""
+def start_sshd(site, ns, address):
+    """An SSH server at ``address`` in namespace ``ns`` (the "installer" of node1), in a mount namespace of its own for /run/sshd."""
     host_key = site.files / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "installer", "-f", str(host_key)], check=True)
     config = site.files / "sshd_config"
-    config.write_text(SSHD_CONFIG.format(address=site.site_ip, host_key=host_key), encoding="utf-8")
+    config.write_text(SSHD_CONFIG.format(address=address, host_key=host_key), encoding="utf-8")
     with open(site.files / "sshd.log", "wb") as log:
         site.popen(["sh", "-c", 'mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"', str(config)],
-                   ns=site.site_ns, stdout=log, stderr=subprocess.STDOUT)
-    wait_until(lambda: ":22 " in site.run(["ss", "-Htln"], ns=site.site_ns).stdout, "sshd did not start: %s" % (
+                   ns=ns, stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: ":22 " in site.run(["ss", "-Htln"], ns=ns).stdout, "sshd did not start: %s" % (
         site.files / "sshd.log").read_text(encoding="utf-8", errors="replace"), timeout=10)
     return host_key
 
@@ -535,23 +537,31 @@ def test_a_silent_machine_fails_alone_and_the_other_goes_on(site):
     if not os.path.exists("/usr/sbin/sshd"):
         subprocess.run(["apt-get", "install", "-y", "-q", "openssh-server"], check=True, capture_output=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    start_sshd(site)
+    # node1's "installer": a namespace on the bridge with node1's own MAC (the server serves node1's script and
+    # phone-home to nothing else), at an address of the segment that the site's DHCP range does not hand out.
+    node1_ns, node1_ip = site.add_machine(MACS["node1"], INSTALLER_IP), INSTALLER_IP
+    start_sshd(site, node1_ns, node1_ip)
     run = start(site, "one-fails", extra_vars={"nixie_agent_timeout": 40})
     try:
         wait_until(lambda: run.state_record() is not None and wol_packets(site), "the run did not start serving:\n%s" % run.output()[-3000:],
                    timeout=90)
-        # node1's "installer" phones home from across the bridge with the token of its own iPXE script.
+        # Another machine on the segment (the site's, its own MAC) asks for node1's script first: refused, and the run's
+        # report says so on node1's line.
         mac = MACS["node1"]
-        script = site.run(["curl", "-sf", "http://%s:8080/boot/%s/script.ipxe" % (site.controller_ip, mac)], ns=site.site_ns).stdout
+        refused = site.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://%s:8080/boot/%s/script.ipxe" % (site.controller_ip, mac)], ns=site.site_ns).stdout
+        assert refused == "403", refused
+        # node1's "installer" phones home from across the bridge with the token of its own iPXE script.
+        script = site.run(["curl", "-sf", "http://%s:8080/boot/%s/script.ipxe" % (site.controller_ip, mac)], ns=node1_ns).stdout
         token = re.search(r"nixie\.token=(\S+)", script).group(1)
         # It reports another host key than the SSH server at its address offers: the install must stop there.
         host_key = (site.files / "id_ed25519.pub").read_text(encoding="utf-8").strip()
-        report = {"mac": mac, "addresses": [{"ifname": "eth0", "mac": mac, "address": site.site_ip, "prefix": 24}],
+        report = {"mac": mac, "addresses": [{"ifname": "eth0", "mac": mac, "address": node1_ip, "prefix": 24}],
                   "ssh_host_keys": [host_key], "hostname": "nixos"}
         phoned = time.monotonic()
         answer = site.run(["curl", "-sS", "-H", "Authorization: Bearer " + token, "-H", "Content-Type: application/json",
                            "--data-binary", json.dumps(report), "http://%s:8080/api/v1/phone-home" % site.controller_ip],
-                          ns=site.site_ns).stdout
+                          ns=node1_ns).stdout
         assert json.loads(answer)["state"] == "phoned_home", answer
         # node1 is at its install step long before node2's wait for its agent runs out.
         wait_until(lambda: "nixie.metal.nixos_anywhere" in run.output(), "node1 did not go on to the install:\n%s" % run.output()[-3000:],
@@ -575,7 +585,11 @@ def test_a_silent_machine_fails_alone_and_the_other_goes_on(site):
     assert re.search(r"ok: \[node1 -> localhost\] => \(item=installer phoned home at \+[\d.]+ s\)", out), out
     assert "Stop, the target's host key is not one the installer reported" in found["node1"], found["node1"]
     assert "Nothing was sent" in found["node1"] or "nothing was sent" in found["node1"], found["node1"]
-    assert site.site_ip in out
+    assert node1_ip in out
+    site_mac = json.loads(site.run(["ip", "-j", "link", "show", "dev", "eth0"], ns=site.site_ns).stdout)[0]["address"]
+    assert re.search(r"- WARNING: node1: refused 1 request \(script\) from %s \(MAC %s\): another machine asked for its boot"
+                     % (re.escape(site.site_ip), site_mac), report_lines(out)["node1"]), report_lines(out)["node1"]
+    assert "WARNING" not in report_lines(out)["node2"], report_lines(out)["node2"]
     # node1's install failed (its first failure) before node2's wait ran out: it never waited for node2.
     assert out.index("fatal: [node1") < out.index("fatal: [node2"), "node1 waited for node2"
     jobs = run.async_results()

@@ -6,7 +6,8 @@
 #   ctl (the controller): na0 198.51.100.1/24, fd00:1::1/64; runs ansible-playbook and the stand-in nixos-anywhere
 #   tgt (the machine):    na1 198.51.100.2/24, fd00:1::2/64; OpenSSH's sshd on ports 22 and 2222 with its own
 #                         host key, in a private mount namespace whose /run/current-system and /etc/os-release
-#                         are the test's (so it can pose as a NixOS installer, then as the installed system).
+#                         are the test's (so it can pose as a NixOS installer, then as the installed system);
+#                         for some cases an impostor's sshd with another host key in its place.
 # files/nixos-anywhere is the stand-in for nixos-anywhere (it cannot run offline): it checks its exact
 # command line and makes the SSH connections the real one makes.
 set -euo pipefail
@@ -22,6 +23,7 @@ agent_pid=
 
 cleanup() {
     if [ -s "$work/sshd.pid" ]; then kill "$(cat "$work/sshd.pid")" 2>/dev/null || true; fi
+    if [ -s "$work/master.pid" ]; then kill "$(cat "$work/master.pid")" 2>/dev/null || true; fi
     if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; fi
     ip netns del "$ctl" 2>/dev/null || true
     ip netns del "$tgt" 2>/dev/null || true
@@ -143,8 +145,8 @@ for pair in "$ctl na0 198.51.100.1/24 fd00:1::1/64" "$tgt na1 198.51.100.2/24 fd
     ip -n "$ns" link set "$link" up
 done
 
-# start_sshd HOSTKEY: sshd in tgt, in a private mount namespace with its own /run (holding
-# /run/current-system) and the test's os-release over the machine's.
+# start_sshd HOSTKEY [LOG]: sshd in tgt, in a private mount namespace with its own /run (holding
+# /run/current-system) and the test's os-release over the machine's; it logs to LOG (default sshd.log).
 cat > "$work/start-sshd.sh" <<SCRIPT
 #!/usr/bin/env bash
 set -euo pipefail
@@ -156,13 +158,13 @@ ip netns exec "$tgt" unshare --mount --propagation private sh -c '
     mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && ln -s "\$1/store/old-system" /run/current-system &&
     mknod /run/nixie-test-disk b 7 200 &&
     mount --bind "\$1/os-release" "\$(readlink -f /etc/os-release)" &&
-    exec /usr/sbin/sshd -D -e -f "\$1/sshd_config" -h "\$2"' sh "$work" "\$1" >> "$work/sshd.log" 2>&1 < /dev/null &
+    exec /usr/sbin/sshd -D -e -f "\$1/sshd_config" -h "\$2"' sh "$work" "\$1" >> "\${2:-$work/sshd.log}" 2>&1 < /dev/null &
 echo \$! > "$work/sshd.pid"
 for _ in \$(seq 100); do
     ip netns exec "$tgt" ss -Htln 'sport = :22' | grep -q . && ip netns exec "$tgt" ss -Htln 'sport = :2222' | grep -q . && exit 0
     sleep 0.1
 done
-echo "sshd did not start:" >&2; cat "$work/sshd.log" >&2; exit 1
+echo "sshd did not start:" >&2; cat "\${2:-$work/sshd.log}" >&2; exit 1
 SCRIPT
 chmod 755 "$work/start-sshd.sh"
 "$work/start-sshd.sh" "$work/target/host_ed25519"
@@ -190,14 +192,16 @@ export NIXOS_ANYWHERE_STANDIN_LOG=$standin_log NIXOS_ANYWHERE_STANDIN_MNT=$work/
 export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_NOCOLOR=1
 unset SSH_AUTH_SOCK
 
-# play NAME VARS_JSON [ansible-playbook options...]: runs case.yml in ctl with the role's variables.
+# play NAME VARS_JSON [ansible-playbook options...]: runs case.yml in ctl with the role's variables,
+# under the command in play_prefix when set.
+play_prefix=()
 play() {
     local name=$1 vars=$2; shift 2
     rm -f "$standin_log" "$work/$name.outcome"
     "$python" -c 'import json, sys; v = json.loads(sys.argv[1]); v["case_outcome_file"] = sys.argv[2]; print(json.dumps(v))' \
         "$vars" "$work/$name.outcome" > "$work/$name.vars.json"
     echo "=== case $name"
-    ip netns exec "$ctl" ansible-playbook -i "$work/inventory.yml" -e "ansible_python_interpreter=$python" \
+    "${play_prefix[@]}" ip netns exec "$ctl" ansible-playbook -i "$work/inventory.yml" -e "ansible_python_interpreter=$python" \
         -e "@$work/$name.vars.json" "$@" "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
 }
 check() { "$python" "$here/check_case.py" "$@" || { cat "$work/$1.log" 2>/dev/null; exit 1; }; }
@@ -309,10 +313,102 @@ check "$work/key_swapped.outcome" failed "nixos-anywhere failed (exit 1)" "Host 
 [ ! -e "$work/mnt/nixos-anywhere-installed" ]
 "$work/start-sshd.sh" "$work/target/host_ed25519"
 
+# --- the operator's own ssh configuration shares connections (ControlMaster auto, ControlPersist) and trusts a
+# KnownHostsCommand that vouches for the impostor's key, and a master connection is already open to an impostor
+# (another host key) at the target's address. The configuration is the one every ssh of the play reads,
+# /etc/ssh/ssh_config, replaced in a private mount namespace (root's ~/.ssh is the machine's own). Every pinned
+# login must make a connection of its own and refuse the impostor's key: nixos-anywhere's through the role's
+# wrapper, and host_status's; the master stays open, and no session ever runs through it.
+real_ssh=$(command -v ssh)
+cat > "$work/operator_ssh_config" <<CONFIG
+Host *
+    ControlMaster auto
+    ControlPath $work/cm-%r@%h:%p
+    ControlPersist yes
+    KnownHostsCommand $work/vouch.sh %H
+CONFIG
+printf '* %s\n' "$other_key" > "$work/vouched_known_hosts"
+cat > "$work/vouch.sh" <<SCRIPT
+#!/bin/sh
+echo "\$*" >> "$work/vouch.log"
+cat "$work/vouched_known_hosts"
+SCRIPT
+chmod 755 "$work/vouch.sh"
+: > "$work/vouch.log"
+cat > "$work/as-operator.sh" <<SCRIPT
+#!/bin/sh
+mount --bind "$work/operator_ssh_config" /etc/ssh/ssh_config && exec "\$@"
+SCRIPT
+chmod 755 "$work/as-operator.sh"
+as_operator() { unshare --mount --propagation private "$work/as-operator.sh" "$@"; }
+# Run by the stand-in before its first connection, after the role's checks of the real target: the impostor
+# takes the address, and the operator's ssh (as the operator once used it, accepting any key) opens the master.
+cat > "$work/open-impostor-master.sh" <<SCRIPT
+#!/usr/bin/env bash
+set -euo pipefail
+: > "$work/impostor.log"
+"$work/start-sshd.sh" "$work/target/other_ed25519" "$work/impostor.log"
+"$real_ssh" -i "$work/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -f -N root@198.51.100.2 < /dev/null >> "$work/master.log" 2>&1
+"$real_ssh" -O check root@198.51.100.2 2>&1 | tee -a "$work/master.log" | sed -n 's/^Master running (pid=\([0-9]*\)).*/\1/p' > "$work/master.pid"
+[ -s "$work/master.pid" ] || { echo "no master connection to the impostor" >&2; cat "$work/master.log" >&2; exit 1; }
+wc -l < "$work/vouch.log" > "$work/vouch.before"
+SCRIPT
+chmod 755 "$work/open-impostor-master.sh"
+impostor_count() { grep -c "$1" "$work/impostor.log" || true; }
+master_still_open() {
+    if ! as_operator ip netns exec "$ctl" "$real_ssh" -O check root@198.51.100.2 > "$work/master-check.log" 2>&1 \
+        || ! grep -q "Master running (pid=$(cat "$work/master.pid"))" "$work/master-check.log"; then
+        echo "the master connection to the impostor is gone:" >&2; cat "$work/master-check.log" >&2; exit 1
+    fi
+}
+rm -rf "${work:?}/mnt"
+play_prefix=(as_operator)
+NIXOS_ANYWHERE_STANDIN_BEFORE=$work/open-impostor-master.sh play control_master "$base"
+play_prefix=()
+check "$work/control_master.outcome" failed "nixos-anywhere failed (exit 1)" "Host key verification failed" --standin-runs 1
+[ ! -e "$work/mnt/nixos-anywhere-installed" ]
+# The impostor saw the master's connection and the refused one; only the master logged in, and no session ran.
+connections=$(impostor_count "Connection from 198.51.100.1")
+[ "$connections" -ge 2 ] || { echo "no new connection reached the impostor ($connections)" >&2; cat "$work/impostor.log" >&2; exit 1; }
+[ "$(impostor_count "Accepted publickey")" = 1 ] || { echo "more than the master logged in to the impostor" >&2; exit 1; }
+[ "$(impostor_count "Starting session")" = 0 ] || { echo "a session ran on the impostor" >&2; cat "$work/impostor.log" >&2; exit 1; }
+[ "$(wc -l < "$work/vouch.log")" = "$(cat "$work/vouch.before")" ] || { echo "the KnownHostsCommand ran" >&2; exit 1; }
+master_still_open
+# host_status with the installer's key pinned: refused, over a new connection, the master untouched.
+host_status_as_operator() {
+    as_operator ip netns exec "$ctl" ansible localhost -i localhost, -c local -e "ansible_python_interpreter=$python" \
+        -m nixie.metal.host_status -a '{"mac": "52:54:00:aa:bb:01", "address": "198.51.100.2", "ssh_key": "'"$work"'/id_ed25519",
+        "expected_system": "'"$built_system"'"'"$1"'}' > "$work/$2.log" 2>&1
+}
+if host_status_as_operator ', "known_host_keys": ["'"$host_key"'"]' host_status_pinned; then
+    echo "host_status accepted the impostor's host key" >&2; cat "$work/host_status_pinned.log" >&2; exit 1
+fi
+grep -q "is none of known_host_keys" "$work/host_status_pinned.log" || { cat "$work/host_status_pinned.log" >&2; exit 1; }
+[ "$(impostor_count "Connection from 198.51.100.1")" = $((connections + 1)) ] || { echo "host_status made no connection of its own" >&2; exit 1; }
+if [ "$(impostor_count "Accepted publickey")" != 1 ] || [ "$(impostor_count "Starting session")" != 0 ]; then
+    echo "host_status logged in to the impostor" >&2; cat "$work/impostor.log" >&2; exit 1
+fi
+# Its accept-new login (no known keys) logs in to whoever holds the address, but over a connection of its own.
+host_status_as_operator "" host_status_accept_new || { cat "$work/host_status_accept_new.log" >&2; exit 1; }
+grep -q '"state": "other_system"' "$work/host_status_accept_new.log" || { cat "$work/host_status_accept_new.log" >&2; exit 1; }
+[ "$(impostor_count "Connection from 198.51.100.1")" = $((connections + 2)) ] \
+    || { echo "host_status's accept-new login rode on the master" >&2; cat "$work/impostor.log" >&2; exit 1; }
+[ "$(wc -l < "$work/vouch.log")" = "$(cat "$work/vouch.before")" ] || { echo "the KnownHostsCommand ran" >&2; exit 1; }
+master_still_open
+as_operator ip netns exec "$ctl" "$real_ssh" -O exit root@198.51.100.2 2> /dev/null || true
+kill "$(cat "$work/master.pid")" 2>/dev/null || true
+rm -f "$work/master.pid"
+"$work/start-sshd.sh" "$work/target/host_ed25519"
+
 # --- nixos-anywhere fails (and no host keys to check: the role says so): the host fails with its output.
-NIXOS_ANYWHERE_STANDIN_MODE=fail play failing "$(with '{"nixos_anywhere_expected_host_keys": []}')"
+NIXOS_ANYWHERE_STANDIN_MODE=fail play failing "$(with '{"nixos_anywhere_expected_host_keys": []}')" -v
 check "$work/failing.outcome" failed "nixos-anywhere failed (exit 1)" "disko failed: /dev/vda: no such device" --standin-runs 1
 grep -q "host key NOT checked\|is not checked" "$work/failing.log"
+# The disk guard's login without expected keys accepts any key, but is still a connection of its own.
+grep -A1 "TASK \[nixie.metal.nixos_anywhere : Look for the disks on the machine\]" "$work/failing.log" \
+    | grep -qF '"'"$real_ssh"'", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "VerifyHostKeyDNS=no", "-o", "KnownHostsCommand=none"' \
+    || { echo "the unpinned disk check lacks the options" >&2; cat "$work/failing.log" >&2; exit 1; }
 
 # --- nixos-anywhere hangs: stopped after the timeout, well before the 30 s grace for SIGKILL.
 # (The run's own duration, as the role measured it: the play around it is slow on a loaded machine.)

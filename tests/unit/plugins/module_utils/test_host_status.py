@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils import _host_status as hs
-from ansible_collections.nixie.metal.plugins.module_utils import _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _nix, _ssh
 
 MAC = "52:54:00:12:34:01"
 SYSTEM = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1"
@@ -201,6 +201,24 @@ def test_ssh_command_accept_new():
     assert "-i" not in argv
 
 
+def test_ssh_command_gives_the_pinned_options_first():
+    argv = hs.ssh_command("/usr/bin/ssh", "10.77.0.173", "/tmp/kh", strict=True, ssh_version=(9, 2))
+    pinned = _ssh.option_args(_ssh.pinned_options((9, 2)) + _ssh.known_hosts_options("/tmp/kh"))
+    assert argv[4:4 + len(pinned)] == pinned
+    assert "ControlMaster=no" in pinned and "ControlPath=none" in pinned and "KnownHostsCommand=none" in pinned
+
+
+@pytest.mark.parametrize("version", [(8, 4), None])
+def test_ssh_command_accept_new_is_isolated_too(version):
+    # No known keys yet, but still a connection of its own: a shared master would answer for whoever it reached.
+    argv = hs.ssh_command("ssh", "10.77.0.173", "/tmp/kh", ssh_version=version)
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert options[:3] == ["ControlMaster=no", "ControlPath=none", "VerifyHostKeyDNS=no"]
+    assert "StrictHostKeyChecking=accept-new" in options
+    # An 8.4 client stops on KnownHostsCommand; an unknown one is treated as older.
+    assert not any(option.startswith("KnownHostsCommand") for option in options)
+
+
 def test_ssh_command_strict_with_key_and_port():
     argv = hs.ssh_command("ssh", "fd77::10", "/tmp/kh", user="admin", port=2222, key="/k/id", strict=True)
     assert "StrictHostKeyChecking=yes" in argv
@@ -324,6 +342,25 @@ def test_ssh_probe_missing_ssh():
         raise FileNotFoundError(argv[0])
     with pytest.raises(hs.HostStatusError, match="openssh-client"):
         hs.ssh_probe("/nonexistent/ssh", "h", runner=runner)
+
+
+def test_ssh_probe_passes_the_version_on():
+    runner = FakeRunner(0, probe_output("ID=nixos", SYSTEM))
+    hs.ssh_probe("ssh", "10.0.0.5", runner=runner, ssh_version=(9, 2))
+    assert "KnownHostsCommand=none" in runner.calls[0][0]
+    runner = FakeRunner(0, probe_output("ID=nixos", SYSTEM))
+    hs.ssh_probe("ssh", "10.0.0.5", runner=runner, ssh_version=(8, 4))
+    assert "KnownHostsCommand=none" not in runner.calls[0][0] and "ControlPath=none" in runner.calls[0][0]
+
+
+def test_ssh_probe_refuses_a_temporary_directory_ssh_would_split(tmp_path, monkeypatch):
+    spaced = tmp_path / "my tmp"
+    spaced.mkdir()
+    monkeypatch.setattr(hs.tempfile, "tempdir", str(spaced))
+    runner = FakeRunner(0, probe_output("ID=nixos", SYSTEM))
+    with pytest.raises(hs.HostStatusError, match="cannot check 10.0.0.5: the known hosts file .* holds whitespace.*TMPDIR"):
+        hs.ssh_probe("ssh", "10.0.0.5", runner=runner)
+    assert runner.calls == []
 
 
 def test_find_ssh_missing():
@@ -530,8 +567,29 @@ def test_host_status_passes_ssh_options(tmp_path):
     key.write_text("k", encoding="utf-8")
     probe_fn = fake_probe(probe(os_id="nixos", current=SYSTEM))
     hs.host_status(params(address="h", expected_system=SYSTEM, flake=None, ssh_user="admin", ssh_port=2222,
-                          ssh_key=str(key), known_host_keys=[ED25519], timeout=3), probe=probe_fn)
-    assert probe_fn.calls == [("h", {"user": "admin", "port": 2222, "key": str(key), "known_host_keys": [ED25519], "timeout": 3})]
+                          ssh_key=str(key), known_host_keys=[ED25519], timeout=3), probe=probe_fn,
+                   read_ssh_version=lambda ssh: "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15\n")
+    assert probe_fn.calls == [("h", {"user": "admin", "port": 2222, "key": str(key), "known_host_keys": [ED25519], "timeout": 3,
+                                     "ssh_version": (9, 2)})]
+
+
+def test_host_status_unknown_ssh_version_is_said():
+    probe_fn = fake_probe(probe(os_id="nixos", current=SYSTEM))
+    warnings = []
+    result = hs.host_status(params(address="h", expected_system=SYSTEM, flake=None), warnings=warnings, probe=probe_fn,
+                            read_ssh_version=lambda ssh: "Dropbear v2022.83\n")
+    assert result["state"] == "installed"
+    assert probe_fn.calls[0][1]["ssh_version"] is None
+    assert len(warnings) == 1 and "could not tell the OpenSSH version" in warnings[0] and "Dropbear" in warnings[0]
+
+
+def test_host_status_reads_no_version_without_an_address():
+    def read_ssh_version(ssh):
+        raise AssertionError("no ssh without an address")
+
+    result = hs.host_status(params(expected_system=SYSTEM, flake=None), discover=lambda mac, **kw: (None, None),
+                            probe=fake_probe(None), read_ssh_version=read_ssh_version)
+    assert result["state"] == "absent"
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -301,13 +301,13 @@ async def test_another_mac_gets_neither_the_script_nor_the_phone_home():
         status, text = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
         assert status == 403 and "127.0.0.1 is MAC %s" % OTHER in text and "nixie.token" not in text
         assert served.registry.token_for(MAC) not in text
-        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        (status, dummy, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
         assert (status, body["code"]) == (403, "impostor") and "node1" in body["error"]
         host = served.registry.host_snapshot(MAC)
         assert host["state"] == "known"
         [row] = host["impostors"]
         assert (row["mac"], row["routes"], row["count"]) == (OTHER, ["phone_home", "script"], 2)
-        status, _ = status_and_text(await get(served, "/boot/%s/kernel" % MAC))
+        status, dummy = status_and_text(await get(served, "/boot/%s/kernel" % MAC))
         assert status == 403
 
 
@@ -318,7 +318,7 @@ async def test_the_host_itself_gets_its_script_and_phones_home():
         status, text = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
         assert status == 200 and "nixie.token=%s" % served.registry.token_for(MAC) in text
         assert served.registry.claimed_by(MAC) == "127.0.0.1"
-        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        (status, dummy, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
         assert status == 200 and body["address"] == "127.0.0.1"
         assert served.registry.host_snapshot(MAC)["binding"]["mac_seen"] == MAC
 
@@ -327,7 +327,7 @@ async def test_the_host_itself_gets_its_script_and_phones_home():
 async def test_a_peer_without_an_entry_is_resolved_once_then_judged():
     kernel = KernelTable(None, resolves_to=MAC)
     async with Served(segment=binding.SegmentCheck(lookup=kernel)) as served:
-        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        (status, dummy, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
         assert status == 200 and kernel.resolved == ["127.0.0.1"]
     kernel = KernelTable(None, resolves_to=None)
     async with Served(segment=binding.SegmentCheck(lookup=kernel, resolve_wait=0.2)) as served:
@@ -340,7 +340,7 @@ async def test_a_peer_without_an_entry_is_resolved_once_then_judged():
 async def test_a_kernel_that_cannot_answer_fails_closed():
     segment = binding.SegmentCheck(lookup=KernelTable(MAC, fails=True), resolve_wait=0.1)
     async with Served(segment=segment) as served:
-        (status, _, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
+        (status, dummy, body), = answers(await served.exchange(phone_home(served.registry.token_for(MAC))))
         assert (status, body["code"]) == (403, "unverified")
     assert segment.errors >= 1
 
@@ -348,9 +348,8 @@ async def test_a_kernel_that_cannot_answer_fails_closed():
 @pytest.mark.asyncio
 async def test_with_the_check_off_everyone_is_served_and_the_host_says_so():
     async with Served(segment=binding.SegmentCheck(enabled=False)) as served:
-        status, _ = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
+        status, dummy = status_and_text(await get(served, "/boot/%s/script.ipxe" % MAC))
         assert status == 200
         events = [e["event"] for e in served.registry.events_after(0)]
         assert events[0] == "binding_unchecked"
         assert served.registry.events_after(0)[0]["scope"] == binding.NOT_CHECKED
-

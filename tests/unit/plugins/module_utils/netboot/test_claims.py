@@ -107,7 +107,7 @@ def test_a_clone_at_another_address_is_refused_until_the_next_boot(registry):
 
 
 def test_refusals_are_rows_not_a_flood_of_events(registry):
-    for _ in range(50):
+    for dummy in range(50):
         assert not registry.admit(HOST, "script", on_segment("10.99.0.50", OTHER)).allowed
     registry.admit(HOST, "kernel", on_segment("10.99.0.50", OTHER))
     host = registry.host_snapshot(HOST)

@@ -127,4 +127,3 @@ def test_verdict_refuses_a_callers_mistake():
         trust.verdict("10.99.0.10", "nonsense", entry)
     with pytest.raises(ValueError, match="request_ip"):
         trust.verdict("nonsense", HOST, None)
-
