@@ -15,6 +15,10 @@
   the agent's wget/curl do) that reads bodies into one reusable buffer.
 * :func:`machine`: one machine's whole boot, firmware to phone-home.
 
+A machine's TFTP and HTTP sockets are bound to its address and, when it has
+one, to its own interface (:func:`machine_socket`), so that what it sends
+leaves with its own MAC, as from a machine of its own.
+
 Nothing here imports the collection: the clients know the protocols, not
 the server.
 """
@@ -42,6 +46,7 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
 SO_ATTACH_FILTER = 26
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 BROADCAST_MAC = b"\xff" * 6
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 
@@ -328,6 +333,31 @@ def paced_send(link, frames, rate):
         link.send(frame)
 
 
+# ------------------------------------------------------------------ a machine's own sockets
+
+
+def machine_socket(kind, local_ip=None, device=None):
+    """A non-blocking IPv4 socket (``kind``: SOCK_STREAM or SOCK_DGRAM) from ``local_ip`` through ``device``.
+
+    Linux picks the way out by the destination alone, whatever address a
+    socket is bound to: without ``device`` every simulated machine would send
+    through the client namespace's first interface, with its MAC. Bound to the
+    machine's own interface (SO_BINDTODEVICE, root only), its packets carry its
+    own MAC, as a real machine's do.
+    """
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setblocking(False)
+        if device:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, device.encode())
+        if local_ip:
+            sock.bind((local_ip, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 # ------------------------------------------------------------------ TFTP client
 
 
@@ -439,10 +469,10 @@ class TftpRead(asyncio.DatagramProtocol):
         pass
 
 
-async def tftp_read(local_ip, server, filename, options, probe=False, timeout=2.0, retries=5):
+async def tftp_read(local_ip, server, filename, options, probe=False, timeout=2.0, retries=5, device=None):
     loop = asyncio.get_running_loop()
     protocol = TftpRead((server, 69), filename, options, probe, timeout, retries)
-    await loop.create_datagram_endpoint(lambda: protocol, local_addr=(local_ip, 0))
+    await loop.create_datagram_endpoint(lambda: protocol, sock=machine_socket(socket.SOCK_DGRAM, local_ip, device))
     return await protocol.done
 
 
@@ -529,15 +559,20 @@ def http_request(method, host, port, path, headers=None, body=b""):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def http_call(local_ip, url, method="GET", headers=None, body=b"", hash_body=False, timeout=120.0):
+async def http_call(local_ip, url, method="GET", headers=None, body=b"", hash_body=False, timeout=120.0, device=None):
     match = re.match(r"^http://([0-9.]+):([0-9]+)(/.*)$", url)
     if not match:
         raise ValueError("not a plain http://ip:port/ URL: %r" % url)
     host, port, path = match.group(1), int(match.group(2)), match.group(3)
     loop = asyncio.get_running_loop()
     protocol = HttpExchange(http_request(method, host, port, path, headers, body), hash_body)
-    await asyncio.wait_for(loop.create_connection(lambda: protocol, host, port, local_addr=(local_ip, 0) if local_ip else None),
-                           timeout)
+    sock = machine_socket(socket.SOCK_STREAM, local_ip, device)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    await loop.create_connection(lambda: protocol, sock=sock)
     return await asyncio.wait_for(protocol.done, timeout)
 
 
@@ -555,13 +590,10 @@ class HttpBurst:
         self.open = {}      # fd -> exchange
         self.results = {}   # key -> exchange
 
-    def start(self, key, local_ip, url, method="GET", headers=None, body=b""):
+    def start(self, key, local_ip, url, method="GET", headers=None, body=b"", device=None):
         match = re.match(r"^http://([0-9.]+):([0-9]+)(/.*)$", url)
         host, port, path = match.group(1), int(match.group(2)), match.group(3)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        if local_ip:
-            sock.bind((local_ip, 0))
+        sock = machine_socket(socket.SOCK_STREAM, local_ip, device)
         exchange = {"key": key, "sock": sock, "request": http_request(method, host, port, path, headers, body),
                     "start": time.perf_counter(), "end": None, "status": None, "body": None, "error": None, "data": bytearray()}
         code = sock.connect_ex((host, port))
@@ -699,10 +731,11 @@ class MachineSpec:
     """What one simulated machine is and how much it may wait."""
 
     def __init__(self, index, mac, ip, server_ip, server_mac, templates, start_delay, boot_delay, step_jitter,
-                 expected, rng_seed):
+                 expected, rng_seed, device=None):
         self.index = index
         self.mac = mac
         self.ip = ip
+        self.device = device  # the machine's own interface, or None (sockets then leave by the route)
         self.server_ip = server_ip
         self.server_mac = server_mac
         self.templates = templates
@@ -799,11 +832,12 @@ async def machine(mux, spec, clock):
         mark("pxe_dhcp")
         boot_file = await _dhcp_stage(mux, spec, "pxe", record)
         mark("tftp")
-        probe = await tftp_read(spec.ip, spec.server_ip, boot_file, {"tsize": 0, "blksize": 1468, "windowsize": 4}, probe=True)
+        probe = await tftp_read(spec.ip, spec.server_ip, boot_file, {"tsize": 0, "blksize": 1468, "windowsize": 4}, probe=True,
+                                device=spec.device)
         record["tftp_timeouts"] += probe["timeouts"]
         if probe["error"]:
             raise RuntimeError("TFTP size probe: %s" % probe["error"])
-        got = await tftp_read(spec.ip, spec.server_ip, boot_file, {"blksize": 1468, "windowsize": 4})
+        got = await tftp_read(spec.ip, spec.server_ip, boot_file, {"blksize": 1468, "windowsize": 4}, device=spec.device)
         record["tftp_timeouts"] += got["timeouts"]
         record["tftp_windowsize"] = got["windowsize"]
         _check_file("ipxe.efi", got, spec, record)
@@ -811,16 +845,16 @@ async def machine(mux, spec, clock):
         mark("ipxe_dhcp")
         script_url = await _dhcp_stage(mux, spec, "ipxe", record)
         mark("script")
-        script = await http_call(spec.ip, script_url)
+        script = await http_call(spec.ip, script_url, device=spec.device)
         if script["status"] != 200 or script["body"] is None:
             raise RuntimeError("script %s: status %s %s" % (script_url, script["status"], script["error"]))
         kernel_url, args, initrd_url = _script_steps(script["body"].decode("utf-8", "replace"), spec.mac)
         mark("kernel")
         _check_file("kernel", await http_call(spec.ip, kernel_url, hash_body=spec.expected["kernel"][1] is not None,
-                                              timeout=ARTIFACT_TIMEOUT), spec, record)
+                                              timeout=ARTIFACT_TIMEOUT, device=spec.device), spec, record)
         mark("initrd")
         _check_file("initrd", await http_call(spec.ip, initrd_url, hash_body=spec.expected["initrd"][1] is not None,
-                                              timeout=ARTIFACT_TIMEOUT), spec, record)
+                                              timeout=ARTIFACT_TIMEOUT, device=spec.device), spec, record)
         mark("boot")
         await asyncio.sleep(spec.boot_delay)
         cmdline = dict(arg.split("=", 1) for arg in args if "=" in arg)
@@ -831,7 +865,7 @@ async def machine(mux, spec, clock):
                   "hostname": "nixos", "uptime": round(spec.boot_delay, 2)}
         answer = await http_call(spec.ip, cmdline["nixie.api"] + "/phone-home", "POST",
                                  {"Authorization": "Bearer " + cmdline["nixie.token"], "Content-Type": "application/json"},
-                                 json.dumps(report).encode())
+                                 json.dumps(report).encode(), device=spec.device)
         if answer["status"] != 200:
             raise RuntimeError("phone-home: status %s %s" % (answer["status"], (answer["body"] or b"")[:200]))
         mark("done")

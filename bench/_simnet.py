@@ -5,15 +5,28 @@
 ::
 
     netns <id>-srv                         netns <id>-cli
-    srv0 10.77.0.1/16  ------- veth ------- cli0 10.77.0.2/16 + one address per machine
-    one server at a time, pinned           simulated clients (AF_PACKET frames for DHCP,
-    to CPU 0: ours (pxe_server's plan +    the kernel's stack for 4011 replies, TFTP and
-    run), dnsmasq (proxy + TFTP), nginx    HTTP), pinned to the other CPU
+    srv0 10.77.0.1/16  ------- veth ------- cli0 10.77.0.2/16
+    one server at a time, pinned             +- m0  macvlan, machine_mac(0), 10.77.1.1/16
+    to CPU 0: ours (pxe_server's plan +      +- m1  macvlan, machine_mac(1), 10.77.1.2/16
+    run), dnsmasq (proxy + TFTP), nginx      +- ... one per machine; simulated clients (AF_PACKET
+                                                frames for DHCP on cli0, the kernel's stack for
+                                                4011 replies, TFTP and HTTP), pinned to the other CPU
 
-Each machine's address is on cli0, so the client namespace's kernel answers
-the server's ARP like the machines' own firmware would. Servers are children
-of the bench; when one ends, ``os.wait4`` gives its own rusage (CPU seconds
-and peak RSS). Everything is removed on exit, whatever happens.
+Each machine is its own NIC on the link (``Rack(own_links=True)``, the
+default): a macvlan with the machine's MAC and address, so the server's ARP
+request for a machine's address is answered by that machine's MAC and by no
+other (``arp_ignore=1``), and the server's neighbour table holds, for each
+machine's address, that machine's MAC, as on a rack's switch. The server's
+trust check (``peer_check``) compares exactly that entry with the host's MAC.
+A machine's sockets are bound to its interface (``_simclient.machine_socket``),
+so its packets leave with its own MAC. ``Rack(own_links=False)`` keeps every
+machine's address on cli0 (one MAC for all): the DHCP-only bench uses it,
+because the check is not made on DHCP and a broadcast answer fanned out to a
+thousand macvlans would be client work on the server's CPU.
+
+Servers are children of the bench; when one ends, ``os.wait4`` gives its own
+rusage (CPU seconds and peak RSS). Everything is removed on exit, whatever
+happens.
 
 Also the entry point that runs our server exactly as the pxe_server module
 does (``_pxe_server.plan`` then ``_pxe_server.run``):
@@ -37,6 +50,8 @@ if BENCH_DIR not in sys.path:
 import _common  # noqa: E402
 
 SERVER_IP = "10.77.0.1"
+# Fixed, locally administered: the machines' static neighbour entries for the server name it.
+SERVER_MAC = "02:77:00:00:00:01"
 CLIENT_GATEWAY_IP = "10.77.0.2"
 PREFIX = 16
 SERVER_IF = "srv0"
@@ -52,6 +67,11 @@ def machine_ip(index):
 
 def machine_mac(index):
     return "52:54:00:5c:%02x:%02x" % (index // 256, index % 256)
+
+
+def machine_if(index):
+    """The name of machine ``index``'s own interface (a macvlan on cli0) in the client namespace."""
+    return "m%d" % index
 
 
 def cpu_plan():
@@ -80,10 +100,11 @@ def _ip(*args, stdin=None):
 
 
 class Rack:
-    """The two namespaces, the veth between them and ``machines`` client addresses."""
+    """The two namespaces, the veth between them and ``machines`` machines (each its own macvlan with ``own_links``)."""
 
-    def __init__(self, machines, tag="rack"):
+    def __init__(self, machines, tag="rack", own_links=True):
         self.machines = machines
+        self.own_links = own_links
         self.srv = "nxs%d-%s-srv" % (os.getpid(), tag)
         self.cli = "nxs%d-%s-cli" % (os.getpid(), tag)
         self.server_cpus, self.client_cpus = cpu_plan()
@@ -105,13 +126,63 @@ class Rack:
             _ip("-n", ns, "link", "set", "lo", "up")
             # No IPv6: no DAD, router solicitations or MLD reports among the measured frames.
             self.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"], ns)
-        _ip("-n", self.srv, "link", "add", SERVER_IF, "type", "veth", "peer", "name", CLIENT_IF, "netns", self.cli)
+        _ip("-n", self.srv, "link", "add", SERVER_IF, "address", SERVER_MAC, "type", "veth", "peer", "name", CLIENT_IF,
+            "netns", self.cli)
         _ip("-n", self.srv, "addr", "add", "%s/%d" % (SERVER_IP, PREFIX), "dev", SERVER_IF)
-        lines = ["addr add %s/%d dev %s" % (CLIENT_GATEWAY_IP, PREFIX, CLIENT_IF)]
-        lines += ["addr add %s/%d dev %s" % (machine_ip(i), PREFIX, CLIENT_IF) for i in range(self.machines)]
-        _ip("-n", self.cli, "-batch", "-", stdin="\n".join(lines) + "\n")
         for ns, dev in ((self.srv, SERVER_IF), (self.cli, CLIENT_IF)):
             _ip("-n", ns, "link", "set", dev, "up")
+        lines = ["addr add %s/%d dev %s" % (CLIENT_GATEWAY_IP, PREFIX, CLIENT_IF)]
+        if self.own_links:
+            # Linux answers ARP for any of its addresses on any interface by default; a machine's
+            # address must be answered by its own MAC only, as its NIC would (arp_ignore=1), and the
+            # ARP it sends must carry that address (arp_announce=2). The effective value is the larger
+            # of "all" and the interface's, so "all" covers cli0 and every macvlan. rp_filter stays off:
+            # every machine's /16 is on a thousand interfaces, and the reverse route names only the first.
+            self.run(["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+                      "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"], self.cli)
+            lines += self._machine_lines()
+        else:
+            lines += ["addr add %s/%d dev %s" % (machine_ip(i), PREFIX, CLIENT_IF) for i in range(self.machines)]
+        _ip("-n", self.cli, "-batch", "-", stdin="\n".join(lines) + "\n")
+
+    def _machine_lines(self):
+        """``ip -batch`` lines that give each machine its own macvlan on cli0: its MAC, its address, up.
+
+        Each machine's entry for the server is static: the kernel keeps one neighbour table for
+        every namespace, with room for 1,024 entries by default (gc_thresh3), and a thousand
+        machines' entries for the server beside the server's thousand for the machines would
+        overflow it, which a real rack, one table per machine, never does. The server's own
+        entries, the ones the check reads, stay learnt from the machines' ARP replies.
+        """
+        lines = []
+        for index in range(self.machines):
+            dev = machine_if(index)
+            lines += ["link add link %s name %s address %s type macvlan mode bridge" % (CLIENT_IF, dev, machine_mac(index)),
+                      "addr add %s/%d dev %s" % (machine_ip(index), PREFIX, dev),
+                      "link set %s up" % dev,
+                      "neigh replace %s lladdr %s dev %s nud permanent" % (SERVER_IP, SERVER_MAC, dev)]
+        return lines
+
+    def neighbours(self, count=None):
+        """What the server's neighbour table says of the first ``count`` machines (default: all), from ``ip -j neigh``.
+
+        ``right``: addresses whose entry holds the machine's own MAC; ``wrong``: another MAC
+        (the first few, with the MAC seen); ``missing``: no entry with a MAC (never asked, or
+        garbage-collected). With ``own_links`` every entry must be right.
+        """
+        count = self.machines if count is None else count
+        out = self.run(["ip", "-j", "neigh", "show", "dev", SERVER_IF], self.srv, text=True).stdout
+        seen = {entry["dst"]: entry.get("lladdr") for entry in json.loads(out or "[]") if entry.get("lladdr")}
+        right, wrong, missing = 0, [], 0
+        for index in range(count):
+            mac = seen.get(machine_ip(index))
+            if mac is None:
+                missing += 1
+            elif mac.lower() == machine_mac(index):
+                right += 1
+            else:
+                wrong.append({"ip": machine_ip(index), "mac_seen": mac, "mac": machine_mac(index)})
+        return {"machines": count, "right": right, "wrong": len(wrong), "wrong_first": wrong[:5], "missing": missing}
 
     def wrap(self, argv, ns, cpus=None):
         return ["ip", "netns", "exec", ns] + pinned(cpus, argv)
@@ -199,13 +270,13 @@ def write_hosts(path, count):
     return path
 
 
-def start_ours(rack, workdir, hosts, kernel, initrd, linger=1.0, tag="ours"):
-    """Our server in the server namespace, started as pxe_server starts it (plan + run)."""
+def start_ours(rack, workdir, hosts, kernel, initrd, linger=1.0, tag="ours", peer_check=True):
+    """Our server in the server namespace, started as pxe_server starts it (plan + run); ``peer_check`` is its option."""
     run_dir = os.path.join(workdir, "run-" + tag)
     params = {"hosts_file": write_hosts(os.path.join(workdir, "hosts.json"), hosts), "kernel": kernel,
               "initrd": initrd, "interface": SERVER_IF, "address": SERVER_IP, "run_dir": run_dir,
               "max_duration": 3000, "idle_timeout": 600, "linger": linger, "http_port": HTTP_PORT,
-              "ipxe_dir": IPXE_DIR}
+              "ipxe_dir": IPXE_DIR, "peer_check": peer_check}
     params_path = os.path.join(workdir, "params-%s.json" % tag)
     with open(params_path, "w", encoding="utf-8") as handle:
         json.dump(params, handle)
@@ -341,6 +412,66 @@ def make_file(path, size, seed):
     return path
 
 
+# ------------------------------------------------------------------ the trust check, on and off
+
+PEER_CHECK_CHOICES = ("on", "off", "both")
+UNCHECKED = "ours_unchecked"
+
+
+def our_variants(peer_check):
+    """[(name, peer_check option)] of our server for ``--peer-check on|off|both``.
+
+    ``both`` runs our server twice per round, the check on (``ours``) and off
+    (``ours_unchecked``), so its cost is read from the same run, the same
+    namespaces and the same minutes.
+    """
+    if peer_check == "both":
+        return [("ours", True), (UNCHECKED, False)]
+    return [("ours", peer_check == "on")]
+
+
+def add_peer_check_option(parser):
+    parser.add_argument("--peer-check", choices=PEER_CHECK_CHOICES, default="on",
+                        help="our server's peer_check option: on (default), off, or both (each round runs ours with "
+                             "the check on and off, in alternating order: the check's cost, same run)")
+
+
+def binding_kind(host):
+    """How the server judged a host's phone-home, from its result row's ``binding``.
+
+    ``arp_right``: checked in the neighbour table, which held the host's own MAC;
+    ``arp_other``: checked, another MAC (never admitted: a defect if it shows);
+    ``unchecked``: let in without the check (``peer_check: false``); ``none``: no phone-home.
+    """
+    binding = host.get("binding")
+    if not binding:
+        return "none"
+    if not binding.get("checked"):
+        return "unchecked"
+    return "%s_%s" % (binding.get("method"), "right" if binding.get("mac_seen") == host.get("mac") else "other")
+
+
+def check_outcome(server_summary, machines, peer_check):
+    """Problems (a list of strings) with what our server recorded, given the check it ran with; [] when all is as it should be.
+
+    With the check on, every machine must have phoned home checked against its own MAC
+    and no request may have been refused; off, none may have been checked.
+    """
+    if not server_summary:
+        return ["our server wrote no result"]
+    problems = []
+    if server_summary.get("peer_check") is not peer_check:
+        problems.append("the server ran with peer_check %s, not %s" % (server_summary.get("peer_check"), peer_check))
+    expected = {"arp_right": machines} if peer_check else {"unchecked": machines}
+    if server_summary.get("bindings") != expected:
+        problems.append("phone-homes judged %s, expected %s" % (server_summary.get("bindings"), expected))
+    if any((server_summary.get("refused_requests") or {}).values()):
+        problems.append("requests refused: %s" % server_summary["refused_requests"])
+    if (server_summary.get("counters") or {}).get("peer_check_errors"):
+        problems.append("%d neighbour lookups failed" % server_summary["counters"]["peer_check_errors"])
+    return problems
+
+
 # ------------------------------------------------------------------ our server's entry point
 
 
@@ -356,11 +487,14 @@ def serve(params_path, result_path):
     options = _pxe_server.plan(params)
     result = _pxe_server.run(options, params["run_dir"])
     summary = {"stop_reason": result.get("stop_reason"), "counters": result.get("counters"),
-               "states": {}, "events": {}}
+               "peer_check": options.peer_check, "refused_requests": result.get("refused_requests"),
+               "states": {}, "events": {}, "bindings": {}}
     for host in result.get("hosts", []):
         summary["states"][host["state"]] = summary["states"].get(host["state"], 0) + 1
         for event in host.get("events", []):
             summary["events"][event["event"]] = summary["events"].get(event["event"], 0) + 1
+        kind = binding_kind(host)
+        summary["bindings"][kind] = summary["bindings"].get(kind, 0) + 1
     with open(result_path, "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1, sort_keys=True)
     return 0

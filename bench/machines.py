@@ -6,6 +6,7 @@
     python bench/machines.py --full                   # 200 machines, 16 MiB kernel, 800 MiB initrd, 1 round
     python bench/machines.py --quick                  # 40 machines, 1 + 2 MiB, 1 round (CI)
     python bench/machines.py --machines 100 --kernel-mib 8 --initrd-mib 64 --spread 10
+    python bench/machines.py --servers ours --peer-check both --rounds 5   # the trust check's cost
 
 Each simulated machine (bench/_simclient.py ``machine``) does what OVMF and
 the iPXE it loads do on the wire, with real protocols against the real
@@ -19,6 +20,17 @@ command line. Jitter: machines power on spread over --spread seconds, wait
 up to --step-jitter between firmware steps, and "boot the kernel" for
 --boot-min..--boot-max seconds. Retransmission schedules are the firmware's
 (PXE: DISCOVER after 4, 8, 16, 32 s; iPXE: 1, 2, 4, 8 s).
+
+Each machine is its own NIC on the link (a macvlan with its MAC and address,
+bench/_simnet.py), so the server's neighbour table maps each machine's
+address to its own MAC and our server's trust check (pxe_server's
+``peer_check``, on by default) lets it in as it would a real machine. After
+every round the bench reads that table (``ip neigh`` in the server's
+namespace) and our server's result: every address must map to its
+machine's MAC, and with the check on every phone-home must have been
+checked against it and nothing refused; else the round fails.
+``--peer-check off`` runs ours without the check; ``both`` runs ours twice
+per round, check on and off in alternating order, and reports on/off ratios.
 
 Ours runs as the pxe_server module runs it (plan + run; it stops by itself
 when every machine phoned home) in a private namespace pinned to one CPU;
@@ -55,6 +67,7 @@ import _simclient  # noqa: E402
 import _simnet  # noqa: E402
 
 SERVERS = ("anchor", "ours")
+FIGURES = ("completion_s", "slowest_machine_s", "failed", "retransmissions", "tftp_timeouts", "server_cpu_s", "server_peak_rss_mib")
 BAR_SECONDS = 30.0
 BAR_RSS_MIB = 300.0
 HASH_LIMIT = 64 << 20  # bodies larger than this are checked by size only (hashing 160 GB would time the client)
@@ -87,7 +100,7 @@ async def client_run(args, plan):
     rng = random.Random(plan["seed"])
     specs = [_simclient.MachineSpec(index, _simnet.machine_mac(index), _simnet.machine_ip(index), _simnet.SERVER_IP, server_mac,
                                     templates, rng.uniform(0, args.spread), rng.uniform(args.boot_min, args.boot_max),
-                                    args.step_jitter, expected, rng.getrandbits(32))
+                                    args.step_jitter, expected, rng.getrandbits(32), device=_simnet.machine_if(index))
              for index in range(args.machines)]
     clock = asyncio.get_running_loop().time
     began = clock()
@@ -145,36 +158,58 @@ def run_client(rack, args, plan_path):
     return json.loads(out.stdout)
 
 
-def server_round(rack, name, workdir, args, plan_path):
+def server_round(rack, name, workdir, args, plan_path, peer_check=None):
+    """One server's round; ``peer_check`` is our server's option (None: the anchor)."""
     kernel, initrd = os.path.join(workdir, "kernel"), os.path.join(workdir, "initrd")
-    if name == "ours":
-        servers = [_simnet.start_ours(rack, workdir, args.machines, kernel, initrd, linger=0.5)]
+    if peer_check is not None:
+        servers = [_simnet.start_ours(rack, workdir, args.machines, kernel, initrd, linger=0.5, tag=name, peer_check=peer_check)]
     else:
         servers = [_simnet.start_dnsmasq(rack, workdir), _simnet.start_nginx(rack, workdir, kernel, initrd)]
     try:
         result = run_client(rack, args, plan_path)
-        if name == "ours":
+        if peer_check is not None:
             servers[0].wait(30)  # every machine phoned home: it stops by itself after its linger
     finally:
         usages = {server.name: server.stop() for server in servers}
     result["usage"] = usages
     result["server_cpu_s"] = round(sum(u["cpu_s"] for u in usages.values()), 3)
     result["server_peak_rss_mib"] = round(sum(u["peak_rss_mib"] for u in usages.values()), 1)
-    if name == "ours":
+    result["neighbours"] = rack.neighbours()
+    result["problems"] = ["%d addresses map to another MAC in the server's neighbour table: %s"
+                          % (result["neighbours"]["wrong"], result["neighbours"]["wrong_first"])] if result["neighbours"]["wrong"] else []
+    if peer_check is not None:
+        result["peer_check"] = peer_check
         result["server"] = _simnet.read_result(servers[0])
-    print("  %-6s %d/%d done in %s s (slowest machine %s s, p50 %s s), failed %d, retransmissions %d, TFTP timeouts %d, "
+        if result["done"] == args.machines:
+            result["problems"] += _simnet.check_outcome(result["server"], args.machines, peer_check)
+    print("  %-14s %d/%d done in %s s (slowest machine %s s, p50 %s s), failed %d, retransmissions %d, TFTP timeouts %d, "
           "server CPU %s s, peak RSS %s MiB" % (name, result["done"], result["machines"], result["completion_s"],
                                                 result["slowest_machine_s"], result["machine_s"]["p50"], result["failed"],
                                                 result["retransmissions"], result["tftp_timeouts"], result["server_cpu_s"],
                                                 result["server_peak_rss_mib"]), flush=True)
     if result["failures"]:
         print("    failures: %s" % result["failures"][:5], flush=True)
+    for problem in result["problems"]:
+        print("    problem: %s" % problem, flush=True)
     return result
 
 
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def peer_check_cost(rounds):
+    """Our server with the check on against off, per figure: the medians over rounds, their ratio, and each round's ratio."""
+    cost = {"pairs": len(rounds)}
+    for key in ("completion_s", "slowest_machine_s", "server_cpu_s"):
+        on = median([r["ours"][key] for r in rounds])
+        off = median([r[_simnet.UNCHECKED][key] for r in rounds])
+        each = [round(r["ours"][key] / r[_simnet.UNCHECKED][key], 3) for r in rounds
+                if r["ours"][key] and r[_simnet.UNCHECKED][key]]
+        cost[key] = {"on": on, "off": off, "ratio": round(on / off, 3) if on and off else None, "ratio_per_round": each,
+                     "median_ratio_per_round": round(statistics.median(each), 3) if each else None}
+    return cost
 
 
 def main():
@@ -188,6 +223,7 @@ def main():
     parser.add_argument("--step-jitter", type=float, default=0.05, help="max pause between firmware steps, s")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--servers", default=",".join(SERVERS), help="anchor,ours (default) or one of them")
+    _simnet.add_peer_check_option(parser)
     parser.add_argument("--full", action="store_true", help="16 MiB kernel, 800 MiB initrd, 1 round")
     parser.add_argument("--quick", action="store_true", help="40 machines, 1 + 2 MiB, 1 round (CI)")
     parser.add_argument("--seed", type=int, default=10)
@@ -206,6 +242,8 @@ def main():
     servers = [name for name in args.servers.split(",") if name]
     if set(servers) - set(SERVERS) or not servers:
         parser.error("--servers takes anchor and/or ours, comma-separated; got %s" % args.servers)
+    checks = dict(_simnet.our_variants(args.peer_check)) if "ours" in servers else {}
+    servers = [name for name in servers if name != "ours"] + list(checks)
     workdir = tempfile.mkdtemp(prefix="nixie-machines-")
     os.chmod(workdir, 0o755)
     kernel = _simnet.make_file(os.path.join(workdir, "kernel"), int(args.kernel_mib * (1 << 20)), 1)
@@ -229,17 +267,20 @@ def main():
                 with open(plan_path, "w", encoding="utf-8") as handle:
                     json.dump({"server_mac": server_mac, "expected": expected, "seed": args.seed + number}, handle)
                 order = servers if number % 2 == 0 else list(reversed(servers))
-                print("round %d" % (number + 1), flush=True)
-                rounds.append({name: server_round(rack, name, workdir, args, plan_path) for name in order})
+                print("round %d (load average %.2f)" % (number + 1, os.getloadavg()[0]), flush=True)
+                rounds.append({name: server_round(rack, name, workdir, args, plan_path, checks.get(name)) for name in order})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    figures = {name: {key: median([r[name][key] for r in rounds]) for key in
-                      ("completion_s", "slowest_machine_s", "failed", "retransmissions", "tftp_timeouts", "server_cpu_s",
-                       "server_peak_rss_mib")} for name in servers}
+    figures = {name: {key: median([r[name][key] for r in rounds]) for key in FIGURES} for name in servers}
+    for name, check in checks.items():
+        figures[name]["peer_check"] = check
+    problems = ["round %d, %s: %s" % (number + 1, name, problem) for number, each in enumerate(rounds)
+                for name in servers for problem in each[name]["problems"]]
     passed = None
     if "ours" in servers:
         ours = figures["ours"]
-        every_round_clean = all(r["ours"]["failed"] == 0 and r["ours"]["done"] == args.machines for r in rounds)
+        every_round_clean = all(r[name]["failed"] == 0 and r[name]["done"] == args.machines for r in rounds for name in checks)
+        every_round_clean = every_round_clean and not problems
         # The time bar is for the default small images; with --full (or other sizes) only failures count.
         small = args.kernel_mib <= 4 and args.initrd_mib <= 16
         passed = every_round_clean and ours["server_peak_rss_mib"] < BAR_RSS_MIB
@@ -248,19 +289,26 @@ def main():
     ratio = None
     if "ours" in servers and "anchor" in servers and figures["ours"]["completion_s"] and figures["anchor"]["completion_s"]:
         ratio = round(figures["ours"]["completion_s"] / figures["anchor"]["completion_s"], 3)
-    recorded = ("machines", "kernel_mib", "initrd_mib", "spread", "boot_min", "boot_max", "step_jitter", "rounds", "full", "quick", "seed")
+    check_cost = peer_check_cost(rounds) if _simnet.UNCHECKED in servers else None
+    recorded = ("machines", "kernel_mib", "initrd_mib", "spread", "boot_min", "boot_max", "step_jitter", "rounds", "full", "quick", "seed",
+                "peer_check")
     result = {"bench": "machines", "args": {key: getattr(args, key) for key in recorded},
               "anchor": "dnsmasq (proxy DHCP + TFTP) + nginx (1 worker, sendfile)", "servers": servers, "figures": figures,
-              "ratio_completion_ours_over_anchor": ratio,
+              "ratio_completion_ours_over_anchor": ratio, "peer_check_cost": check_cost, "problems": problems,
               "bars": {"completion_s": BAR_SECONDS, "failed": 0, "peak_rss_mib": BAR_RSS_MIB,
                        "completion_bar_applies": args.kernel_mib <= 4 and args.initrd_mib <= 16},
               "rounds": rounds, "load_average": {"before": load_before, "after": os.getloadavg()}, "started": started,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "pass": passed}
     _common.save_json(args.json, result)
     for name in servers:
-        print("median %-6s completion %s s, slowest %s s, failed %s, server CPU %s s, peak RSS %s MiB" % (
+        print("median %-14s completion %s s, slowest %s s, failed %s, server CPU %s s, peak RSS %s MiB" % (
             name, figures[name]["completion_s"], figures[name]["slowest_machine_s"], figures[name]["failed"],
             figures[name]["server_cpu_s"], figures[name]["server_peak_rss_mib"]))
+    if check_cost:
+        print("trust check on/off over %d pairs, ratio of medians (median of the rounds' ratios): completion %s (%s), "
+              "slowest machine %s (%s), server CPU %s (%s)" % tuple([check_cost["pairs"]] + [
+                  check_cost[key][which] for key in ("completion_s", "slowest_machine_s", "server_cpu_s")
+                  for which in ("ratio", "median_ratio_per_round")]))
     print("ours/anchor completion %s; bars: %s0 failed, < %g MiB -> %s (%s)" % (
         ratio, "< %g s (small images), " % BAR_SECONDS if args.kernel_mib <= 4 and args.initrd_mib <= 16 else "",
         BAR_RSS_MIB, {True: "PASS", False: "FAIL", None: "no bar"}[passed], args.json))

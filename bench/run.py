@@ -11,9 +11,12 @@ Each bench writes its own JSON result under bench/results/; this runner
 records, per bench, the exact command it ran, when, and its exit code in
 bench/results/runs.json, then rebuilds the table between the markers
 ``<!-- results:start -->`` and ``<!-- results:end -->`` of bench/README.md
-from those files only. Every figure in the table comes from the same run
-as its anchor (each bench measures both, interleaved). Exit status: 0 when
-every bench that ran passed.
+from those files. A bench with no result on this machine keeps the rows the
+README already has (results are not in git, so a checkout that ran two
+benches does not drop the others' rows). Every figure in the table comes
+from the same run as its anchor (each bench measures both, interleaved);
+each row names the commit it measured. Exit status: 0 when every bench that
+ran passed.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ BENCHES = {
     },
     "machines": {
         "script": "bench/machines.py",
-        "default": [],
+        "default": ["--peer-check", "both"],
         "quick": ["--quick"],
         "json_arg": "bench/results/machines.json",
     },
@@ -95,7 +98,7 @@ BENCHES = {
     },
     "agent_api": {
         "script": "bench/agent_api.py",
-        "default": [],
+        "default": ["--peer-check", "both"],
         "quick": ["--quick"],
         "json_arg": "bench/results/agent_api.json",
     },
@@ -105,6 +108,17 @@ BENCHES = {
 def display_python():
     exe = sys.executable
     return os.path.relpath(exe, REPO) if exe.startswith(REPO + os.sep) else exe
+
+
+def commit():
+    """The checkout's commit (short), with ``+changes`` when tracked files differ from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def run_bench(name, quick):
@@ -122,6 +136,7 @@ def run_bench(name, quick):
     before = set(glob.glob(os.path.join(REPO, spec["glob"]))) if "glob" in spec else set()
     print("== %s: %s" % (name, command), flush=True)
     date = time.strftime("%Y-%m-%d %H:%M %Z")
+    measured = commit()  # before the run: what the bench ran, whatever is edited while it runs
     started = time.monotonic()
     code = subprocess.call([sys.executable, os.path.join(REPO, spec["script"])] + args, cwd=REPO, env=env)
     seconds = time.monotonic() - started
@@ -134,7 +149,7 @@ def run_bench(name, quick):
         result = new[-1] if new else None
     print("== %s: exit %d after %.0f s, result %s" % (name, code, seconds, result and os.path.relpath(result, REPO)), flush=True)
     return {"command": command, "date": date, "exit_code": code, "seconds": round(seconds, 1), "quick": quick,
-            "result": os.path.relpath(result, REPO) if result else None}
+            "result": os.path.relpath(result, REPO) if result else None, "commit": measured}
 
 
 # ------------------------------------------------------------------ table rows
@@ -288,7 +303,29 @@ def rows_machines(data):
             ours["completion_s"], ours["slowest_machine_s"], ours["failed"], ours["server_cpu_s"], ours["server_peak_rss_mib"]),
         "ratio": data.get("ratio_completion_ours_over_anchor") or float("nan"),
         "bar": "< 30 s, 0 failed, < 300 MiB" if small else "0 failed, < 300 MiB (no time bar)",
-        "pass": data["pass"]}]
+        "pass": data["pass"]}] + rows_peer_check(data, "completion_s", "first power-on -> last phone-home, s", "s",
+                                                 "slowest machine %s s / %s s" % _on_off(data, "slowest_machine_s"))
+
+
+def _on_off(data, key):
+    cost = data["peer_check_cost"][key] if data.get("peer_check_cost") else {}
+    return cost.get("on"), cost.get("off")
+
+
+def rows_peer_check(data, key, what, unit, more):
+    """The trust check's cost, when the bench ran ours with the check on and off (--peer-check both): one row."""
+    cost = data.get("peer_check_cost")
+    if not cost:
+        return []
+    on, off = cost[key]["on"], cost[key]["off"]
+    cpu_on, cpu_off = _on_off(data, "server_cpu_s")
+    return [{
+        "figure": "trust check's cost (peer_check on vs off, same run, %d interleaved pairs): %s" % (cost["pairs"], what),
+        "anchor": "same server, peer_check off",
+        "anchor_value": "%s %s" % (off, unit),
+        "ours": "%s %s (%s; server CPU %s s / %s s)" % (on, unit, more, cpu_on, cpu_off),
+        "ratio": cost[key]["ratio"] or float("nan"),
+        "bar": "none", "pass": None}]
 
 
 def rows_agent_api(data):
@@ -302,27 +339,45 @@ def rows_agent_api(data):
         "ours": "%s ms (%s/%d ok; long-poll answered p99 %s ms after its phone-home)" % (
             ours["phone_home_p99_ms"], ours["phone_homes_ok"], args["hosts"], ours["long_poll_delivery_p99_ms"]),
         "ratio": data.get("ratio_p99_ours_over_nginx") or float("nan"),
-        "bar": "all ok, p99 < 200 ms", "pass": data["pass"]}]
+        "bar": "all ok, p99 < 200 ms", "pass": data["pass"]}] + rows_peer_check(
+            data, "phone_home_p99_ms", "phone-home p99, ms", "ms", "p50 %s ms / %s ms" % _on_off(data, "phone_home_p50_ms"))
 
 
 ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e, "ipv6": rows_ipv6, "provision": rows_provision,
         "dhcp_burst": rows_dhcp_burst, "machines": rows_machines, "machines_full": rows_machines, "agent_api": rows_agent_api}
 
 
-def table(runs):
+def kept_rows(text):
+    """bench name -> its rows (lines) in the README's current table."""
+    rows = {}
+    if START not in text or END not in text:
+        return rows
+    for line in text.split(START, 1)[1].split(END, 1)[0].splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and line.startswith("| ") and cells[1].strip() in BENCHES:
+            rows.setdefault(cells[1].strip(), []).append(line)
+    return rows
+
+
+def table(runs, kept=None):
+    kept = kept or {}
     lines = [
-        "| Bench | Figure | Anchor | Anchor figure | Ours | Ratio ours/anchor | Bar | Result | Date | Command |",
+        "| Bench | Figure | Anchor | Anchor figure | Ours | Ratio ours/anchor | Bar | Result | Date (commit) | Command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in BENCHES:
         run = runs.get(name)
+        path = run and run.get("result") and os.path.join(REPO, run["result"])
+        if (run is None or not path or not os.path.exists(path)) and name in kept:
+            lines.extend(kept[name])  # measured elsewhere; this machine has no result of its own
+            continue
         if run is None:
             continue
         command = "`%s`" % run["command"].replace("|", "\\|")
-        path = run.get("result") and os.path.join(REPO, run["result"])
+        date = "%s (%s)" % (run["date"], run["commit"]) if run.get("commit") else run["date"]
         if not path or not os.path.exists(path):
             lines.append("| %s | (no result: the bench exited %s) | | | | | | FAIL | %s | %s |"
-                         % (name, run["exit_code"], run["date"], command))
+                         % (name, run["exit_code"], date, command))
             continue
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -330,21 +385,21 @@ def table(runs):
             verdict = "info" if row["pass"] is None else ("PASS" if row["pass"] else "FAIL")
             lines.append("| %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s |" % (
                 name, row["figure"], row["anchor"], row["anchor_value"], row["ours"], row["ratio"], row["bar"],
-                verdict, run["date"], command))
+                verdict, date, command))
     return "\n".join(lines)
 
 
 def regenerate_readme(runs):
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
     block = "\n".join([
         START,
         "<!-- generated by bench/run.py from bench/results/*.json; do not edit by hand -->",
         "",
-        table(runs),
+        table(runs, kept_rows(text)),
         "",
         END,
     ])
-    with open(README, encoding="utf-8") as handle:
-        text = handle.read()
     if START in text and END in text:
         head, rest = text.split(START, 1)
         tail = rest.split(END, 1)[1]

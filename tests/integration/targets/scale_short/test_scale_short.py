@@ -7,7 +7,11 @@ as the pxe_server module starts it, in private network namespaces, against
 simulated clients that speak the real protocols) and reads its JSON result.
 The thresholds are loose on time, because CI machines are shared and slow,
 and strict on outcomes: every request answered, every machine booted, every
-phone-home and long-poll answered.
+phone-home and long-poll answered. The server runs with its trust check on
+(``peer_check``, the default): each simulated machine has its own MAC on the
+link (bench/_simnet.py), the server's neighbour table must map every
+machine's address to that MAC, and every phone-home must have been checked
+against it, with nothing refused.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def test_machines(tmp_path):
     assert ours["server_peak_rss_mib"] < 300, ours["usage"]
     assert ours["server"]["states"] == {"phoned_home": data["args"]["machines"]}, ours["server"]
     assert ours["server"]["stop_reason"] == "every host is done"
+    assert_checked(data, ours, data["args"]["machines"])
 
 
 def test_agent_api(tmp_path):
@@ -63,3 +68,14 @@ def test_agent_api(tmp_path):
     assert ours["long_polls_answered"] == hosts, ours["long_poll_failures"]
     assert ours["long_polls_early"] == 0          # no long-poll answered before its host's event
     assert ours["phone_home_ms"]["p99"] < 5000, ours["phone_home_ms"]
+    assert_checked(data, ours, hosts)
+
+
+def assert_checked(data, ours, machines):
+    """The trust check was on and saw each machine as itself: its own MAC in the neighbour table, its phone-home checked."""
+    assert data["args"]["peer_check"] == "on" and ours["peer_check"] is True, data["args"]
+    assert ours["neighbours"] == {"machines": machines, "right": machines, "wrong": 0, "wrong_first": [], "missing": 0}, ours["neighbours"]
+    assert ours["server"]["bindings"] == {"arp_right": machines}, ours["server"]["bindings"]
+    assert not any(ours["server"]["refused_requests"].values()), ours["server"]["refused_requests"]
+    assert ours["server"]["counters"]["peer_check_errors"] == 0, ours["server"]["counters"]
+    assert ours["problems"] == [], ours["problems"]
