@@ -2,10 +2,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The segment's evidence for one request: the kernel's route to the peer and its neighbour entry.
 
-:class:`SegmentCheck` asks the kernel (two netlink round trips, no
-subprocess, no table dump: :mod:`.netlink`) and hands :mod:`.trust` what it
-found, as a :class:`~.trust.Binding`. The check runs on the event loop for
-each script, kernel, initrd and phone-home request of a known host.
+:class:`SegmentCheck` asks the kernel (:mod:`.neighbour_watch`: what its
+notices said, else two netlink round trips; no subprocess, no table dump)
+and hands :mod:`.trust` what it found, as a :class:`~.trust.Binding`. The
+check runs on the event loop for each script, kernel, initrd and phone-home
+request of a known host.
 
 A TCP peer on the segment always has a neighbour entry: the kernel needed it
 to answer the handshake. Where the entry is gone anyway (garbage-collected on
@@ -19,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink, trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbour_watch import NeighbourWatch
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import normal_address
 
 # How long a request without a neighbour entry waits for the kernel to resolve its peer, and how often it looks.
@@ -35,7 +37,8 @@ log = logging.getLogger("nixie.metal.netboot.binding")
 class SegmentCheck:
     """Judges peers against hosts' MACs. ``enabled=False`` lets every peer in unchecked (and says so).
 
-    ``lookup``: a :class:`~.netlink.RouteNeighbours` (made on first use when None).
+    ``lookup``: what answers route/neighbour/ifname/resolve: a :class:`~.neighbour_watch.NeighbourWatch`
+    (made on first use when None) or a :class:`~.netlink.RouteNeighbours`.
     """
 
     def __init__(self, enabled=True, lookup=None, resolve_wait=RESOLVE_WAIT):
@@ -46,7 +49,7 @@ class SegmentCheck:
 
     def _kernel(self):
         if self._lookup is None:
-            self._lookup = netlink.RouteNeighbours()
+            self._lookup = NeighbourWatch()
         return self._lookup
 
     def check(self, peer, host_mac):

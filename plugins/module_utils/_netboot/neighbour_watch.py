@@ -1,0 +1,160 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The kernel's neighbours and routes as the server last heard of them, kept current by the kernel's own notices.
+
+Asking the kernel per request (:class:`~.netlink.RouteNeighbours`, two round
+trips, about 45 µs with the Python around them) is most of what the trust
+check costs when a rack phones home at once (docs/performance.md). The kernel
+also *tells* every change of its neighbour table and its routes to whoever
+listens on rtnetlink's multicast groups (allowed without privileges), and it
+queues that notice before it processes the next frame. So a request whose
+bytes have been read was preceded in our socket's queue by the notice of every
+neighbour change that came before it: reading that queue dry, then looking in
+a dictionary, gives the same answer as asking, at a fraction of the cost.
+
+What is kept: a neighbour entry once asked for (then changed or removed only by
+notices), and the route to a peer (all routes are forgotten on any route or
+address notice). A peer never asked about is asked about. If the queue
+overflowed (``ENOBUFS``: notices were lost), everything kept is forgotten and
+asked again. No answer is ever kept past a notice that changes it, so an
+attacker who rewrites an entry is seen on the next request, as when asking.
+This file is private to the collection: its interface may change.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import normal_address
+
+# rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*): neighbours, IPv4/IPv6 addresses and routes.
+RTMGRP_NEIGH = 0x4
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
+GROUPS = RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+RTM_DELNEIGH = 29
+# Notices that can change which route (and so which interface and gateway) reaches a peer.
+ROUTE_NOTICES = frozenset((netlink.RTM_NEWROUTE, 25, 20, 21))  # RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWADDR, RTM_DELADDR
+RECEIVE_BUFFER = 4 * 1024 * 1024
+MAX_KEPT = 65536
+
+
+def notices(data):
+    """One datagram of notices -> [("neighbour", (ifindex, ip), Entry or None) | ("routes", None, None)] (pure).
+
+    A neighbour added or changed gives its entry, one removed gives None;
+    anything that can change a route gives ``("routes", ...)``. Messages that
+    are neither are skipped, and so are neighbours of other families (a bridge's
+    forwarding entries come as neighbour notices too); a datagram that does not
+    parse raises NetlinkError.
+    """
+    found = []
+    for message in netlink.split(data, "rtnetlink notice"):
+        if message.type in (netlink.RTM_NEWNEIGH, RTM_DELNEIGH):
+            if not message.payload or message.payload[0] not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ifindex, entry = netlink.parse_neighbour(netlink.Message(netlink.RTM_NEWNEIGH, message.flags, message.seq,
+                                                                     message.pid, message.payload), what="rtnetlink notice")
+            found.append(("neighbour", (ifindex, entry.ip), entry if message.type == netlink.RTM_NEWNEIGH else None))
+        elif message.type in ROUTE_NOTICES:
+            found.append(("routes", None, None))
+    return found
+
+
+class NeighbourWatch:
+    """:class:`~.netlink.RouteNeighbours`' interface (route, neighbour, ifname, resolve, close), answered from notices.
+
+    ``lookup``: the RouteNeighbours asked on a miss (made here when None).
+    ``resyncs`` counts the times notices were lost and everything kept was forgotten.
+    """
+
+    def __init__(self, lookup=None, receive_buffer=RECEIVE_BUFFER):
+        self._lookup = lookup or netlink.RouteNeighbours()
+        self._neighbours = {}
+        self._routes = {}
+        self.resyncs = 0
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
+                                   socket.NETLINK_ROUTE)
+        try:
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            except OSError:
+                pass
+            self._sock.bind((0, GROUPS))
+        except BaseException:
+            self._sock.close()
+            self._lookup.close()
+            raise
+
+    def _forget(self):
+        self._neighbours.clear()
+        self._routes.clear()
+
+    def drain(self):
+        """Apply every notice queued so far (the kernel queued them before the request now being judged)."""
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise netlink.NetlinkError(exc.errno, "rtnetlink notices: %s" % (exc.strerror or exc)) from None
+                self.resyncs += 1   # notices were lost: nothing kept can be trusted
+                self._forget()
+                continue
+            self.apply(data)
+
+    def apply(self, data):
+        """Apply one datagram of notices; one that does not parse makes everything kept be forgotten."""
+        try:
+            found = notices(data)
+        except netlink.NetlinkError:
+            self.resyncs += 1
+            self._forget()
+            return
+        for kind, key, entry in found:
+            if kind == "routes":
+                self._routes.clear()
+            elif entry is None:
+                self._neighbours.pop(key, None)
+            elif key in self._neighbours:
+                # Only entries already asked for are kept: a flood of strangers grows nothing here.
+                self._neighbours[key] = entry.__class__(ip=entry.ip, dev=self._lookup.ifname(key[0]), mac=entry.mac,
+                                                        state=entry.state)
+
+    def route(self, ip):
+        self.drain()
+        key = str(ip)
+        if key not in self._routes:
+            if len(self._routes) >= MAX_KEPT:
+                self._routes.clear()
+            self._routes[key] = self._lookup.route(ip)
+        return self._routes[key]
+
+    def neighbour(self, ip, ifindex):
+        self.drain()
+        key = (ifindex, normal_address(ip))
+        entry = self._neighbours.get(key)
+        if entry is None:
+            entry = self._lookup.neighbour(ip, ifindex)
+            if entry is not None:
+                if len(self._neighbours) >= MAX_KEPT:
+                    self._neighbours.clear()
+                self._neighbours[key] = entry
+        return entry
+
+    def ifname(self, ifindex):
+        return self._lookup.ifname(ifindex)
+
+    @staticmethod
+    def resolve(ip):
+        netlink.RouteNeighbours.resolve(ip)
+
+    def close(self):
+        self._sock.close()
+        self._lookup.close()
