@@ -17,6 +17,7 @@ This file is private to the collection: its interface may change.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class Entry:
         return self.mac is not None and self.state in VALID_STATES | {"COMPLETE"}
 
 
+# Remembered per text: the trust check asks for every checked request, and parsing is most of its cost.
+@functools.lru_cache(maxsize=4096)
 def normal_address(text):
     """The normalised text of an IPv4/IPv6 address (an IPv4-mapped IPv6 address as IPv4), or None."""
     try:
