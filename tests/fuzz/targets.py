@@ -294,6 +294,9 @@ class _FuzzedKernel:
     def resolve(self, ip):
         pass
 
+    def drain(self):
+        pass
+
     def ifname(self, ifindex):
         return "br0"
 

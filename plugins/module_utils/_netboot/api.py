@@ -344,20 +344,20 @@ class AgentApi:
         The check is synchronous (two netlink round trips); only a peer the
         kernel has no entry for yet makes this a coroutine that waits for it.
         """
-        mac = self.registry.mac_for_token(bearer_token(request.headers)) if self.segment is not None else None
+        token = bearer_token(request.headers)
+        mac = self.registry.mac_for_token(token) if self.segment is not None else None
         if mac is None:
-            return self._phone_home(request, None)
+            return self._phone_home(request, token, None)
         binding = self.segment.check(request.peer, mac)
         if needs_resolving(binding):
-            return self._phone_home_settled(request, mac)
-        return self._phone_home(request, binding)
+            return self._phone_home_settled(request, token, mac)
+        return self._phone_home(request, token, binding)
 
-    async def _phone_home_settled(self, request, mac):
-        return self._phone_home(request, await self.segment.settled(request.peer, mac))
+    async def _phone_home_settled(self, request, token, mac):
+        return self._phone_home(request, token, await self.segment.settled(request.peer, mac))
 
-    def _phone_home(self, request, binding):
+    def _phone_home(self, request, token, binding):
         peer = request.peer
-        token = bearer_token(request.headers)
         report = None
         if token is not None:  # without one the registry refuses (401) before the body matters
             try:

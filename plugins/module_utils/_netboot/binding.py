@@ -62,6 +62,7 @@ class SegmentCheck:
                                  verdict=trust.Verdict(trust.UNVERIFIED, str(peer), reason="no_address"))
         kernel = self._kernel()
         try:
+            kernel.drain()
             # A link-local peer keeps its zone (fe80::1%br0): its route is through that interface only.
             route = kernel.route(str(peer) if "%" in str(peer) else ip)
             scope = trust.scope_of(route)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import normal_address
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry, normal_address
 
 # rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*): neighbours, IPv4/IPv6 addresses and routes.
 RTMGRP_NEIGH = 0x4
@@ -40,29 +41,52 @@ RTM_DELNEIGH = 29
 # Notices that can change which route (and so which interface and gateway) reaches a peer.
 ROUTE_NOTICES = frozenset((netlink.RTM_NEWROUTE, 25, 20, 21))  # RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWADDR, RTM_DELADDR
 RECEIVE_BUFFER = 4 * 1024 * 1024
+_NDMSG = struct.Struct("=BBHiHBB")  # family, pad1, pad2, ifindex, state, flags, type
+_FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 16}
+_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+# NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT: the kernel sends to the entry's address (netlink.MAC_STATES).
+_MAC_STATE_BITS = 0x02 | 0x04 | 0x08 | 0x10 | 0x80
 MAX_KEPT = 65536
 
 
 def notices(data):
-    """One datagram of notices -> [("neighbour", (ifindex, ip), Entry or None) | ("routes", None, None)] (pure).
+    """One datagram of notices -> [("neighbour", (ifindex, ip), (state, lladdr) or None) | ("routes", None, None)] (pure).
 
-    A neighbour added or changed gives its entry, one removed gives None;
-    anything that can change a route gives ``("routes", ...)``. Messages that
-    are neither are skipped, and so are neighbours of other families (a bridge's
-    forwarding entries come as neighbour notices too); a datagram that does not
-    parse raises NetlinkError.
+    A neighbour added or changed gives its NUD state bits and its link-layer
+    address's bytes (or None); one removed gives
+    None; anything that can change a route gives ``("routes", ...)``. Only what
+    decides the check is read here: a rack's connections make thousands of
+    notices that change nothing but a state's name. Messages that are neither
+    are skipped, and so are neighbours of other families (a bridge's forwarding
+    entries come as neighbour notices too); a datagram that does not parse
+    raises NetlinkError.
     """
     found = []
     for message in netlink.split(data, "rtnetlink notice"):
         if message.type in (netlink.RTM_NEWNEIGH, RTM_DELNEIGH):
-            if not message.payload or message.payload[0] not in (socket.AF_INET, socket.AF_INET6):
+            payload = message.payload
+            if len(payload) < _NDMSG.size or payload[0] not in _FAMILIES:
                 continue
-            ifindex, entry = netlink.parse_neighbour(netlink.Message(netlink.RTM_NEWNEIGH, message.flags, message.seq,
-                                                                     message.pid, message.payload), what="rtnetlink notice")
-            found.append(("neighbour", (ifindex, entry.ip), entry if message.type == netlink.RTM_NEWNEIGH else None))
+            family, dummy_pad1, dummy_pad2, ifindex, state, dummy_flags, dummy_type = _NDMSG.unpack_from(payload)
+            attrs = netlink.attributes(payload[_NDMSG.size:], "rtnetlink notice")
+            packed = attrs.get(netlink.NDA_DST)
+            if packed is None or len(packed) != _FAMILIES[family]:
+                raise netlink.NetlinkError(errno.EBADMSG, "rtnetlink notice: a neighbour without an address")
+            if family == socket.AF_INET6 and packed.startswith(_MAPPED_PREFIX):
+                family, packed = socket.AF_INET, packed[12:]
+            key = (ifindex, socket.inet_ntop(family, packed))
+            if message.type == RTM_DELNEIGH:
+                found.append(("neighbour", key, None))
+            else:
+                found.append(("neighbour", key, (state, attrs.get(netlink.NDA_LLADDR))))
         elif message.type in ROUTE_NOTICES:
             found.append(("routes", None, None))
     return found
+
+
+def state_name(state):
+    """The name of the first NUD state bit set (netlink.NUD_NAMES), or NONE."""
+    return next((name for bit, name in netlink.NUD_NAMES if state & bit), "NONE")
 
 
 class NeighbourWatch:
@@ -95,7 +119,10 @@ class NeighbourWatch:
         self._routes.clear()
 
     def drain(self):
-        """Apply every notice queued so far (the kernel queued them before the request now being judged)."""
+        """Apply every notice queued so far (the kernel queued them before the request now being judged).
+
+        Once per checked request, before :meth:`route` and :meth:`neighbour`.
+        """
         while True:
             try:
                 data = self._sock.recv(65536)
@@ -117,18 +144,22 @@ class NeighbourWatch:
             self.resyncs += 1
             self._forget()
             return
-        for kind, key, entry in found:
+        for kind, key, change in found:
             if kind == "routes":
                 self._routes.clear()
-            elif entry is None:
+            elif change is None:
                 self._neighbours.pop(key, None)
             elif key in self._neighbours:
-                # Only entries already asked for are kept: a flood of strangers grows nothing here.
-                self._neighbours[key] = entry.__class__(ip=entry.ip, dev=self._lookup.ifname(key[0]), mac=entry.mac,
-                                                        state=entry.state)
+                # Only entries already asked for are kept: a flood of strangers grows nothing here. An entry whose
+                # MAC and usability did not change (REACHABLE -> STALE -> DELAY ...) is left as it is.
+                state, lladdr = change
+                mac = lladdr.hex(":") if state & _MAC_STATE_BITS and lladdr and len(lladdr) == 6 else None
+                kept = self._neighbours[key]
+                if kept.mac != mac:
+                    self._neighbours[key] = Entry(ip=key[1], dev=kept.dev, mac=mac, state=state_name(state))
 
     def route(self, ip):
-        self.drain()
+        """The route to ``ip`` as last asked, unless a notice since said routes changed. Call :meth:`drain` first."""
         key = str(ip)
         if key not in self._routes:
             if len(self._routes) >= MAX_KEPT:
@@ -137,7 +168,7 @@ class NeighbourWatch:
         return self._routes[key]
 
     def neighbour(self, ip, ifindex):
-        self.drain()
+        """The entry of ``ip`` on ``ifindex`` as the notices left it, else asked. Call :meth:`drain` first."""
         key = (ifindex, normal_address(ip))
         entry = self._neighbours.get(key)
         if entry is None:

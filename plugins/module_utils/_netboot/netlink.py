@@ -451,6 +451,9 @@ class RouteNeighbours:
                                % (what, entry.ip, answered_index))
         return entry
 
+    def drain(self):
+        """Nothing to do: every answer is asked for (NeighbourWatch keeps answers and applies notices here)."""
+
     def ifname(self, ifindex):
         """The name of interface ``ifindex``, or None when there is none (cached once found)."""
         name = self._names.get(ifindex)

@@ -278,6 +278,9 @@ class KernelTable:
         self.resolved.append(ip)
         self.mac = self.resolves_to
 
+    def drain(self):
+        pass
+
     def ifname(self, ifindex):
         return "br0"
 

@@ -70,13 +70,13 @@ def watch():
 
 
 def test_notices_read_the_kernels_own_bytes():
-    [(kind, key, entry)] = neighbour_watch.notices(as_notice(reply_of("neigh-v4-reachable")))
+    [(kind, key, (state, lladdr))] = neighbour_watch.notices(as_notice(reply_of("neigh-v4-reachable")))
     assert (kind, key) == ("neighbour", (2, "10.90.0.50"))
-    assert (entry.mac, entry.state) == (IMPOSTOR, "REACHABLE")
-    [(kind, key, entry)] = neighbour_watch.notices(as_notice(reply_of("neigh-v6-failed")))
-    assert kind == "neighbour" and entry.mac is None and entry.state == "FAILED"
-    [(kind, key, entry)] = neighbour_watch.notices(as_notice(reply_of("neigh-v4-reachable"), neighbour_watch.RTM_DELNEIGH))
-    assert (key, entry) == ((2, "10.90.0.50"), None)
+    assert (lladdr.hex(":"), neighbour_watch.state_name(state)) == (IMPOSTOR, "REACHABLE")
+    [(kind, key, (state, lladdr))] = neighbour_watch.notices(as_notice(reply_of("neigh-v6-failed")))
+    assert kind == "neighbour" and neighbour_watch.state_name(state) == "FAILED"
+    [(kind, key, change)] = neighbour_watch.notices(as_notice(reply_of("neigh-v4-reachable"), neighbour_watch.RTM_DELNEIGH))
+    assert (key, change) == ((2, "10.90.0.50"), None)
     assert neighbour_watch.notices(as_notice(reply_of("route-v4-onlink"))) == [("routes", None, None)]
 
 
