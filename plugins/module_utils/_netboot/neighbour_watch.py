@@ -53,11 +53,11 @@ def notices(data):
     """One datagram of notices -> [("neighbour", (ifindex, ip), (state, lladdr) or None) | ("routes", None, None)] (pure).
 
     A neighbour added or changed gives its NUD state bits and its link-layer
-    address's bytes (or None); one removed gives
-    None; anything that can change a route gives ``("routes", ...)``. Only what
-    decides the check is read here: a rack's connections make thousands of
-    notices that change nothing but a state's name. Messages that are neither
-    are skipped, and so are neighbours of other families (a bridge's forwarding
+    address's bytes (or None); one removed gives None; anything that can change
+    a route gives ``("routes", ...)``. Only what decides the check is read here:
+    a rack's connections make thousands of notices that change nothing but a
+    state's name. Messages that are neither are skipped, and so are neighbours
+    of other families (a bridge's forwarding
     entries come as neighbour notices too); a datagram that does not parse
     raises NetlinkError.
     """
