@@ -62,7 +62,7 @@ def verdict(request_ip, expected_mac, neighbour_entry):
     """The :class:`Verdict` on a request from ``request_ip`` for the host with ``expected_mac``.
 
     ``neighbour_entry``: the :class:`~.neighbours.Entry` of ``request_ip`` on the
-    serving interface (:func:`.neighbours.find`), or None when there is none.
+    serving interface (from :mod:`.neighbour_watch`), or None when there is none.
     Only a usable entry is evidence; an entry whose address differs from
     ``request_ip`` is a caller's mistake and raises ValueError, as does a
     ``expected_mac`` that is not a MAC.

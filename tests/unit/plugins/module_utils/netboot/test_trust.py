@@ -1,9 +1,16 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Neighbour tables read and judged: real `ip -j neigh` and /proc/net/arp output (fixtures/neighbours)."""
+"""The verdict on real neighbour tables: `ip -j neigh` and /proc/net/arp captured in a lab (fixtures/neighbours).
+
+The server reads entries over netlink (test_netlink.py); these captures of the
+same moments, read here by small test readers, give the verdict every case an
+attacker on the segment can make: another MAC, the host's address taken over,
+a clone of the host's MAC, no evidence at all.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -16,72 +23,45 @@ IMPOSTOR = "02:00:00:bb:00:02"
 
 
 def table(name):
+    """The entries of a captured table (the fixtures' README says how each was taken)."""
     with open(os.path.join(FIXTURES, name), encoding="utf-8") as handle:
         text = handle.read()
-    return neighbours.parse_ip_neigh(text) if name.endswith(".json") else neighbours.parse_proc_net_arp(text)
+    return read_ip_neigh(text) if name.endswith(".json") else read_proc_net_arp(text)
+
+
+def read_ip_neigh(text):
+    """``ip -j neigh show`` -> [Entry]; no MAC unless the kernel sends to it in that state."""
+    entries = []
+    for row in json.loads(text):
+        state = str((row.get("state") or ["NONE"])[0]).upper()
+        mac = row.get("lladdr") if state in neighbours.VALID_STATES else None
+        entries.append(neighbours.Entry(neighbours.normal_address(row["dst"]), row.get("dev"), mac, state))
+    return entries
+
+
+def read_proc_net_arp(text):
+    """``/proc/net/arp`` -> [Entry]: flags 0x4 permanent, 0x2 complete (read as REACHABLE), else no MAC.
+
+    A failed or unresolved line still prints the last MAC: it must not count.
+    """
+    entries = []
+    for line in text.splitlines()[1:]:
+        ip, dummy_hw, flags, mac, dummy_mask, dev = line.split()
+        flags = int(flags, 16)
+        state = "PERMANENT" if flags & 0x4 else "REACHABLE" if flags & 0x2 else "INCOMPLETE"
+        entries.append(neighbours.Entry(ip, dev, mac if state != "INCOMPLETE" else None, state))
+    return entries
+
+
+def find(entries, ip, dev=None):
+    """The entry of ``ip`` (any spelling) on ``dev`` (any when None), a usable one first; or None."""
+    wanted = neighbours.normal_address(ip)
+    found = [e for e in entries if e.ip == wanted and (dev is None or e.dev == dev)]
+    return next((e for e in found if e.usable), found[0] if found else None)
 
 
 def judge(name, ip, mac=HOST, dev="br0"):
-    return trust.verdict(ip, mac, neighbours.find(table(name), ip, dev))
-
-
-# -- the tables ----------------------------------------------------------------
-
-def test_ip_neigh_reads_both_families_and_every_state_it_showed():
-    entries = table("ip-neigh-fresh.json")
-    by_ip = {e.ip: e for e in entries}
-    assert by_ip["10.99.0.10"] == neighbours.Entry("10.99.0.10", "br0", HOST, "DELAY")
-    assert by_ip["fd99::10"] == neighbours.Entry("fd99::10", "br0", HOST, "DELAY")
-    assert by_ip["10.99.0.77"].state == "PERMANENT" and by_ip["10.99.0.77"].usable
-    assert by_ip["10.99.0.99"] == neighbours.Entry("10.99.0.99", "br0", None, "INCOMPLETE")
-    assert not by_ip["fd99::99"].usable
-    assert [e.state for e in table("ip-neigh-stale.json") if e.ip == "10.99.0.10"] == ["STALE"]
-
-
-def test_proc_net_arp_drops_the_mac_of_an_entry_that_failed():
-    # Flags 0x0: the kernel no longer sends to 52:54:00:aa:00:01, yet the line still prints it.
-    failed = neighbours.find(table("proc-net-arp-failed.txt"), "10.99.0.10")
-    assert failed == neighbours.Entry("10.99.0.10", "br0", None, "INCOMPLETE")
-    assert judge("proc-net-arp-failed.txt", "10.99.0.10").reason == "unresolved"
-    fresh = {e.ip: e for e in table("proc-net-arp-fresh.txt")}
-    assert fresh["10.99.0.10"].mac == HOST and fresh["10.99.0.10"].state == "COMPLETE"
-    assert fresh["10.99.0.77"].state == "PERMANENT"
-    assert fresh["10.99.0.99"].mac is None
-
-
-def test_both_readings_of_the_same_moment_agree_on_ipv4():
-    for moment in ("fresh", "incomplete", "impostor", "clone", "stale"):
-        from_ip = {e.ip: e.mac for e in table("ip-neigh-%s.json" % moment) if ":" not in e.ip}
-        from_proc = {e.ip: e.mac for e in table("proc-net-arp-%s.txt" % moment)}
-        assert from_ip == from_proc, moment
-
-
-@pytest.mark.parametrize("text, words", [
-    ("not json", "did not print JSON"),
-    ('{"dst": "10.0.0.1"}', "not a list"),
-])
-def test_ip_neigh_that_is_not_its_json_is_a_clear_error(text, words):
-    with pytest.raises(neighbours.NeighbourTableError, match=words):
-        neighbours.parse_ip_neigh(text)
-
-
-def test_proc_net_arp_that_is_not_the_table_is_a_clear_error():
-    with pytest.raises(neighbours.NeighbourTableError, match="header"):
-        neighbours.parse_proc_net_arp("10.0.0.1 0x1 0x2 aa:bb:cc:dd:ee:ff * eth0\n")
-    header = "IP address       HW type     Flags       HW address            Mask     Device\n"
-    with pytest.raises(neighbours.NeighbourTableError, match="line 2 has 3 fields"):
-        neighbours.parse_proc_net_arp(header + "10.0.0.1 0x1 0x2\n")
-    with pytest.raises(neighbours.NeighbourTableError, match="not hexadecimal"):
-        neighbours.parse_proc_net_arp(header + "10.0.0.1 0x1 zz 52:54:00:aa:00:01 * eth0\n")
-
-
-def test_find_is_per_interface_and_takes_any_spelling_of_the_address():
-    entries = table("ip-neigh-fresh.json")
-    assert neighbours.find(entries, "::ffff:10.99.0.10", "br0").mac == HOST
-    assert neighbours.find(entries, "FD99:0::10", "br0").mac == HOST
-    assert neighbours.find(entries, "10.99.0.10", "eth1") is None
-    assert neighbours.find(entries, "10.99.0.200", "br0") is None
-    assert neighbours.find(entries, "not an address") is None
+    return trust.verdict(ip, mac, find(table(name), ip, dev))
 
 
 # -- the verdicts ----------------------------------------------------------------
@@ -120,7 +100,7 @@ def test_no_evidence_is_unverified_never_a_match():
 
 
 def test_verdict_refuses_a_callers_mistake():
-    entry = neighbours.find(table("ip-neigh-fresh.json"), "10.99.0.10")
+    entry = find(table("ip-neigh-fresh.json"), "10.99.0.10")
     with pytest.raises(ValueError, match="not of the request's address"):
         trust.verdict("10.99.0.50", HOST, entry)
     with pytest.raises(ValueError, match="expected_mac"):
