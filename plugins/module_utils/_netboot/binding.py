@@ -27,6 +27,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours im
 # How long a request without a neighbour entry waits for the kernel to resolve its peer, and how often it looks.
 RESOLVE_WAIT = 1.0
 RESOLVE_POLL = 0.05
+# Judgements kept (one per peer and host); all are forgotten when there would be more.
+MAX_JUDGED = 65536
 
 NOT_CHECKED = "not_checked"
 """The scope of every peer when the check is turned off (``peer_check: false``)."""
@@ -46,6 +48,10 @@ class SegmentCheck:
         self._lookup = lookup
         self.resolve_wait = resolve_wait
         self.errors = 0
+        # (peer, host MAC) -> (route, entry, binding). A NeighbourWatch hands out the same route and entry
+        # objects until a notice changes them, so an unchanged pair means an unchanged binding: a peer's
+        # script, kernel, initrd and phone-home are judged once while the kernel's evidence holds.
+        self._judged = {}
 
     def _kernel(self):
         if self._lookup is None:
@@ -74,8 +80,17 @@ class SegmentCheck:
             self.errors += 1
             log.warning("cannot read the route or neighbour of %s: %s", ip, exc)
             return trust.Binding(peer=ip, scope=trust.ON_SEGMENT, verdict=trust.verdict(ip, host_mac, None))
-        return trust.Binding(peer=ip, scope=scope, verdict=trust.verdict(ip, host_mac, entry),
-                             interface=_ifname(kernel, route))
+        key = (ip, host_mac)
+        judged = self._judged.get(key)
+        if judged is not None and judged[0] is route and judged[1] is entry:
+            return judged[2]
+        binding = trust.Binding(peer=ip, scope=scope, verdict=trust.verdict(ip, host_mac, entry),
+                                interface=_ifname(kernel, route))
+        if entry is not None:
+            if len(self._judged) >= MAX_JUDGED:
+                self._judged.clear()
+            self._judged[key] = (route, entry, binding)
+        return binding
 
     async def settled(self, peer, host_mac):
         """:meth:`check`, after asking the kernel to resolve a peer that has no usable entry yet."""

@@ -38,10 +38,14 @@ RTMGRP_IPV6_IFADDR = 0x100
 RTMGRP_IPV6_ROUTE = 0x400
 GROUPS = RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
 RTM_DELNEIGH = 29
+NEIGHBOUR_NOTICES = frozenset((netlink.RTM_NEWNEIGH, RTM_DELNEIGH))
 # Notices that can change which route (and so which interface and gateway) reaches a peer.
 ROUTE_NOTICES = frozenset((netlink.RTM_NEWROUTE, 25, 20, 21))  # RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWADDR, RTM_DELADDR
 RECEIVE_BUFFER = 4 * 1024 * 1024
-_NDMSG = struct.Struct("=BBHiHBB")  # family, pad1, pad2, ifindex, state, flags, type
+_NLMSGHDR = struct.Struct("=IH")  # the netlink header's length and type
+_NLMSGHDR_LEN = 16
+# The netlink header, the ndmsg (family, ifindex, state) and the first attribute's length and type.
+_NDMSG_HEAD = struct.Struct("=16xBxxxiHxxHH")
 _FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 16}
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 # NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT: the kernel sends to the entry's address (netlink.MAC_STATES).
@@ -49,39 +53,68 @@ _MAC_STATE_BITS = 0x02 | 0x04 | 0x08 | 0x10 | 0x80
 MAX_KEPT = 65536
 
 
-def notices(data):
+def notices(data, wanted=None):
     """One datagram of notices -> [("neighbour", (ifindex, ip), (state, lladdr) or None) | ("routes", None, None)] (pure).
 
     A neighbour added or changed gives its NUD state bits and its link-layer
     address's bytes (or None); one removed gives None; anything that can change
-    a route gives ``("routes", ...)``. Only what decides the check is read here:
-    a rack's connections make thousands of notices that change nothing but a
-    state's name. Messages that are neither are skipped, and so are neighbours
-    of other families (a bridge's forwarding
-    entries come as neighbour notices too); a datagram that does not parse
-    raises NetlinkError.
+    a route gives ``("routes", ...)``. ``wanted``: the neighbour keys whose
+    changes matter (None: all). A rack's connections make thousands of notices
+    about entries nobody asked for, so those are read no further than their
+    address: the kernel puts ``NDA_DST`` first (neigh_fill_info), and only a
+    notice that does not is read attribute by attribute. Removals are always
+    given. Messages that are neither are skipped, and so are neighbours of
+    other families (a bridge's forwarding entries come as neighbour notices
+    too); a datagram that does not parse raises NetlinkError.
     """
     found = []
-    for message in netlink.split(data, "rtnetlink notice"):
-        if message.type in (netlink.RTM_NEWNEIGH, RTM_DELNEIGH):
-            payload = message.payload
-            if len(payload) < _NDMSG.size or payload[0] not in _FAMILIES:
-                continue
-            family, dummy_pad1, dummy_pad2, ifindex, state, dummy_flags, dummy_type = _NDMSG.unpack_from(payload)
-            attrs = netlink.attributes(payload[_NDMSG.size:], "rtnetlink notice")
-            packed = attrs.get(netlink.NDA_DST)
-            if packed is None or len(packed) != _FAMILIES[family]:
-                raise netlink.NetlinkError(errno.EBADMSG, "rtnetlink notice: a neighbour without an address")
-            if family == socket.AF_INET6 and packed.startswith(_MAPPED_PREFIX):
-                family, packed = socket.AF_INET, packed[12:]
-            key = (ifindex, socket.inet_ntop(family, packed))
-            if message.type == RTM_DELNEIGH:
-                found.append(("neighbour", key, None))
-            else:
-                found.append(("neighbour", key, (state, attrs.get(netlink.NDA_LLADDR))))
-        elif message.type in ROUTE_NOTICES:
+    size = len(data)
+    offset = 0
+    while offset < size:
+        if size - offset < _NLMSGHDR.size:
+            raise netlink.NetlinkError(errno.EBADMSG, "rtnetlink notice: %d stray bytes at offset %d" % (size - offset, offset))
+        length, kind = _NLMSGHDR.unpack_from(data, offset)
+        end = offset + length
+        if length < _NLMSGHDR_LEN or end > size:
+            raise netlink.NetlinkError(errno.EBADMSG, "rtnetlink notice: a message at offset %d claims %d bytes, %d are there"
+                                       % (offset, length, size - offset))
+        if kind in NEIGHBOUR_NOTICES:
+            change = _neighbour_notice(data, offset, end, kind, wanted)
+            if change is not None:
+                found.append(change)
+        elif kind in ROUTE_NOTICES:
             found.append(("routes", None, None))
+        offset += (length + 3) & ~3
     return found
+
+
+def _neighbour_notice(data, offset, end, kind, wanted):
+    """The ("neighbour", key, change) of the RTM_NEWNEIGH/RTM_DELNEIGH at ``offset``, or None when it does not matter."""
+    if end - offset < _NDMSG_HEAD.size:
+        return None
+    family, ifindex, state, first_length, first_type = _NDMSG_HEAD.unpack_from(data, offset)
+    width = _FAMILIES.get(family)
+    if width is None:
+        return None
+    if first_type & 0x3FFF == netlink.NDA_DST and first_length == 4 + width and offset + _NDMSG_HEAD.size + width <= end:
+        start = offset + _NDMSG_HEAD.size
+        packed = data[start:start + width]
+        attrs = None
+    else:
+        attrs = netlink.attributes(data[offset + _NDMSG_HEAD.size - 4:end], "rtnetlink notice")
+        packed = attrs.get(netlink.NDA_DST)
+        if packed is None or len(packed) != width:
+            raise netlink.NetlinkError(errno.EBADMSG, "rtnetlink notice: a neighbour without an address")
+    if family == socket.AF_INET6 and packed.startswith(_MAPPED_PREFIX):
+        family, packed = socket.AF_INET, packed[12:]
+    key = (ifindex, socket.inet_ntop(family, packed))
+    if kind == RTM_DELNEIGH:
+        return ("neighbour", key, None)
+    if wanted is not None and key not in wanted:
+        return None
+    if attrs is None:
+        attrs = netlink.attributes(data[offset + _NDMSG_HEAD.size - 4:end], "rtnetlink notice")
+    return ("neighbour", key, (state, attrs.get(netlink.NDA_LLADDR)))
 
 
 def state_name(state):
@@ -139,7 +172,7 @@ class NeighbourWatch:
     def apply(self, data):
         """Apply one datagram of notices; one that does not parse makes everything kept be forgotten."""
         try:
-            found = notices(data)
+            found = notices(data, self._neighbours)
         except netlink.NetlinkError:
             self.resyncs += 1
             self._forget()

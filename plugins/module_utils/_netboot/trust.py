@@ -167,22 +167,30 @@ def admit(route_name, binding, claim, epoch):
     host's MAC at another address, or a routed stranger).
     """
     if binding.scope == LOCAL:
-        return Admission(True)
-    reason = None
+        return _LET_IN
+    unchecked = False
     if binding.scope == ON_SEGMENT:
         if binding.verdict is None or binding.verdict.outcome == UNVERIFIED:
-            return Admission(False, reason=UNVERIFIED)
+            return _REFUSED[UNVERIFIED]
         if binding.verdict.outcome != MATCH:
-            return Admission(False, reason=IMPOSTOR)
+            return _REFUSED[IMPOSTOR]
     else:
-        reason = UNCHECKED
+        unchecked = True
     if route_name != "script":
-        return Admission(True, reason=reason)
+        return _LET_IN_UNCHECKED if unchecked else _LET_IN
     if claim is not None and claim["epoch"] == epoch:
         if claim["ip"] != binding.peer:
-            return Admission(False, reason=CLAIMED)
-        return Admission(True, reason=reason)
-    return Admission(True, claims=True, reason=reason)
+            return _REFUSED[CLAIMED]
+        return _LET_IN_UNCHECKED if unchecked else _LET_IN
+    return _CLAIMS_UNCHECKED if unchecked else _CLAIMS
+
+
+# admit's answers: a handful of values, made once (the check runs for every request of a rack).
+_LET_IN = Admission(True)
+_LET_IN_UNCHECKED = Admission(True, reason=UNCHECKED)
+_CLAIMS = Admission(True, claims=True)
+_CLAIMS_UNCHECKED = Admission(True, claims=True, reason=UNCHECKED)
+_REFUSED = {reason: Admission(False, reason=reason) for reason in (UNVERIFIED, IMPOSTOR, CLAIMED)}
 
 
 _REFUSAL_WORDS = {

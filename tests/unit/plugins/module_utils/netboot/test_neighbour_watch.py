@@ -15,7 +15,8 @@ import struct
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import neighbour_watch, netlink
+from ansible_collections.nixie.metal.plugins.module_utils._netboot import neighbour_watch, netlink, trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.binding import SegmentCheck
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "netlink")
@@ -80,6 +81,41 @@ def test_notices_read_the_kernels_own_bytes():
     assert neighbour_watch.notices(as_notice(reply_of("route-v4-onlink"))) == [("routes", None, None)]
 
 
+def reordered(data):
+    """A notice whose attributes come in reverse order (the address last), as no kernel sends but the format allows."""
+    head, offset, attrs = data[:28], 28, []
+    while offset < len(data):
+        length = struct.unpack_from("=H", data, offset)[0]
+        step = (length + 3) & ~3
+        attrs.append(data[offset:offset + step])
+        offset += step
+    body = head + b"".join(reversed(attrs))
+    return struct.pack("=I", len(body)) + body[4:]
+
+
+def test_a_notice_is_read_the_same_whatever_the_order_of_its_attributes():
+    notice = as_notice(reply_of("neigh-v4-reachable"))
+    assert reordered(notice) != notice
+    assert neighbour_watch.notices(reordered(notice)) == neighbour_watch.notices(notice)
+
+
+def test_only_wanted_neighbours_are_read_but_every_removal_is():
+    notice = as_notice(reply_of("neigh-v4-reachable"))
+    assert neighbour_watch.notices(notice, wanted={(2, "10.90.0.99"): None}) == []
+    assert neighbour_watch.notices(reordered(notice), wanted=set()) == []
+    [(dummy_kind, key, change)] = neighbour_watch.notices(notice, wanted={(2, "10.90.0.50")})
+    assert key == (2, "10.90.0.50") and change[1].hex(":") == IMPOSTOR
+    removed = as_notice(reply_of("neigh-v4-reachable"), neighbour_watch.RTM_DELNEIGH)
+    assert neighbour_watch.notices(removed, wanted=set()) == [("neighbour", (2, "10.90.0.50"), None)]
+
+
+def test_a_neighbour_notice_without_its_address_is_an_error():
+    notice = bytearray(as_notice(reply_of("neigh-v4-reachable")))
+    struct.pack_into("=H", notice, 30, 0x7F)   # the first attribute (NDA_DST) becomes an unknown type
+    with pytest.raises(netlink.NetlinkError):
+        neighbour_watch.notices(bytes(notice))
+
+
 def test_a_bridges_forwarding_notice_is_not_a_neighbour():
     data = bytearray(as_notice(reply_of("neigh-v4-reachable")))
     data[16] = 7  # AF_BRIDGE: an FDB entry, which has no IP address
@@ -134,3 +170,17 @@ def test_a_route_notice_forgets_every_route_and_garbage_forgets_everything(watch
 def test_drain_reads_the_kernels_queue_without_blocking(watch):
     watch.drain()  # nothing queued for this fresh socket, or notices of this machine: returns at once
     assert watch.resyncs == 0
+
+
+def test_a_judgement_holds_only_while_the_kernels_evidence_does(watch):
+    check = SegmentCheck(lookup=watch)
+    first = check.check("10.90.0.50", "52:54:00:aa:00:01")
+    assert first.verdict.outcome == trust.MATCH
+    assert check.check("10.90.0.50", "52:54:00:aa:00:01") is first          # nothing changed: judged once
+    assert check.check("10.90.0.50", IMPOSTOR).verdict.outcome == trust.IMPOSTOR   # another host: judged apart
+    watch.apply(as_notice(reply_of("neigh-v4-reachable")))   # the kernel now holds the impostor's MAC there
+    after = check.check("10.90.0.50", "52:54:00:aa:00:01")
+    assert (after.verdict.outcome, after.seen_mac) == (trust.IMPOSTOR, IMPOSTOR)
+    watch.apply(as_notice(reply_of("route-v4-gateway")))     # routes forgotten: asked and judged again
+    assert check.check("10.90.0.50", "52:54:00:aa:00:01") is not after
+    assert watch._lookup.asked.count(("route", "10.90.0.50")) == 2
