@@ -297,6 +297,12 @@ counters:
       description: Times the kernel could not say which MAC a peer is (the request was refused); see the server's log.
       type: int
       sample: 0
+    peer_check_resyncs:
+      description:
+        - Times the kernel's neighbour notices came faster than the server read them and were lost, so the check
+          forgot what it kept and asked the kernel again. Nothing is let in by it; many of them mean a very busy segment.
+      type: int
+      sample: 0
 server:
   description: Where the server listens.
   returned: when O(state=started)

@@ -107,6 +107,11 @@ class SegmentCheck:
                 break
         return binding
 
+    @property
+    def resyncs(self):
+        """Times notices were lost and everything kept was asked again (0 without a NeighbourWatch)."""
+        return getattr(self._lookup, "resyncs", 0)
+
     def close(self):
         if self._lookup is not None:
             self._lookup.close()

@@ -430,7 +430,7 @@ class NetbootServer:
             connections = self._http_listeners.connections
             self.counters.update(http_refused=connections.refused, api_answered_at_accept=connections.answered_at_once)
             self._http_listeners = None
-        self.counters["peer_check_errors"] = self.segment.errors
+        self.counters.update(peer_check_errors=self.segment.errors, peer_check_resyncs=self.segment.resyncs)
         self.segment.close()
 
     def result(self):

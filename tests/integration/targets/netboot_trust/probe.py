@@ -19,7 +19,9 @@ then answers one JSON line per request line on stdin:
   unread, then route(): the late answer must be skipped;
 * ``{"op": "unanswered", "timeout": ...}``: a message the kernel does not
   answer (no NLM_F_REQUEST), through the class's own exchange: the timeout;
-* ``{"op": "measure", "ip": ..., "n": ...}``: n route()+neighbour() pairs, timed.
+* ``{"op": "measure", "ip": ..., "n": ...}``: n route()+neighbour() pairs, timed;
+* ``{"op": "watch", "ip": ..., "ifindex": ..., "buffer": ...}``: a NeighbourWatch with that receive buffer,
+  which keeps the entry of ``ip``; ``{"op": "watch_drain"}``: its drain(), then what it keeps and its resyncs.
 
 Errors come back as ``{"error": type, "errno": ..., "message": ...}``.
 """
@@ -34,6 +36,9 @@ import sys
 import time
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink, privileges
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbour_watch import NeighbourWatch
+
+WATCHES = []
 
 
 def as_json(value):
@@ -114,6 +119,16 @@ def handle(table, listener, request):
         return {"answered": True}
     if op == "measure":
         return measure(table, request["ip"], request["n"])
+    if op == "watch":
+        watch = NeighbourWatch(receive_buffer=request["buffer"])
+        WATCHES.append(watch)
+        watch.drain()
+        return {"neighbour": as_json(watch.neighbour(request["ip"], request["ifindex"])),
+                "kept": len(watch._neighbours)}  # pylint: disable=protected-access
+    if op == "watch_drain":
+        watch = WATCHES[-1]
+        watch.drain()
+        return {"kept": len(watch._neighbours), "resyncs": watch.resyncs}  # pylint: disable=protected-access
     raise ValueError("unknown op %r" % op)
 
 
@@ -136,6 +151,8 @@ def main():
         except ValueError as exc:
             answer = {"error": "ValueError", "message": str(exc)}
         print(json.dumps(answer), flush=True)
+    for watch in WATCHES:
+        watch.close()
     table.close()
 
 

@@ -13,6 +13,7 @@ pointing at the impostor.
 from __future__ import annotations
 
 import errno
+import subprocess
 import sys
 
 import pytest
@@ -180,6 +181,27 @@ def test_cost_of_one_lookup(probe, lab):
     # Not a performance claim (bench/ makes those): a guard that the lookup stays a syscall, not a subprocess
     # (`ip neigh get` takes milliseconds). Only the median, 18 times today's, so a loaded machine cannot fail it.
     assert figures["pair"]["median_us"] < 500
+
+
+def test_lost_notices_make_the_watch_forget_everything(lab, probe):
+    """A receive buffer too small for a burst of neighbour changes: the kernel drops notices (ENOBUFS), and the
+    watch, which can no longer tell what changed, forgets every entry it kept and asks again."""
+    ifindex = lab.ifindex("srv")
+    connect_and_look(lab, probe, "host", SERVER["v4"])
+    kept = probe.ask(op="watch", ip=HOST["v4"], ifindex=ifindex, buffer=1024)
+    assert (kept["kept"], kept["neighbour"]["mac"]) == (1, HOST_MAC)
+    burst = "".join("neigh replace 10.90.1.%d lladdr 02:00:00:cc:00:%02x dev eth0 nud permanent\n" % (n, n)
+                    for n in range(1, 201))
+    try:
+        done = subprocess.run(["ip", "netns", "exec", lab.ns("srv"), "ip", "-batch", "-"], input=burst, text=True,
+                              capture_output=True, check=False, timeout=30)
+        assert done.returncode == 0, done.stderr
+        after = probe.ask(op="watch_drain")
+        assert after["resyncs"] >= 1 and after["kept"] == 0
+    finally:
+        lab.run(["ip", "neigh", "flush", "to", "10.90.1.0/24", "dev", "eth0"], "srv", check=False)
+    again = probe.ask(op="watch", ip=HOST["v4"], ifindex=ifindex, buffer=1024 * 1024)
+    assert again["neighbour"]["mac"] == HOST_MAC
 
 
 # -- last: the impostor takes the host's address ---------------------------------------

@@ -206,7 +206,7 @@ def test_the_result_warns_about_every_peer_refused(served):
                      r"asked for its boot" % (re.escape(IMPOSTOR["v4"]), IMPOSTOR_MAC), warnings), warnings
     assert "from %s (MAC %s): its boot was already claimed" % (HOST["v4"], HOST_MAC) in warnings, warnings
     assert result["refused_requests"]["impostor"] >= 6 and result["refused_requests"]["claimed"] == 1, result["refused_requests"]
-    assert result["counters"]["peer_check_errors"] == 0
+    assert result["counters"]["peer_check_errors"] == 0 and result["counters"]["peer_check_resyncs"] == 0
     assert not next(h for h in result["hosts"] if h["mac"] == SECOND_MAC)["warnings"]
     assert runtime.read_state(str(served.run_dir)) is None
     refused = result["refused_requests"]
