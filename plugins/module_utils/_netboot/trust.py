@@ -53,10 +53,6 @@ class Verdict:
     seen_mac: str | None = None
     reason: str | None = None
 
-    @property
-    def allowed(self):
-        return self.outcome == MATCH
-
 
 def verdict(request_ip, expected_mac, neighbour_entry):
     """The :class:`Verdict` on a request from ``request_ip`` for the host with ``expected_mac``.

@@ -62,7 +62,7 @@ def test_the_host_connecting_is_seen_with_its_mac(lab, probe, family):
     found = entry(answer)
     assert found.ip == HOST[family] and found.dev == "eth0" and found.mac == HOST_MAC
     assert found.state in VALID_STATES
-    assert trust.verdict(answer["ip"], HOST_MAC, found).allowed
+    assert trust.verdict(answer["ip"], HOST_MAC, found).outcome == trust.MATCH
 
 
 @pytest.mark.parametrize("family", FAMILIES)

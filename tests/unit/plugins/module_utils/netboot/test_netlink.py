@@ -183,11 +183,11 @@ def test_noarp_carries_a_link_layer_address_that_is_no_evidence():
 def test_decoded_entries_feed_the_verdict():
     delay = Capture("neigh-v6-delay")
     entry = netlink.parse_neighbour(netlink.reply(delay.reply, delay.seq), "eth0")[1]
-    assert trust.verdict("fd90::10", HOST, entry).allowed
+    assert trust.verdict("fd90::10", HOST, entry).outcome == trust.MATCH
     assert trust.verdict("fd90:0:0::10", IMPOSTOR, entry).outcome == trust.IMPOSTOR
     v4 = Capture("neigh-v4-delay")
     entry = netlink.parse_neighbour(netlink.reply(v4.reply, v4.seq), "eth0")[1]
-    assert trust.verdict("::ffff:10.90.0.10", HOST, entry).allowed
+    assert trust.verdict("::ffff:10.90.0.10", HOST, entry).outcome == trust.MATCH
 
 
 @pytest.mark.parametrize("family", ["v4", "v6"])

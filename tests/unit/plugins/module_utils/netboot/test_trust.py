@@ -71,7 +71,7 @@ def test_the_host_itself_is_let_in_over_ipv4_and_ipv6():
                      ("proc-net-arp-fresh.txt", "10.99.0.10"), ("ip-neigh-stale.json", "10.99.0.10"),
                      ("ip-neigh-reachable.json", "fd99::10")):
         found = judge(name, ip)
-        assert (found.outcome, found.seen_mac, found.allowed) == (trust.MATCH, HOST, True), (name, ip)
+        assert (found.outcome, found.seen_mac) == (trust.MATCH, HOST), (name, ip)
 
 
 def test_another_mac_asking_for_the_host_is_an_impostor_even_from_the_hosts_address():
@@ -82,7 +82,7 @@ def test_another_mac_asking_for_the_host_is_an_impostor_even_from_the_hosts_addr
     # Having taken the host's own address (ARP answered with its own MAC):
     for name in ("ip-neigh-impostor.json", "proc-net-arp-impostor.txt"):
         found = judge(name, "10.99.0.10")
-        assert (found.outcome, found.seen_mac, found.allowed) == (trust.IMPOSTOR, IMPOSTOR, False), name
+        assert (found.outcome, found.seen_mac) == (trust.IMPOSTOR, IMPOSTOR), name
     assert judge("ip-neigh-impostor.json", "fd99::10").seen_mac == IMPOSTOR
 
 
@@ -96,7 +96,7 @@ def test_no_evidence_is_unverified_never_a_match():
     assert judge("ip-neigh-fresh.json", "10.99.0.200") == trust.Verdict(trust.UNVERIFIED, "10.99.0.200", reason="no_entry")
     assert judge("ip-neigh-incomplete.json", "10.99.0.99").reason == "unresolved"
     assert judge("proc-net-arp-incomplete.txt", "10.99.0.99").reason == "unresolved"
-    assert not judge("ip-neigh-fresh.json", "10.99.0.10", dev="eth1").allowed
+    assert judge("ip-neigh-fresh.json", "10.99.0.10", dev="eth1").outcome != trust.MATCH
 
 
 def test_verdict_refuses_a_callers_mistake():
