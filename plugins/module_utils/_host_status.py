@@ -34,8 +34,9 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix, _ssh
+from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _nix, _ssh
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 
 STATES = ("absent", "unknown_os", "other_system", "installed")
 
@@ -185,24 +186,9 @@ def neighbour_candidates(neighbours, mac, interface=None):
     return order(trusted), order(stale)
 
 
-def parse_addresses(text):
-    """``ip -j -4 addr show`` -> [(ifname, IPv4Interface)] of up, non-loopback interfaces."""
-    try:
-        links = json.loads(text or "[]")
-    except ValueError as exc:
-        raise HostStatusError("cannot read the output of 'ip -j -4 addr show': %s" % exc) from None
-    result = []
-    for link in links if isinstance(links, list) else []:
-        if not isinstance(link, dict):
-            continue
-        flags = link.get("flags") or []
-        if "LOOPBACK" in flags or "UP" not in flags:
-            continue
-        for info in link.get("addr_info") or []:
-            if info.get("family") != "inet" or "local" not in info or "prefixlen" not in info:
-                continue
-            result.append((link.get("ifname"), ipaddress.ip_interface("%s/%s" % (info["local"], info["prefixlen"]))))
-    return result
+def serving_ipv4(links):
+    """``ip -j addr`` output (parsed) -> [(ifname, IPv4Interface)] of up, non-loopback interfaces."""
+    return [(found.interface, found.ip) for found in addresses_of(links) if found.version == 4 and found.serves]
 
 
 def sweep_targets(addresses, interface=None, subnet=None, warnings=None):
@@ -378,16 +364,14 @@ def read_neighbours(interface=None, runner=run):
     return parse_neighbours(out) if rc == 0 else []
 
 
-def read_addresses(runner=run):
-    """The controller's IPv4 interfaces (``ip -j -4 addr show``)."""
+def read_addresses():
+    """The controller's IPv4 interfaces (the shared ``ip -j addr show`` reader)."""
     try:
-        rc, out, err = runner(["ip", "-j", "-4", "addr", "show"], timeout=10)
-    except OSError as exc:
-        raise HostStatusError("cannot run 'ip' (iproute2) to find the subnets to sweep: %s; set subnet and interface, "
-                              "or give the machine's address" % exc) from None
-    if rc != 0:
-        raise HostStatusError("'ip -j -4 addr show' failed: %s" % last_line(err))
-    return parse_addresses(out)
+        links = _interfaces.read_links()
+    except _interfaces.InterfacesError as exc:
+        raise HostStatusError("cannot find the subnets to sweep: %s; set subnet and interface, or give the machine's "
+                              "address" % exc) from None
+    return serving_ipv4(links)
 
 
 def arp_sweep(targets, mac, timeout=DEFAULT_ARP_TIMEOUT):

@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 import urllib.error
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.nixie.metal.plugins.module_utils import _interfaces
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
+from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, privileges, runtime, separation, server, tftp
 
 
@@ -39,26 +39,20 @@ def choose_address(links, interface=None, address=None):
     With neither given, the one up, non-loopback interface with an IPv4
     address is chosen; more than one is ambiguous and the error lists them.
     """
-    candidates = []
-    for link in links:
-        flags = link.get("flags", [])
-        for info in link.get("addr_info", []):
-            if info.get("family") != "inet":
-                continue
-            candidates.append((link.get("ifname"), info.get("local"), "LOOPBACK" in flags, "UP" in flags))
+    candidates = [found for found in addresses_of(links) if found.version == 4]
     if address is not None:
-        for name, local, dummy, dummy2 in candidates:
-            if local == address and (interface is None or interface == name):
-                return name, local
+        for found in candidates:
+            if found.text == address and (interface is None or interface == found.interface):
+                return found.interface, found.text
         raise ControlError("address %s is not configured on %s; give an address of this machine "
                            "(ip -4 addr shows them)" % (address, interface or "any interface"))
     if interface is not None:
-        for name, local, dummy, dummy2 in candidates:
-            if name == interface:
-                return name, local
-        known = sorted({name for name, dummy, dummy2, dummy3 in candidates})
+        for found in candidates:
+            if found.interface == interface:
+                return found.interface, found.text
+        known = sorted({found.interface for found in candidates})
         raise ControlError("interface %r has no IPv4 address (interfaces with one: %s)" % (interface, ", ".join(known) or "none"))
-    usable = [(name, local) for name, local, loopback, up in candidates if up and not loopback]
+    usable = [(found.interface, found.text) for found in candidates if found.serves]
     if len(usable) == 1:
         return usable[0]
     if not usable:
@@ -70,61 +64,43 @@ def choose_address(links, interface=None, address=None):
 UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
 
 
-def usable_ipv6(info):
-    """Whether an ``ip -j addr`` entry is an IPv6 address machines can be sent to in a URL.
-
-    Global or unique-local (scope global), settled (not tentative, failed or
-    deprecated) and not a temporary privacy address, which changes under the run.
-    """
-    return (info.get("family") == "inet6" and info.get("scope") == "global"
-            and not any(info.get(flag) for flag in ("tentative", "dadfailed", "deprecated", "temporary")))
-
-
 def choose_address6(links, interface=None, address6=None):
     """Pick ``(interface, IPv6 address, prefix length)`` from ``ip -j addr`` output, or None when there is none.
 
     ``address6`` must then be configured (on ``interface`` when given); without
-    it, the first usable address of ``interface`` (or of the only up,
-    non-loopback interface that has one) is chosen: a configured one before
-    one the router's advertisements made (SLAAC, "dynamic"), unique-local
-    before global (a ULA stays the same when the site's provider prefix changes).
+    it, the first settled address (:attr:`~._interfaces.Address.settled_ipv6`) of
+    ``interface`` (or of the only up, non-loopback interface that has one) is
+    chosen: a configured one before one the router's advertisements made
+    (SLAAC, "dynamic"), unique-local before global (a ULA stays the same when
+    the site's provider prefix changes).
     """
-    candidates = []
-    for link in links:
-        flags = link.get("flags", [])
-        for info in link.get("addr_info", []):
-            if usable_ipv6(info):
-                candidates.append((link.get("ifname"), info.get("local"), info.get("prefixlen", 64),
-                                   "LOOPBACK" in flags, "UP" in flags, bool(info.get("dynamic"))))
+    candidates = [found for found in addresses_of(links) if found.settled_ipv6]
     if address6 is not None:
         wanted = ipaddress.IPv6Address(address6)
-        for name, local, prefixlen, dummy, dummy2, dummy3 in candidates:
-            if ipaddress.IPv6Address(local) == wanted and (interface is None or interface == name):
-                return name, str(wanted), prefixlen
+        for found in candidates:
+            if found.ip.ip == wanted and (interface is None or interface == found.interface):
+                return found.interface, found.text, found.prefixlen
         raise ControlError("IPv6 address %s is not configured on %s (or is not settled, or is link-local); give a "
                            "global or unique-local address of this machine (ip -6 addr shows them)" % (address6, interface or "any interface"))
     if interface is not None:
-        mine = [c for c in candidates if c[0] == interface]
+        mine = [found for found in candidates if found.interface == interface]
     else:
-        up = sorted({c[0] for c in candidates if c[4] and not c[3]})
+        up = sorted({found.interface for found in candidates if found.serves})
         if len(up) > 1:
             raise ControlError("several interfaces have IPv6 addresses (%s); set interface" % ", ".join(up))
-        mine = [c for c in candidates if up and c[0] == up[0]]
+        mine = [found for found in candidates if up and found.interface == up[0]]
     if not mine:
         return None
-    mine.sort(key=lambda c: (c[5], ipaddress.IPv6Address(c[1]) not in UNIQUE_LOCAL))
-    return mine[0][0], mine[0][1], mine[0][2]
+    mine.sort(key=lambda found: ("dynamic" in found.flags, found.ip.ip not in UNIQUE_LOCAL))
+    return mine[0].interface, mine[0].text, mine[0].prefixlen
 
 
 def read_links():
     try:
-        output = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, check=True, text=True).stdout
-    except FileNotFoundError:
-        raise ControlError("the ip command (iproute2) is needed to find the serving address; "
-                           "install iproute2 or set both interface and address") from None
-    except subprocess.CalledProcessError as exc:
-        raise ControlError("ip -j addr show failed: %s" % exc.stderr.strip()) from None
-    return json.loads(output or "[]")
+        return _interfaces.read_links()
+    except _interfaces.InterfacesError as exc:
+        raise ControlError("%s; the serving address is found with it: install iproute2 or set both interface and "
+                           "address" % exc) from None
 
 
 # -- planning ----------------------------------------------------------------------
@@ -245,14 +221,8 @@ def check_switch(account, paths):
 
 def has_ipv4(links, interface=None):
     """Whether ``interface`` (or, without it, any up non-loopback interface) has an IPv4 address."""
-    for link in links:
-        if interface is not None and link.get("ifname") != interface:
-            continue
-        if interface is None and ("LOOPBACK" in link.get("flags", []) or "UP" not in link.get("flags", [])):
-            continue
-        if any(info.get("family") == "inet" for info in link.get("addr_info", [])):
-            return True
-    return False
+    return any(found.version == 4 and (found.interface == interface if interface is not None else found.serves)
+               for found in addresses_of(links))
 
 
 def choose_addresses(links, params):

@@ -145,20 +145,20 @@ def test_neighbour_candidates_prefers_ipv4():
     assert hs.neighbour_candidates(entries, MAC)[0] == ["10.0.0.3", "10.0.0.9", "fd77::10"]
 
 
-def test_parse_addresses_skips_loopback_and_down():
-    assert hs.parse_addresses(ADDR_JSON) == [("br0", ipaddress.ip_interface("10.77.0.1/24")),
-                                             ("wlan0", ipaddress.ip_interface("172.16.3.4/16"))]
+def test_serving_ipv4_skips_loopback_and_down():
+    assert hs.serving_ipv4(json.loads(ADDR_JSON)) == [("br0", ipaddress.ip_interface("10.77.0.1/24")),
+                                                      ("wlan0", ipaddress.ip_interface("172.16.3.4/16"))]
 
 
 def test_sweep_targets_default_skips_big_subnets():
     warnings = []
-    targets = hs.sweep_targets(hs.parse_addresses(ADDR_JSON), warnings=warnings)
+    targets = hs.sweep_targets(hs.serving_ipv4(json.loads(ADDR_JSON)), warnings=warnings)
     assert targets == [("br0", ipaddress.ip_network("10.77.0.0/24"))]
     assert "172.16.0.0/16" in warnings[0]
 
 
 def test_sweep_targets_interface_and_subnet():
-    addresses = hs.parse_addresses(ADDR_JSON)
+    addresses = hs.serving_ipv4(json.loads(ADDR_JSON))
     assert hs.sweep_targets(addresses, interface="br0") == [("br0", ipaddress.ip_network("10.77.0.0/24"))]
     assert hs.sweep_targets(addresses, subnet="10.77.0.128/25") == [("br0", ipaddress.ip_network("10.77.0.128/25"))]
     assert hs.sweep_targets(addresses, subnet="172.16.8.7/22") == [("wlan0", ipaddress.ip_network("172.16.8.0/22"))]
@@ -174,7 +174,7 @@ def test_sweep_targets_interface_and_subnet():
 ])
 def test_sweep_targets_errors(kwargs, message):
     with pytest.raises(hs.HostStatusError, match=message):
-        hs.sweep_targets(hs.parse_addresses(ADDR_JSON), **kwargs)
+        hs.sweep_targets(hs.serving_ipv4(json.loads(ADDR_JSON)), **kwargs)
 
 
 def test_sweep_targets_nothing_to_sweep():
@@ -464,7 +464,7 @@ def test_discover_sweeps_when_neighbour_is_stale():
         return ["10.77.0.9"]
 
     got = hs.discover_address(MAC, arp_timeout=1.5, neighbours=lambda i: neighbours,
-                              addresses=lambda: hs.parse_addresses(ADDR_JSON), sweep=sweep)
+                              addresses=lambda: hs.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
     assert got == ("10.77.0.9", "arp")
     assert seen == [([("br0", ipaddress.ip_network("10.77.0.0/24"))], MAC, 1.5)]
 
@@ -473,7 +473,7 @@ def test_discover_prefers_ipv4_over_confirmed_ipv6():
     neighbours = [{"ip": "fd77::10", "dev": "br0", "mac": MAC, "states": ["REACHABLE"]}]
 
     def addresses():
-        return hs.parse_addresses(ADDR_JSON)
+        return hs.serving_ipv4(json.loads(ADDR_JSON))
 
     assert hs.discover_address(MAC, neighbours=lambda i: neighbours, addresses=addresses,
                                sweep=lambda *a: ["10.77.0.9"]) == ("10.77.0.9", "arp")
@@ -482,7 +482,7 @@ def test_discover_prefers_ipv4_over_confirmed_ipv6():
 
 
 def test_discover_nothing_answers():
-    assert hs.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: hs.parse_addresses(ADDR_JSON),
+    assert hs.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: hs.serving_ipv4(json.loads(ADDR_JSON)),
                                sweep=lambda *a: []) == (None, None)
 
 
@@ -494,11 +494,11 @@ def test_discover_falls_back_to_stale_when_sweep_impossible():
 
     warnings = []
     got = hs.discover_address(MAC, warnings=warnings, neighbours=lambda i: neighbours,
-                              addresses=lambda: hs.parse_addresses(ADDR_JSON), sweep=sweep)
+                              addresses=lambda: hs.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
     assert got == ("10.77.0.5", "stale_neighbour")
     assert "needs root" in warnings[-1]
     with pytest.raises(hs.HostStatusError, match="needs root"):
-        hs.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: hs.parse_addresses(ADDR_JSON), sweep=sweep)
+        hs.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: hs.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
 
 
 def params(**overrides):

@@ -368,9 +368,9 @@ def test_site_dhcp_rows():
 # -- choosing the interface ----------------------------------------------------------------------------
 
 LINKS = [
-    {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "addr_info": [{"family": "inet", "local": "127.0.0.1"}]},
-    {"ifname": "lab0", "flags": ["UP"], "addr_info": [{"family": "inet", "local": "10.0.0.1"}]},
-    {"ifname": "wlan0", "flags": ["UP"], "addr_info": [{"family": "inet", "local": "192.168.1.5"}]},
+    {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+    {"ifname": "lab0", "flags": ["UP"], "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]},
+    {"ifname": "wlan0", "flags": ["UP"], "addr_info": [{"family": "inet", "local": "192.168.1.5", "prefixlen": 24}]},
 ]
 
 
