@@ -32,22 +32,13 @@ requirements:
     neighbour table.
   - Nix 2.8 or newer when O(flake) is used and the machine runs NixOS.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.read_only
+  - nixie.metal._attributes.action_group
+  - nixie.metal._nix.flake_inputs
 attributes:
-  check_mode:
-    support: full
-    details:
-      - The module only reads, so check mode does the same as a normal run.
-  diff_mode:
-    support: none
   platform:
-    platforms: posix
     details: Finding the address without O(address) needs Linux (C(ip neigh), raw sockets).
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   mac:
     description:
@@ -117,24 +108,6 @@ options:
         C(nixie_flake_attr).
       - Required with O(flake).
     type: str
-  override_inputs:
-    description:
-      - >-
-        Inputs of O(flake) to replace for the evaluation, as a mapping from input name to flake reference, each passed
-        as C(--override-input NAME REF), as M(nixie.metal.nix_build) does.
-      - A name that matches no input of the flake fails the task.
-      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
-    type: dict
-    default: {}
-  agent_flake:
-    description:
-      - >-
-        Root directory of the nixie.metal collection given to the flake's input C(nixie-metal) (only its C(flake.nix),
-        C(flake.lock) and C(nix/) are copied into the store), as M(nixie.metal.nix_build) does.
-      - >-
-        By default the collection that runs the task: the action plugin of this module fills it in on the controller.
-      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
-    type: path
   nix_executable:
     description:
       - Path or name of the C(nix) executable. By default C(nix) on the E(PATH), then the usual Nix install locations.
@@ -254,7 +227,7 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _host_status
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _host_status
 
 
 def main():
@@ -272,11 +245,10 @@ def main():
             expected_system=dict(type="str"),
             flake=dict(type="str"),
             attribute=dict(type="str"),
-            override_inputs=dict(type="dict", default={}),
-            agent_flake=dict(type="path"),
             nix_executable=dict(type="str"),
             timeout=dict(type="int", default=_host_status.DEFAULT_TIMEOUT),
             eval_timeout=dict(type="int", default=_host_status.DEFAULT_EVAL_TIMEOUT),
+            **_argspec.flake_inputs(),
         ),
         mutually_exclusive=[("expected_system", "flake")],
         required_one_of=[("expected_system", "flake")],

@@ -33,22 +33,17 @@ requirements:
   - >-
     Nix 2.8 or newer on the controller (Debian 12's C(nix-bin) is 2.8); the flake being built may need a newer one,
     see C(docs/nix.md).
+extends_documentation_fragment:
+  - nixie.metal._attributes
+  - nixie.metal._attributes.action_group
+  - nixie.metal._nix
+  - nixie.metal._nix.flake_inputs
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details:
       - Runs C(nix build --dry-run), which evaluates but builds nothing, and returns the store paths the build
         would produce and what would be built or fetched. C(changed) says whether anything would be.
       - For O(installer) the kernel file name and parameters come from C(nix eval) when the system is not built yet.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  action_group:
-    description: Use C(group/nixie.metal.nixie) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   installables:
     description:
@@ -77,58 +72,6 @@ options:
       - Building for another architecture than the controller's needs a remote builder or binfmt emulation
         (C(boot.binfmt.emulatedSystems) on NixOS, C(extra-platforms) in C(nix.conf)).
     type: dict
-  chdir:
-    description:
-      - Directory to run C(nix) in; relative flake paths such as C(./examples) resolve against it.
-      - Defaults to the directory the module runs in. Give C({{ playbook_dir }}) or an absolute flake path to be sure.
-    type: path
-  executable:
-    description:
-      - The C(nix) command, as a path or a name looked up on C(PATH).
-      - By default C(nix) on C(PATH), else C(/nix/var/nix/profiles/default/bin/nix),
-        C(/run/current-system/sw/bin/nix) or the user's profile, since a module's C(PATH) often lacks them.
-    type: str
-  impure:
-    description: Pass C(--impure), allowing the evaluation to read the environment and files outside the flake.
-    type: bool
-    default: false
-  offline:
-    description: Pass C(--offline) - use no substituters and no network for flake inputs that are already cached.
-    type: bool
-    default: false
-  options:
-    description:
-      - >-
-        Nix settings for these calls, each passed as C(--option NAME VALUE), for example
-        C({"cores": 4, "builders-use-substitutes": true}). Lists are joined with spaces.
-    type: dict
-    default: {}
-  extra_args:
-    description: More arguments for every C(nix build) and C(nix eval) call, such as C(--show-trace) or C(-L).
-    type: list
-    elements: str
-    default: []
-  override_inputs:
-    description:
-      - >-
-        Inputs of the flake to replace for these calls, as a mapping from input name to flake reference, each
-        passed as C(--override-input NAME REF), for example C({"nixpkgs": "path:/srv/mirror/nixpkgs"}).
-        An input of an input is named with a slash, such as C(disko/nixpkgs).
-      - The flake's C(flake.lock) is not changed; nix evaluates as if the inputs were locked to these references.
-      - A name that matches no input of the flake fails the task (nix itself would only warn).
-      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
-    type: dict
-    default: {}
-  agent_flake:
-    description:
-      - >-
-        Root directory of the nixie.metal collection whose agent goes into the installer, given to the flake's
-        input C(nixie-metal). Only its C(flake.nix), C(flake.lock) and C(nix/) are copied into the store.
-      - >-
-        By default the collection that runs the task: the action plugin of this module fills it in on the
-        controller, so an installer built for a run carries the agent of the collection that serves it.
-      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
-    type: path
   timeout:
     description:
       - Seconds the whole task may take. When they are up, C(nix) and everything it started are stopped
@@ -283,7 +226,7 @@ log_tail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _nix
 
 INSTALLER_KEY = "\0installer"  # internal key of O(installer) among the installers
 
@@ -294,15 +237,9 @@ def main():
             installables=dict(type="list", elements="str", default=[]),
             installer=dict(type="str"),
             installers=dict(type="dict"),
-            chdir=dict(type="path"),
-            executable=dict(type="str"),
-            impure=dict(type="bool", default=False),
-            offline=dict(type="bool", default=False),
-            options=dict(type="dict", default={}),
-            extra_args=dict(type="list", elements="str", default=[]),
-            override_inputs=dict(type="dict", default={}),
-            agent_flake=dict(type="path"),
             timeout=dict(type="int", default=0),
+            **_argspec.nix_call(),
+            **_argspec.flake_inputs(),
         ),
         required_one_of=[("installables", "installer", "installers")],
         supports_check_mode=True,

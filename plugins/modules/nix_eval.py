@@ -20,20 +20,12 @@ author:
   - nixie.metal contributors (@nixie-metal)
 requirements:
   - Nix 2.8 or newer on the machine the task runs on (Debian 12's C(nix-bin) is 2.8); see C(docs/nix.md).
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - The module only reads, so check mode does the same as a normal run.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  action_group:
-    description: Use C(group/nixie.metal.nixie) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - nixie.metal.nixie
+extends_documentation_fragment:
+  - nixie.metal._attributes
+  - nixie.metal._attributes.read_only
+  - nixie.metal._attributes.action_group
+  - nixie.metal._nix
+  - nixie.metal._nix.flake_inputs
 options:
   installable:
     description:
@@ -49,51 +41,6 @@ options:
         A Nix function applied to the value before it is returned (C(--apply)), for example
         C(disks: builtins.attrNames disks).
     type: str
-  chdir:
-    description: Directory to run C(nix) in; a relative flake path resolves against it.
-    type: path
-  executable:
-    description:
-      - The C(nix) command, as a path or a name looked up on C(PATH).
-      - By default C(nix) on C(PATH), else C(/nix/var/nix/profiles/default/bin/nix),
-        C(/run/current-system/sw/bin/nix) or the user's profile, since a module's C(PATH) often lacks them.
-    type: str
-  impure:
-    description: Pass C(--impure), allowing the evaluation to read the environment and files outside the flake.
-    type: bool
-    default: false
-  offline:
-    description: Pass C(--offline) - use no substituters and no network for flake inputs that are already cached.
-    type: bool
-    default: false
-  options:
-    description:
-      - Nix settings for the call, each passed as C(--option NAME VALUE). Lists are joined with spaces.
-    type: dict
-    default: {}
-  extra_args:
-    description: More arguments for the C(nix eval) call, such as C(--show-trace).
-    type: list
-    elements: str
-    default: []
-  override_inputs:
-    description:
-      - >-
-        Inputs of the flake to replace, as a mapping from input name to flake reference, each passed as
-        C(--override-input NAME REF), as M(nixie.metal.nix_build) does.
-      - A name that matches no input of the flake fails the task (nix itself would only warn).
-      - Naming C(nixie-metal) here replaces the automatic override of O(agent_flake).
-    type: dict
-    default: {}
-  agent_flake:
-    description:
-      - >-
-        Root directory of the nixie.metal collection given to the flake's input C(nixie-metal) (only its C(flake.nix),
-        C(flake.lock) and C(nix/) are copied into the store), as M(nixie.metal.nix_build) does.
-      - >-
-        By default the collection that runs the task: the action plugin of this module fills it in on the controller.
-      - Ignored when the flake has no input named C(nixie-metal), or when O(override_inputs) names it.
-    type: path
   timeout:
     description:
       - Seconds the evaluation may take (it may have to fetch the flake's inputs). When they are up, C(nix) is stopped
@@ -149,7 +96,7 @@ log_tail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _nix
 
 
 def main():
@@ -157,15 +104,9 @@ def main():
         argument_spec=dict(
             installable=dict(type="str", required=True),
             apply=dict(type="str"),
-            chdir=dict(type="path"),
-            executable=dict(type="str"),
-            impure=dict(type="bool", default=False),
-            offline=dict(type="bool", default=False),
-            options=dict(type="dict", default={}),
-            extra_args=dict(type="list", elements="str", default=[]),
-            override_inputs=dict(type="dict", default={}),
-            agent_flake=dict(type="path"),
             timeout=dict(type="int", default=600),
+            **_argspec.nix_call(),
+            **_argspec.flake_inputs(),
         ),
         supports_check_mode=True,
     )

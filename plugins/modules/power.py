@@ -27,23 +27,16 @@ requirements:
   - sushy (Python library) for O(driver=redfish), pyghmi (Python library) for O(driver=ipmi), on the machine the task
     runs on.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.action_group
 attributes:
   check_mode:
-    support: full
     details:
       - Logs in to the BMC and reads the power state and boot override (so a wrong address or password fails in check
         mode too), then reports what would change, with RV(power_after) and RV(boot_after) predicted. Changes nothing.
   diff_mode:
     support: full
     details: The power state and boot override before and after.
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   driver:
     description:

@@ -41,22 +41,13 @@ requirements:
   - Root (sudo), as the run itself needs, to bind ports below 1024 and to send the raw DISCOVER frame.
   - C(ip) (iproute2), C(ssh-keygen) and C(ssh-add) (OpenSSH client), C(nft) (nftables).
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.read_only
+  - nixie.metal._attributes.action_group
+  - nixie.metal._netboot_server
 attributes:
-  check_mode:
-    support: full
-    details:
-      - The checks change nothing, so check mode runs all of them too.
-  diff_mode:
-    support: none
   platform:
-    platforms: posix
     details: Linux only (C(/proc), raw sockets, C(SO_BINDTODEVICE)).
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   hosts:
     description:
@@ -76,29 +67,6 @@ options:
         description: The machine's Nix system.
         type: str
         default: x86_64-linux
-  interface:
-    description:
-      - The controller's interface on the machines' segment, as M(nixie.metal.pxe_server) takes it.
-        Found by itself when the controller has exactly one interface with an IPv4 address that is up.
-    type: str
-  address:
-    description: The controller's IPv4 address on the machines' segment.
-    type: str
-  address6:
-    description: The controller's IPv6 address on the machines' segment, as M(nixie.metal.pxe_server) takes it.
-    type: str
-  dhcp6:
-    description: M(nixie.metal.pxe_server)'s O(nixie.metal.pxe_server#module:dhcp6), which takes part in choosing the interface.
-    type: str
-    choices: [proxy, addresses, "off"]
-  http_port:
-    description: TCP port of the netboot server's HTTP server.
-    type: int
-    default: 8080
-  ipxe_dir:
-    description: Directory of the iPXE binaries, as M(nixie.metal.pxe_server) takes it.
-    type: path
-    default: /usr/lib/ipxe
   ssh_key:
     description:
       - The private key the run logs in with (the playbook's C(nixie_ssh_key)).
@@ -204,6 +172,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import checks, report
 
 
@@ -215,18 +184,13 @@ def main():
                 mac=dict(type="str"),
                 arch=dict(type="str", default="x86_64-linux"),
             )),
-            interface=dict(type="str"),
-            address=dict(type="str"),
-            address6=dict(type="str"),
-            dhcp6=dict(type="str", choices=["proxy", "addresses", "off"]),
-            http_port=dict(type="int", default=8080),
-            ipxe_dir=dict(type="path", default="/usr/lib/ipxe"),
             ssh_key=dict(type="path", no_log=False),
             nixos_anywhere=dict(type="str", default="nixos-anywhere"),
             build_on=dict(type="bool", default=False),
             check_nix=dict(type="bool", default=True),
             dhcp_wait=dict(type="float", default=4.0),
             ignore=dict(type="list", elements="str", default=[], choices=list(report.ROW_NAMES)),
+            **_argspec.netboot_server(),
         ),
         supports_check_mode=True,
     )

@@ -35,20 +35,12 @@ requirements:
   - jsonschema
   - iproute2 (the C(ip) command) when O(interface) or O(address) is not given
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.action_group
+  - nixie.metal._netboot_server
 attributes:
   check_mode:
-    support: full
     details: Checks every input and reports what would be served; binds no port.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   state:
     description:
@@ -102,46 +94,6 @@ options:
         which is what M(nixie.metal.nix_build) returns as RV(nixie.metal.nix_build#module:cmdline).
       - The server adds C(nixie.api=), C(nixie.token=) and C(nixie.mac=) itself.
     type: str
-  interface:
-    description:
-      - The network interface on the machines' segment. Found by itself when the controller has exactly one
-        interface with an IPv4 address that is up.
-    type: str
-  address:
-    description: The controller's IPv4 address on the machines' segment; the machines fetch files from it.
-    type: str
-  address6:
-    description:
-      - The controller's IPv6 address on the machines' segment, global or unique-local (not link-local).
-        Boot file URLs name it, and machines that boot over IPv6 fetch files from it and phone home to it.
-      - Found by itself on O(interface) (a unique-local address first) when not given. An interface with
-        IPv6 addresses but no IPv4 one makes an IPv6-only run.
-    type: str
-  dhcp6:
-    description:
-      - How machines that boot over IPv6 are answered (see C(docs/ipv6.md) in the collection).
-      - V(proxy) answers UEFI firmware beside the site's router and DHCPv6 server, without addresses, with
-        the boot file URL on UDP 547 and 4011. It also answers iPXE's Information-request (a router
-        advertisement with the O flag only); on a segment whose router sets the M flag, iPXE takes its boot
-        file only from the DHCPv6 server that gives it its address, so that server must name the script.
-      - V(addresses) is for an isolated segment with no router and no other DHCPv6 server. The server sends
-        router advertisements (M and O flags, the prefix of O(address6) for SLAAC, router lifetime 0) and
-        gives each machine of the inventory an address itself (the prefix plus the 48 bits of its MAC).
-      - V(off) serves IPv4 only.
-      - IPv6 is served only when the interface has a global or unique-local IPv6 address.
-    type: str
-    choices: [proxy, addresses, "off"]
-    default: proxy
-  http_port:
-    description: TCP port of the HTTP server and the agent API.
-    type: int
-    default: 8080
-  ipxe_dir:
-    description:
-      - Directory holding the iPXE binaries C(undionly.kpxe), C(ipxe.efi), C(snponly.efi), C(ipxe-arm64.efi).
-        Debian and Ubuntu install them in C(/usr/lib/ipxe) with the C(ipxe) package.
-    type: path
-    default: /usr/lib/ipxe
   max_duration:
     description: Seconds after which the server stops whatever the state of the hosts.
     type: float
@@ -312,7 +264,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.http import AIOHTTP_IMPORT_ERROR
 
@@ -331,12 +283,6 @@ def main():
             initrd=dict(type="path"),
             artifacts=dict(type="dict"),
             cmdline=dict(type="str"),
-            interface=dict(type="str"),
-            address=dict(type="str"),
-            address6=dict(type="str"),
-            dhcp6=dict(type="str", choices=["proxy", "addresses", "off"], default="proxy"),
-            http_port=dict(type="int", default=8080),
-            ipxe_dir=dict(type="path", default="/usr/lib/ipxe"),
             max_duration=dict(type="float", default=3600),
             idle_timeout=dict(type="float", default=900),
             linger=dict(type="float", default=30),
@@ -344,6 +290,7 @@ def main():
             owner_pid=dict(type="int"),
             user=dict(type="str", default="nobody"),
             peer_check=dict(type="bool", default=True),
+            **_argspec.netboot_server(),
         ),
         mutually_exclusive=[("hosts_file", "hosts")],
         required_by={"initrd": "kernel", "kernel": "initrd"},

@@ -24,17 +24,12 @@ description:
 author:
   - nixie.metal contributors (@nixie-metal)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - nixie.metal._attributes
 attributes:
   check_mode:
-    support: full
     details:
       - Checks O(path) and reads the keys and the example like a normal run, and returns RV(files) it would make,
         without writing anything.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 options:
   path:
     description:

@@ -18,20 +18,11 @@ description:
 author:
   - nixie.metal contributors (@nixie-metal)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.action_group
 attributes:
   check_mode:
-    support: full
     details: In check mode nothing is waited for; the module reports what it would wait for.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   api_url:
     description: The agent API of the running server, as M(nixie.metal.pxe_server) returns it in RV(nixie.metal.pxe_server#module:api_url).

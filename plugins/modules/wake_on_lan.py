@@ -25,23 +25,15 @@ author:
 requirements:
   - wakeonlan (Python library) on the machine the task runs on
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
+  - nixie.metal._attributes
+  - nixie.metal._attributes.action_group
 attributes:
   check_mode:
-    support: full
     details:
       - Checks every option, looks up O(interface) and resolves a host name in O(broadcast), then reports in RV(sent)
         what would be sent, with C(changed=true); sends nothing.
-  diff_mode:
-    support: none
   platform:
-    platforms: posix
     details: Choosing O(interface) needs Linux.
-  action_group:
-    support: full
-    membership:
-      - nixie.metal.nixie
 options:
   mac:
     description:

@@ -34,6 +34,25 @@ def _sidecars(directory):
     return sorted(directory.glob("*.yml"))
 
 
+# Options a module has only through a doc fragment of the tarball (plugins/doc_fragments/).
+FROM_FRAGMENTS = {
+    "nixie.metal.nix_build": ["chdir", "executable", "extra_args", "agent_flake", "override_inputs"],
+    "nixie.metal.nix_eval": ["chdir", "executable", "extra_args", "agent_flake", "override_inputs"],
+    "nixie.metal.host_status": ["agent_flake", "override_inputs"],
+    "nixie.metal.pxe_server": ["interface", "address6", "dhcp6", "http_port", "ipxe_dir"],
+    "nixie.metal.preflight": ["interface", "address6", "dhcp6", "http_port", "ipxe_dir"],
+}
+
+
+def check_fragments(name, doc):
+    """The installed modules' doc fragments were found: attributes and shared options are whole."""
+    for attribute in ("check_mode", "diff_mode", "platform"):
+        entry = doc.get("attributes", {}).get(attribute) or {}
+        assert entry.get("description") and entry.get("support"), "%s: attribute %s without the fragment's text: %s" % (name, attribute, entry)
+    for option in FROM_FRAGMENTS.get(name, ()):
+        assert doc["options"].get(option, {}).get("description"), "%s: option %s (from a doc fragment) is missing" % (name, option)
+
+
 def ansible_doc(prefix, *args):
     proc = subprocess.run(prefix + ["ansible-doc", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0 or "WARNING" in proc.stderr or "ERROR" in proc.stderr:
@@ -68,6 +87,7 @@ def main(collection, prefix):
                 assert doc.get("version_added") == "0.1.0", (name, doc.get("version_added"))
                 if kind == "module":
                     assert data.get("examples") and data.get("return"), "%s: no EXAMPLES or RETURN" % name
+                    check_fragments(name, doc)
                 source = doc["filename"]
             # Read from the installed tarball, not from a checkout.
             if not source.startswith(str(collection)):

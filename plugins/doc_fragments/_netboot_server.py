@@ -1,0 +1,56 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where and how the netboot server serves, written once; the argument spec is _argspec.netboot_server().
+
+pxe_server serves with these options; preflight takes the same ones to check that interface, those
+ports and those iPXE binaries before a run. Private to this collection, as its leading underscore
+says (README, "Layout"): other collections must not extend it, and it changes whenever the modules do.
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  interface:
+    description:
+      - The controller's network interface on the machines' segment. Found by itself when the controller has exactly
+        one interface with an IPv4 address that is up.
+    type: str
+  address:
+    description: The controller's IPv4 address on the machines' segment; the machines fetch files from it.
+    type: str
+  address6:
+    description:
+      - The controller's IPv6 address on the machines' segment, global or unique-local (not link-local).
+        Boot file URLs name it, and machines that boot over IPv6 fetch files from it and phone home to it.
+      - Found by itself on O(interface) (a unique-local address first) when not given. An interface with
+        IPv6 addresses but no IPv4 one makes an IPv6-only run.
+    type: str
+  dhcp6:
+    description:
+      - How machines that boot over IPv6 are answered (see C(docs/ipv6.md) in the collection).
+      - V(proxy) answers UEFI firmware beside the site's router and DHCPv6 server, without addresses, with
+        the boot file URL on UDP 547 and 4011. It also answers iPXE's Information-request (a router
+        advertisement with the O flag only); on a segment whose router sets the M flag, iPXE takes its boot
+        file only from the DHCPv6 server that gives it its address, so that server must name the script.
+      - V(addresses) is for an isolated segment with no router and no other DHCPv6 server. The server sends
+        router advertisements (M and O flags, the prefix of O(address6) for SLAAC, router lifetime 0) and
+        gives each machine of the inventory an address itself (the prefix plus the 48 bits of its MAC).
+      - V(off) serves IPv4 only.
+      - IPv6 is served only when the interface has a global or unique-local IPv6 address.
+    type: str
+    choices: [proxy, addresses, "off"]
+    default: proxy
+  http_port:
+    description: TCP port of the netboot server's HTTP server and agent API.
+    type: int
+    default: 8080
+  ipxe_dir:
+    description:
+      - Directory holding the iPXE binaries C(undionly.kpxe), C(ipxe.efi), C(snponly.efi), C(ipxe-arm64.efi).
+        Debian and Ubuntu install them in C(/usr/lib/ipxe) with the C(ipxe) package.
+    type: path
+    default: /usr/lib/ipxe
+"""
