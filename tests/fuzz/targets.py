@@ -40,13 +40,15 @@ import json
 import logging
 import urllib.parse
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, binding, dhcp, tftp, trust
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.netlink import Route
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import server as netboot_server
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import registry as registry_module
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http, binding, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry, normalize_mac
 
 SERVER_IP = "10.77.0.1"
 # Hosts of the fuzzed run: the MAC of the captured packets (fixtures), an arm64 host, a finished host.

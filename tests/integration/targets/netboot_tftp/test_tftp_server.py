@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
 
 HOST = "127.0.0.1"
 

@@ -35,8 +35,9 @@ import statistics
 import sys
 import time
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink, privileges
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbour_watch import NeighbourWatch
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import netlink
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.neighbour_watch import NeighbourWatch
 
 WATCHES = []
 
