@@ -42,6 +42,8 @@ import urllib.parse
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http, binding, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import tftp_transfer
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
@@ -184,23 +186,23 @@ def tftp_input(data):
     request = records[0]
     follow_ups = records[1:]
     # What the listener drops unanswered, it never parses.
-    if len(request) < 2 or request[0] != 0 or request[1] not in (tftp.OP_RRQ, tftp.OP_WRQ):
+    if len(request) < 2 or request[0] != 0 or request[1] not in (tftp_wire.OP_RRQ, tftp_wire.OP_WRQ):
         return
     try:
-        parsed = tftp.parse_request(request)
-        name = tftp.check_request(parsed, TFTP_FILES)
-    except tftp.TftpError as exc:
-        assert exc.code in (tftp.ERR_ILLEGAL_OP, tftp.ERR_ACCESS, tftp.ERR_NOT_FOUND, tftp.ERR_UNDEFINED), exc.code
-        tftp.build_error(exc.code, exc.message)   # the refusal must be sendable
+        parsed = tftp_wire.parse_request(request)
+        name = tftp_transfer.check_request(parsed, TFTP_FILES)
+    except tftp_wire.TftpError as exc:
+        assert exc.code in (tftp_wire.ERR_ILLEGAL_OP, tftp_wire.ERR_ACCESS, tftp_wire.ERR_NOT_FOUND, tftp_wire.ERR_UNDEFINED), exc.code
+        tftp_wire.build_error(exc.code, exc.message)   # the refusal must be sendable
         return
-    assert parsed.opcode == tftp.OP_RRQ, "a write request was accepted"
-    assert name in TFTP_FILES and tftp.is_bare_name(name), name
+    assert parsed.opcode == tftp_wire.OP_RRQ, "a write request was accepted"
+    assert name in TFTP_FILES and tftp_transfer.is_bare_name(name), name
     content = TFTP_FILES[name]
-    negotiated = tftp.negotiate(parsed.options, len(content))
-    assert tftp.MIN_BLKSIZE <= negotiated.blksize <= tftp.DEFAULT_MAX_BLKSIZE
-    assert 1 <= negotiated.windowsize <= tftp.MAX_WINDOWSIZE
-    blocks = tftp.DataBlocks(content, negotiated.blksize) if len(data) % 2 else None
-    transfer = tftp.Transfer(content, negotiated, TFTP_RETRIES, blocks)
+    negotiated = tftp_transfer.negotiate(parsed.options, len(content))
+    assert tftp_wire.MIN_BLKSIZE <= negotiated.blksize <= tftp_transfer.DEFAULT_MAX_BLKSIZE
+    assert 1 <= negotiated.windowsize <= tftp_transfer.MAX_WINDOWSIZE
+    blocks = tftp_transfer.DataBlocks(content, negotiated.blksize) if len(data) % 2 else None
+    transfer = tftp_transfer.Transfer(content, negotiated, TFTP_RETRIES, blocks)
     sent = list(transfer.start())
     for datagram in follow_ups:
         sent += transfer.on_packet(datagram)

@@ -40,7 +40,7 @@ class SegmentCheck:
     """Judges peers against hosts' MACs. ``enabled=False`` lets every peer in unchecked (and says so).
 
     ``lookup``: what answers route/neighbour/ifname/resolve: a :class:`~.neighbour_watch.NeighbourWatch`
-    (made on first use when None) or a :class:`~.netlink.RouteNeighbours`.
+    (made on first use when None) or a :class:`~.netlink_socket.RouteNeighbours`.
     """
 
     def __init__(self, enabled=True, lookup=None, resolve_wait=RESOLVE_WAIT):

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The kernel's neighbours and routes as the server last heard of them, kept current by the kernel's own notices.
 
-Asking the kernel per request (:class:`~.netlink.RouteNeighbours`, two round
+Asking the kernel per request (:class:`~.netlink_socket.RouteNeighbours`, two round
 trips, about 45 µs with the Python around them) is most of what the trust
 check costs when a rack phones home at once (docs/performance.md). The kernel
 also *tells* every change of its neighbour table and its routes to whoever
@@ -29,6 +29,7 @@ import socket
 import struct
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import netlink
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import netlink_socket
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry, normal_address
 
 # rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*): neighbours, IPv4/IPv6 addresses and routes.
@@ -124,14 +125,14 @@ def state_name(state):
 
 
 class NeighbourWatch:
-    """:class:`~.netlink.RouteNeighbours`' interface (route, neighbour, ifname, resolve, close), answered from notices.
+    """:class:`~.netlink_socket.RouteNeighbours`' interface (route, neighbour, ifname, resolve, close), answered from notices.
 
     ``lookup``: the RouteNeighbours asked on a miss (made here when None).
     ``resyncs`` counts the times notices were lost and everything kept was forgotten.
     """
 
     def __init__(self, lookup=None, receive_buffer=RECEIVE_BUFFER):
-        self._lookup = lookup or netlink.RouteNeighbours()
+        self._lookup = lookup or netlink_socket.RouteNeighbours()
         self._neighbours = {}
         self._routes = {}
         self.resyncs = 0
@@ -221,7 +222,7 @@ class NeighbourWatch:
 
     @staticmethod
     def resolve(ip):
-        netlink.RouteNeighbours.resolve(ip)
+        netlink_socket.RouteNeighbours.resolve(ip)
 
     def close(self):
         self._sock.close()

@@ -1,26 +1,24 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which MAC owns a peer's address, asked of the kernel per request over rtnetlink.
+"""rtnetlink messages for "which MAC owns a peer's address": requests built, replies read.
 
 The server checks a boot or phone-home request on its event loop, so the
 lookup is two netlink round trips on one socket (``RTM_GETROUTE`` for the
 peer, then ``RTM_GETNEIGH`` for its address on the interface the kernel
-routes it through): no subprocess, no table dump. Both are *gets*, which the
-kernel answers to any user, so the lookup keeps working after the server has
-dropped its privileges.
+routes it through): no subprocess, no table dump. This file is the wire side
+of it: :func:`route_request`, :func:`neighbour_request`, :func:`reply`,
+:func:`parse_route` and :func:`parse_neighbour` are pure (bytes in, values
+out; tested on replies captured from the real kernel). The socket that
+carries them is :class:`..serve.netlink_socket.RouteNeighbours`.
 
 Written on the standard library (``socket.AF_NETLINK``, ``struct``) because
 no package on the collection's allowed list speaks rtnetlink, and pyroute2,
 the one that does, is not on it.
 
-Split as the house likes it: :func:`route_request`, :func:`neighbour_request`,
-:func:`reply`, :func:`parse_route` and :func:`parse_neighbour` are pure (bytes
-in, values out; tested on replies captured from the real kernel), and
-:class:`RouteNeighbours` is the one small class that does I/O. Anything the
-kernel sends that does not parse is a :class:`NetlinkError`, never a
-``struct.error`` or ``IndexError``. Single gets need Linux 5.0 (neighbours)
-and 2.6 (routes). This file is private to the collection: its interface may
-change.
+Anything the kernel sends that does not parse is a :class:`NetlinkError`,
+never a ``struct.error`` or ``IndexError``. Single gets need Linux 5.0
+(neighbours) and 2.6 (routes). This file is private to the collection: its
+interface may change.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import ipaddress
 import os
 import socket
 import struct
-import time
 from dataclasses import dataclass
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
@@ -87,8 +84,6 @@ _I32 = struct.Struct("=i")
 _U16 = struct.Struct("=H")
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 _ADDRESS_LENGTHS = {socket.AF_INET: 4, socket.AF_INET6: 16}
-_RECV_SIZE = 65536
-DISCARD_PORT = 9
 
 
 class NetlinkError(OSError):
@@ -124,7 +119,7 @@ class Message:
 # ---------------------------------------------------------------- addresses
 
 
-def _packed(ip):
+def packed_address(ip):
     """``ip`` -> (family, packed address, scope text or None); an IPv4-mapped IPv6 address is IPv4.
 
     ValueError, naming the text, when it is not an address.
@@ -144,21 +139,12 @@ def _packed(ip):
     raise ValueError("%r is not an IPv4 or IPv6 address" % (ip,))
 
 
-def _address_text(family, packed):
+def address_text(family, packed):
     """The normalised text of a packed address, spelt as neighbours.normal_address spells it."""
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, packed)
     return str(ipaddress.IPv6Address(packed))
 
-
-def _scope_index(scope):
-    """An IPv6 zone (``eth0`` or ``3``) -> its interface index; ValueError when there is no such interface."""
-    if scope.isdigit():
-        return int(scope)
-    try:
-        return socket.if_nametoindex(scope)
-    except OSError:
-        raise ValueError("the zone %r of the address names no interface of this machine" % scope) from None
 
 
 def _attribute(kind, data):
@@ -181,7 +167,7 @@ def route_request(ip, seq, oif=None):
     interface). Like iproute2, IPv4 sets ``RTM_F_LOOKUP_TABLE`` (the answer then
     names the table the route came from); IPv6 answers with it anyway.
     """
-    family, packed, dummy_scope = _packed(ip)
+    family, packed, dummy_scope = packed_address(ip)
     flags = RTM_F_LOOKUP_TABLE if family == socket.AF_INET else 0
     body = _RTMSG.pack(family, len(packed) * 8, 0, 0, 0, 0, 0, 0, flags) + _attribute(RTA_DST, packed)
     if oif is not None:
@@ -191,7 +177,7 @@ def route_request(ip, seq, oif=None):
 
 def neighbour_request(ip, ifindex, seq):
     """The ``RTM_GETNEIGH`` single get of ``ip`` on interface ``ifindex`` (as ``ip neigh get IP dev IF`` sends it)."""
-    family, packed, dummy_scope = _packed(ip)
+    family, packed, dummy_scope = packed_address(ip)
     if not isinstance(ifindex, int) or isinstance(ifindex, bool) or ifindex <= 0:
         raise ValueError("ifindex %r is not an interface index (a positive integer)" % (ifindex,))
     # pad, state, flags and type stay 0: the kernel refuses a get that sets any of them.
@@ -306,7 +292,7 @@ def parse_route(message, what="RTM_GETROUTE"):
 def _gateway(family, packed, what):
     if _ADDRESS_LENGTHS.get(family) != len(packed):
         raise NetlinkError(errno.EBADMSG, "%s: a gateway of %d bytes for address family %d" % (what, len(packed), family))
-    return _address_text(family, packed)
+    return address_text(family, packed)
 
 
 def _state_name(state):
@@ -336,151 +322,7 @@ def parse_neighbour(message, dev=None, what="RTM_GETNEIGH"):
     lladdr = attrs.get(NDA_LLADDR)
     if lladdr and name in MAC_STATES:
         mac = normalize_mac(":".join("%02x" % octet for octet in lladdr))
-    ip = _address_text(family, packed)
+    ip = address_text(family, packed)
     if family == socket.AF_INET6 and packed.startswith(_MAPPED_PREFIX):
         ip = socket.inet_ntop(socket.AF_INET, packed[12:])
     return ifindex, Entry(ip=ip, dev=dev, mac=mac, state=name)
-
-
-# ---------------------------------------------------------------- I/O
-
-
-class RouteNeighbours:
-    """One NETLINK_ROUTE socket; blocking, with a short timeout; usable without privileges.
-
-    The kernel handles an rtnetlink request inside the ``send`` call, so the
-    answer is queued before ``recv`` runs and the event loop blocks for
-    microseconds, not for the timeout; the timeout only bounds a kernel that
-    does not answer. Not thread-safe (one caller: the event loop).
-    """
-
-    def __init__(self, timeout=0.5):
-        self.timeout = timeout
-        self._names = {}
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        try:
-            try:
-                # The kernel's own words in errors ("Neighbour entry not found"); Linux 4.12+, optional.
-                self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-            except OSError:
-                pass
-            self._sock.bind((0, 0))
-            self._sock.settimeout(timeout)
-        except BaseException:
-            self._sock.close()
-            raise
-        self._seq = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._sock.close()
-
-    def _ask(self, request, seq, what):
-        deadline = time.monotonic() + self.timeout
-        try:
-            self._sock.settimeout(self.timeout)
-            self._sock.send(request)
-            while True:
-                data = self._sock.recv(_RECV_SIZE)
-                message = reply(data, seq, what)
-                if message is not None:
-                    return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise socket.timeout()
-                self._sock.settimeout(remaining)
-        except socket.timeout:
-            raise NetlinkError(errno.ETIMEDOUT, "%s: no answer from the kernel within %g s" % (what, self.timeout)) from None
-        except NetlinkError:
-            raise
-        except OSError as exc:
-            raise NetlinkError(exc.errno, "%s: %s" % (what, exc.strerror or exc)) from None
-
-    def _next_seq(self):
-        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        return self._seq
-
-    def route(self, ip):
-        """The kernel's :class:`Route` to ``ip``, or None when it refuses one (no route, unreachable, prohibit).
-
-        A blackhole route is refused with EINVAL, which is also the answer to a bad
-        request, so it stays a NetlinkError (a TCP peer behind one could not connect).
-
-        ``ip`` in any spelling; an IPv4-mapped IPv6 address is looked up as IPv4, and an
-        IPv6 zone (``fe80::1%eth0``) asks for the route through that interface.
-        ValueError when ``ip`` is not an address; NetlinkError on any other refusal.
-        """
-        family, packed, scope = _packed(ip)
-        oif = _scope_index(scope) if scope else None
-        seq = self._next_seq()
-        what = "RTM_GETROUTE %s" % _address_text(family, packed)
-        try:
-            message = self._ask(route_request(_address_text(family, packed), seq, oif), seq, what)
-        except NetlinkError as exc:
-            if exc.errno in UNREACHABLE_ERRNOS:
-                return None
-            raise
-        return parse_route(message, what)
-
-    def neighbour(self, ip, ifindex):
-        """The kernel's neighbour entry of ``ip`` on interface ``ifindex``, or None when it has none.
-
-        An :class:`~.neighbours.Entry` with ``ip`` normalised (IPv4-mapped -> IPv4), ``dev``
-        the interface's name, ``mac`` only when the kernel sends to it, ``state``
-        the kernel's state name. ValueError on a bad address or index.
-        """
-        family, packed, dummy_scope = _packed(ip)
-        text = _address_text(family, packed)
-        seq = self._next_seq()
-        what = "RTM_GETNEIGH %s on ifindex %s" % (text, ifindex)
-        request = neighbour_request(text, ifindex, seq)
-        try:
-            message = self._ask(request, seq, what)
-        except NetlinkError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
-        answered_index, entry = parse_neighbour(message, self.ifname(ifindex), what)
-        if answered_index != ifindex or entry.ip != text:
-            raise NetlinkError(errno.EBADMSG, "%s: the kernel answered with %s on ifindex %d"
-                               % (what, entry.ip, answered_index))
-        return entry
-
-    def drain(self):
-        """Nothing to do: every answer is asked for (NeighbourWatch keeps answers and applies notices here)."""
-
-    def ifname(self, ifindex):
-        """The name of interface ``ifindex``, or None when there is none (cached once found)."""
-        name = self._names.get(ifindex)
-        if name is None:
-            try:
-                name = socket.if_indextoname(ifindex)
-            except (OSError, TypeError, ValueError, OverflowError):
-                return None
-            self._names[ifindex] = name
-        return name
-
-    @staticmethod
-    def resolve(ip):
-        """Make the kernel resolve ``ip`` (ARP or NDP) when it has no entry yet; never raises.
-
-        One empty datagram to the discard port from an unprivileged UDP socket:
-        a send on a connected UDP socket needs the peer's link-layer address,
-        so the kernel asks for it. The caller waits a little and looks again.
-        """
-        try:
-            family, packed, scope = _packed(ip)
-            target = (_address_text(family, packed), DISCARD_PORT)
-            if family == socket.AF_INET6:
-                target += (0, _scope_index(scope) if scope else 0)
-            with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as udp:
-                udp.setblocking(False)
-                udp.connect(target)
-                udp.send(b"")
-        except (OSError, ValueError):
-            pass

@@ -2,17 +2,18 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
-# Unit tests of the TFTP protocol decisions: no sockets.
+# Unit tests of the TFTP decisions: file names, option negotiation, the transfer's state machine; no sockets.
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import tftp_transfer
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
 
 FILES = {"ipxe.efi": b"x" * 1000, "undionly.kpxe": b"y" * 10}
 
 
 def rrq(name, mode="octet", **options):
-    return tftp.build_request(name, mode, options)
+    return tftp_wire.build_request(name, mode, options)
 
 
 def block_of(packet):
@@ -21,64 +22,7 @@ def block_of(packet):
 
 
 def ack(n):
-    return tftp.build_ack(n)
-
-
-# ---------------------------------------------------------------- parsing
-
-def test_parse_rrq_with_options():
-    req = tftp.parse_request(b"\x00\x01ipxe.efi\x00OCTET\x00BlkSize\x001468\x00tsize\x000\x00windowsize\x004\x00")
-    assert req.opcode == tftp.OP_RRQ
-    assert req.filename == "ipxe.efi"
-    assert req.mode == "octet"
-    assert req.options == {"blksize": "1468", "tsize": "0", "windowsize": "4"}
-    assert list(req.options) == ["blksize", "tsize", "windowsize"]
-
-
-def test_parse_wrq():
-    req = tftp.parse_request(tftp.build_request("x", opcode=tftp.OP_WRQ))
-    assert req.opcode == tftp.OP_WRQ
-
-
-def test_parse_first_duplicate_option_wins():
-    req = tftp.parse_request(rrq("a") + b"blksize\x00100\x00BLKSIZE\x00200\x00")
-    assert req.options == {"blksize": "100"}
-
-
-def test_parse_tolerates_trailing_nul_padding():
-    req = tftp.parse_request(rrq("ipxe.efi", blksize=1468) + b"\x00\x00\x00")
-    assert req.options == {"blksize": "1468"}
-
-
-@pytest.mark.parametrize("data", [
-    b"",
-    b"\x00",
-    b"\x00\x01",
-    b"\x00\x01a",  # no terminator
-    b"\x00\x01a\x00",  # no mode
-    b"\x00\x01a\x00octet",  # mode not terminated
-    b"\x00\x01\x00octet\x00",  # empty name
-    b"\x00\x01a\x00bogus\x00",  # unknown mode
-    b"\x00\x01a\x00octet\x00blksize\x00",  # option without value
-    b"\x00\x01a\x00octet\x00blksize\x001468\x00tsize\x00",
-    b"\x00\x01a\x00octet\x00\x00512\x00",  # empty option name
-    b"\x00\x01a\x00oct\xe9t\x00",  # non-ASCII mode
-    b"\x00\x01a\x00octet\x00bl\xffk\x001\x00",  # non-ASCII option
-    b"\x00\x03\x00\x01data",  # DATA, not a request
-    b"\x00\x04\x00\x01",  # ACK
-    b"\x00\x09a\x00octet\x00",  # unknown opcode
-    b"\x00\x01" + b"a" * 3000 + b"\x00octet\x00",  # oversize
-])
-def test_parse_malformed_raises_one_type(data):
-    with pytest.raises(tftp.TftpError) as info:
-        tftp.parse_request(data)
-    assert info.value.code == tftp.ERR_ILLEGAL_OP
-
-
-def test_parse_nul_injection_is_malformed():
-    # "ipxe.efi\0../../etc/passwd": the name ends at the NUL, the rest is a bad mode
-    with pytest.raises(tftp.TftpError):
-        tftp.parse_request(b"\x00\x01ipxe.efi\x00../../etc/passwd\x00octet\x00")
+    return tftp_wire.build_ack(n)
 
 
 # --------------------------------------------------------- file names
@@ -90,68 +34,49 @@ def test_parse_nul_injection_is_malformed():
     "/usr/lib/ipxe/ipxe.efi", "//ipxe.efi",
 ])
 def test_path_like_names_are_access_violations(name):
-    with pytest.raises(tftp.TftpError) as info:
-        tftp.check_filename(name, FILES)
-    assert info.value.code == tftp.ERR_ACCESS
+    with pytest.raises(tftp_wire.TftpError) as info:
+        tftp_transfer.check_filename(name, FILES)
+    assert info.value.code == tftp_wire.ERR_ACCESS
 
 
 @pytest.mark.parametrize("name", ["snponly.efi", "IPXE.EFI", "ipxe.efi.bak", "pxelinux.0"])
 def test_unknown_bare_names_are_not_found(name):
-    with pytest.raises(tftp.TftpError) as info:
-        tftp.check_filename(name, FILES)
-    assert info.value.code == tftp.ERR_NOT_FOUND
+    with pytest.raises(tftp_wire.TftpError) as info:
+        tftp_transfer.check_filename(name, FILES)
+    assert info.value.code == tftp_wire.ERR_NOT_FOUND
 
 
 def test_registered_name_matches():
-    assert tftp.check_filename("ipxe.efi", FILES) == "ipxe.efi"
+    assert tftp_transfer.check_filename("ipxe.efi", FILES) == "ipxe.efi"
 
 
 def test_check_request_refuses_write_and_netascii():
-    with pytest.raises(tftp.TftpError) as info:
-        tftp.check_request(tftp.parse_request(tftp.build_request("ipxe.efi", opcode=tftp.OP_WRQ)), FILES)
-    assert info.value.code == tftp.ERR_ACCESS
-    with pytest.raises(tftp.TftpError) as info:
-        tftp.check_request(tftp.parse_request(rrq("ipxe.efi", "netascii")), FILES)
-    assert info.value.code == tftp.ERR_UNDEFINED
-    with pytest.raises(tftp.TftpError):
-        tftp.check_request(tftp.parse_request(rrq("ipxe.efi", "mail")), FILES)
-    assert tftp.check_request(tftp.parse_request(rrq("ipxe.efi", "Octet")), FILES) == "ipxe.efi"
-
-
-def test_server_rejects_non_bare_registered_names():
-    with pytest.raises(ValueError):
-        tftp.TftpServer({"../x": b""})
-
-
-def test_load_files(tmp_path):
-    (tmp_path / "ipxe.efi").write_bytes(b"efi")
-    (tmp_path / "undionly.kpxe").write_bytes(b"bios")
-    (tmp_path / "other.bin").write_bytes(b"no")
-    (tmp_path / "link").mkdir()
-    (tmp_path / "snponly.efi").symlink_to(tmp_path / "ipxe.efi")
-    files = tftp.load_files(str(tmp_path))
-    assert files == {"ipxe.efi": b"efi", "undionly.kpxe": b"bios", "snponly.efi": b"efi"}
-    with pytest.raises(ValueError):
-        tftp.load_files(str(tmp_path), ["../etc/passwd"])
-    with pytest.raises(ValueError):
-        tftp.load_files(str(tmp_path), ["ipxe.efi"], max_size=2)
+    with pytest.raises(tftp_wire.TftpError) as info:
+        tftp_transfer.check_request(tftp_wire.parse_request(tftp_wire.build_request("ipxe.efi", opcode=tftp_wire.OP_WRQ)), FILES)
+    assert info.value.code == tftp_wire.ERR_ACCESS
+    with pytest.raises(tftp_wire.TftpError) as info:
+        tftp_transfer.check_request(tftp_wire.parse_request(rrq("ipxe.efi", "netascii")), FILES)
+    assert info.value.code == tftp_wire.ERR_UNDEFINED
+    with pytest.raises(tftp_wire.TftpError):
+        tftp_transfer.check_request(tftp_wire.parse_request(rrq("ipxe.efi", "mail")), FILES)
+    assert tftp_transfer.check_request(tftp_wire.parse_request(rrq("ipxe.efi", "Octet")), FILES) == "ipxe.efi"
 
 
 # ------------------------------------------------------------ negotiation
 
 def test_negotiate_no_options_means_no_oack():
-    neg = tftp.negotiate({}, 1000)
+    neg = tftp_transfer.negotiate({}, 1000)
     assert (neg.blksize, neg.windowsize, neg.timeout, neg.tsize, neg.oack) == (512, 1, None, None, {})
 
 
 def test_negotiate_ovmf_request():
-    neg = tftp.negotiate({"blksize": "1468", "windowsize": "4"}, 850528)
+    neg = tftp_transfer.negotiate({"blksize": "1468", "windowsize": "4"}, 850528)
     assert neg.blksize == 1468 and neg.windowsize == 4
     assert neg.oack == {"blksize": "1468", "windowsize": "4"}
 
 
 def test_negotiate_tsize_probe_answers_real_size():
-    neg = tftp.negotiate({"tsize": "0"}, 850528)
+    neg = tftp_transfer.negotiate({"tsize": "0"}, 850528)
     assert neg.tsize == 850528 and neg.oack == {"tsize": "850528"}
 
 
@@ -160,19 +85,19 @@ def test_negotiate_tsize_probe_answers_real_size():
     ("65464", 65464, 65464), ("70000", 100000, 65464), ("9000", 8972, 8972), ("100", 4, 8),
 ])
 def test_negotiate_blksize_clamped(asked, cap, expect):
-    neg = tftp.negotiate({"blksize": asked}, 10, max_blksize=cap)
+    neg = tftp_transfer.negotiate({"blksize": asked}, 10, max_blksize=cap)
     assert neg.blksize == expect and neg.oack == {"blksize": str(expect)}
 
 
 @pytest.mark.parametrize("asked", ["7", "0", "-1", "abc", "", "1e3", "99999999999"])
 def test_negotiate_invalid_blksize_ignored(asked):
-    neg = tftp.negotiate({"blksize": asked}, 10)
+    neg = tftp_transfer.negotiate({"blksize": asked}, 10)
     assert neg.blksize == 512 and neg.oack == {}
 
 
 @pytest.mark.parametrize("asked, expect", [("1", 1), ("4", 4), ("64", 64), ("65535", 64), ("0", None), ("x", None)])
 def test_negotiate_windowsize(asked, expect):
-    neg = tftp.negotiate({"windowsize": asked}, 10)
+    neg = tftp_transfer.negotiate({"windowsize": asked}, 10)
     if expect is None:
         assert neg.windowsize == 1 and neg.oack == {}
     else:
@@ -181,38 +106,31 @@ def test_negotiate_windowsize(asked, expect):
 
 @pytest.mark.parametrize("asked, expect", [("1", 1), ("5", 5), ("255", 255), ("0", None), ("256", None), ("1.5", None)])
 def test_negotiate_timeout(asked, expect):
-    neg = tftp.negotiate({"timeout": asked}, 10)
+    neg = tftp_transfer.negotiate({"timeout": asked}, 10)
     assert neg.timeout == expect
     assert neg.oack == ({} if expect is None else {"timeout": asked})
 
 
 def test_negotiate_ignores_unknown_options_and_keeps_order():
-    neg = tftp.negotiate({"tsize": "0", "multicast": "", "blksize": "1024", "utimeout": "1000"}, 5)
+    neg = tftp_transfer.negotiate({"tsize": "0", "multicast": "", "blksize": "1024", "utimeout": "1000"}, 5)
     assert list(neg.oack.items()) == [("tsize", "5"), ("blksize", "1024")]
 
 
 def test_blksize_for_mtu():
-    assert tftp.blksize_for_mtu(1500) == 1468
-    assert tftp.blksize_for_mtu(1500, ipv6=True) == 1448
-    assert tftp.blksize_for_mtu(9000) == 8968
-    assert tftp.blksize_for_mtu(20) == 8
-    assert tftp.blksize_for_mtu(1 << 20) == 65464
-
-
-def test_packets_roundtrip():
-    assert tftp.parse_oack(tftp.build_oack({"blksize": "1468", "tsize": "9"})) == {"blksize": "1468", "tsize": "9"}
-    assert tftp.parse_error(tftp.build_error(8, "abort")) == (8, "abort")
-    assert tftp.parse_error(b"\x00\x05\x00\x08no-terminator") == (8, "no-terminator")
-    assert tftp.build_data(65536 + 3, b"ab") == b"\x00\x03\x00\x03ab"
+    assert tftp_transfer.blksize_for_mtu(1500) == 1468
+    assert tftp_transfer.blksize_for_mtu(1500, ipv6=True) == 1448
+    assert tftp_transfer.blksize_for_mtu(9000) == 8968
+    assert tftp_transfer.blksize_for_mtu(20) == 8
+    assert tftp_transfer.blksize_for_mtu(1 << 20) == 65464
 
 
 # ---------------------------------------------------------- state machine
 
 def transfer(size, blocks="cached", retries=3, gso=0, **options):
     data = bytes(i % 251 for i in range(size))
-    neg = tftp.negotiate({k: str(v) for k, v in options.items()}, size, max_blksize=65464)
-    cache = tftp.DataBlocks(data, neg.blksize, gso) if blocks == "cached" else None
-    return data, tftp.Transfer(data, neg, retries, cache)
+    neg = tftp_transfer.negotiate({k: str(v) for k, v in options.items()}, size, max_blksize=65464)
+    cache = tftp_transfer.DataBlocks(data, neg.blksize, gso) if blocks == "cached" else None
+    return data, tftp_transfer.Transfer(data, neg, retries, cache)
 
 
 def receive(t, packets, data, received):
@@ -258,7 +176,7 @@ def test_oack_then_ack0_starts_data():
     data, t = transfer(3000, blksize=1468, tsize=0)
     out = t.start()
     assert out[0][:2] == b"\x00\x06"
-    assert tftp.parse_oack(out[0]) == {"blksize": "1468", "tsize": "3000"}
+    assert tftp_wire.parse_oack(out[0]) == {"blksize": "1468", "tsize": "3000"}
     assert not t.started
     assert t.on_ack(1) == []  # not the ACK of the OACK
     out = t.on_ack(0)
@@ -269,14 +187,14 @@ def test_oack_then_ack0_starts_data():
 def test_tsize_probe_error8_is_quiet_abort():
     data, t = transfer(3000, tsize=0)
     t.start()
-    assert t.on_packet(tftp.build_error(8, "tsize probe")) == []
+    assert t.on_packet(tftp_wire.build_error(8, "tsize probe")) == []
     assert t.outcome == "aborted" and t.error_code == 8
 
 
 def test_client_error_during_data_fails():
     data, t = transfer(3000)
     t.start()
-    t.on_packet(tftp.build_error(0, "disk full"))
+    t.on_packet(tftp_wire.build_error(0, "disk full"))
     assert t.outcome == "failed" and "disk full" in t.error
     assert t.on_ack(1) == []
 
@@ -398,7 +316,7 @@ def test_gso_window_is_contiguous_datagrams():
     # 6 blocks in slices of at most 4 datagrams of 1472 bytes
     assert [len(p) for p in out] == [4 * 1472, 2 * 1472]
     flat = b"".join(bytes(p) for p in out)
-    plain = tftp.build_data_packets(data, 1468)
+    plain = tftp_transfer.build_data_packets(data, 1468)
     assert flat == b"".join(plain[:6])
     t.on_ack(6)
     out = t.on_ack(6) or t.on_retransmit()
@@ -407,11 +325,5 @@ def test_gso_window_is_contiguous_datagrams():
 
 
 def test_data_blocks_single_block_window_is_plain():
-    blocks = tftp.DataBlocks(b"a" * 100, 8, gso_segments=4)
+    blocks = tftp_transfer.DataBlocks(b"a" * 100, 8, gso_segments=4)
     assert blocks.window(3, 3) == [blocks[2]]
-
-
-def test_client_address_normalised():
-    assert tftp._client_address(("::ffff:10.0.0.5", 1234, 0, 0)) == ("10.0.0.5", 1234)
-    assert tftp._client_address(("fd77::5", 1234, 0, 0)) == ("fd77::5", 1234)
-    assert tftp._client_address(("10.0.0.5", 69)) == ("10.0.0.5", 69)
