@@ -50,7 +50,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbou
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 SERVER_IP = "10.77.0.1"
 # Hosts of the fuzzed run: the MAC of the captured packets (fixtures), an arm64 host, a finished host.

@@ -14,7 +14,7 @@ import pathlib
 import sys
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import validate_report
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import validate_report
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "lab"))

@@ -5,10 +5,10 @@
 :class:`AgentApi` takes an :class:`ApiRequest` (method, path, query, headers,
 whole body, peer) and gives an :class:`ApiAnswer` (status, JSON payload,
 extra headers); a long-poll gives a coroutine that resolves to one. Two
-front ends call it: :mod:`.api_http`, which answers most API connections
+front ends call it: :mod:`..serve.api_http`, which answers most API connections
 itself because a rack's phone-homes arrive at once and aiohttp's work per
 connection was most of their cost (docs/performance.md), and the aiohttp app
-of :mod:`.http`, for anything the first does not take. Endpoints and JSON
+of :mod:`..serve.http`, for anything the first does not take. Endpoints and JSON
 shapes: docs/api.md. Tokens never appear in an answer or a log line.
 """
 
@@ -21,8 +21,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.binding import needs_resolving
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import RegistryError, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import RegistryError
 
 API_PREFIX = "/api/v1"
 DEFAULT_MAX_WAIT = 60.0
@@ -44,6 +45,17 @@ _ENDPOINTS = {
     API_PREFIX + "/stop": {"POST": "stop"},
 }
 _HOST_ENDPOINT = {"GET": "host"}
+# HTTP status of each refusal code of the registry (decide/agent_report.py); a code not listed is a 400.
+_STATUS_OF_CODE = {
+    "token_missing": 401,
+    "token_rejected": 403,
+    "report_invalid": 400,
+    "already_finished": 409,
+    "unknown_host": 404,
+    trust.IMPOSTOR: 403,
+    trust.UNVERIFIED: 403,
+    trust.CLAIMED: 403,
+}
 
 
 @dataclass
@@ -68,6 +80,11 @@ class ApiAnswer:
 
     def body(self):
         return json.dumps(self.payload, sort_keys=True).encode("utf-8")
+
+
+def status_of(code):
+    """The HTTP status of a refusal's ``code`` (:class:`~.agent_report.RegistryError`)."""
+    return _STATUS_OF_CODE.get(code, 400)
 
 
 def failure(status, message, code, headers=()):
@@ -349,7 +366,7 @@ class AgentApi:
         if mac is None:
             return self._phone_home(request, token, None)
         binding = self.segment.check(request.peer, mac)
-        if needs_resolving(binding):
+        if trust.needs_resolving(binding):
             return self._phone_home_settled(request, token, mac)
         return self._phone_home(request, token, binding)
 
@@ -368,9 +385,10 @@ class AgentApi:
         try:
             accepted = self.registry.phone_home(token, report, peer, binding=binding)
         except RegistryError as exc:
-            self.log.warning("phone-home from %s rejected (%d %s): %s", peer, exc.status, exc.code, exc.message)
-            self.emit({"event": "phone_home_rejected", "peer": peer, "status": exc.status, "code": exc.code})
-            return failure(exc.status, exc.message, exc.code, BEARER_CHALLENGE if exc.status == 401 else ())
+            status = status_of(exc.code)
+            self.log.warning("phone-home from %s rejected (%d %s): %s", peer, status, exc.code, exc.message)
+            self.emit({"event": "phone_home_rejected", "peer": peer, "status": status, "code": exc.code})
+            return failure(status, exc.message, exc.code, BEARER_CHALLENGE if status == 401 else ())
         if accepted["repeat"]:
             self.log.info("repeated phone-home of %s (%s) from %s: same report, nothing changed", accepted["host"], accepted["mac"], peer)
         else:

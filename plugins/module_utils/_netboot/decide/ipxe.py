@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
 # Characters allowed in one kernel command-line token. Letters, digits and
 # the punctuation kernel arguments and URLs need (brackets for IPv6 literals);

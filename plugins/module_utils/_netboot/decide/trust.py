@@ -133,6 +133,11 @@ class Binding:
                 "interface": self.interface}
 
 
+def needs_resolving(binding):
+    """Whether ``binding`` is an on-segment peer the kernel has no usable entry for (yet)."""
+    return binding.verdict is not None and binding.verdict.outcome == UNVERIFIED
+
+
 UNCHECKED = "unchecked"
 """Reason a routed peer was let in without evidence (:func:`admit`)."""
 

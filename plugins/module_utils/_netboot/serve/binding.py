@@ -95,7 +95,7 @@ class SegmentCheck:
     async def settled(self, peer, host_mac):
         """:meth:`check`, after asking the kernel to resolve a peer that has no usable entry yet."""
         binding = self.check(peer, host_mac)
-        if not needs_resolving(binding):
+        if not trust.needs_resolving(binding):
             return binding
         self._kernel().resolve(binding.peer)
         loop = asyncio.get_running_loop()
@@ -103,7 +103,7 @@ class SegmentCheck:
         while loop.time() < deadline:
             await asyncio.sleep(RESOLVE_POLL)
             binding = self.check(peer, host_mac)
-            if not needs_resolving(binding):
+            if not trust.needs_resolving(binding):
                 break
         return binding
 
@@ -116,11 +116,6 @@ class SegmentCheck:
         if self._lookup is not None:
             self._lookup.close()
             self._lookup = None
-
-
-def needs_resolving(binding):
-    """Whether ``binding`` is an on-segment peer the kernel has no usable entry for (yet)."""
-    return binding.verdict is not None and binding.verdict.outcome == trust.UNVERIFIED
 
 
 def _ifname(kernel, route):

@@ -30,12 +30,12 @@ except ImportError:
 else:
     AIOHTTP_IMPORT_ERROR = None
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import API_PREFIX, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.trust import refusal_text
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http
 
 # Bytes of a file handed to the kernel per sendfile call (nginx's sendfile_max_chunk is 2m).
 SENDFILE_SLICE = 4 * 1024 * 1024

@@ -24,11 +24,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.runtime import describe_port_holders, raise_open_files_limit
 
 log = logging.getLogger(__name__)

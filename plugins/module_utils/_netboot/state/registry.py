@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 import time
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import (
+    AlreadyFinished, PeerRefused, ReportInvalid, TokenMissing, TokenRejected, UnknownHost, report_identity, validate_report)
 
 STATES = (
     "known",
@@ -47,76 +48,12 @@ DEFAULT_ARCH = "x86_64-linux"
 # Limits that keep a misbehaving client or a broadcast storm from growing memory.
 MAX_EVENTS_PER_HOST = 256
 MAX_IGNORED_MACS = 256
-MAX_ADDRESSES = 64
-MAX_HOST_KEYS = 16
-MAX_HOST_KEY_LENGTH = 8192
-MAX_HOSTNAME_LENGTH = 253
-MAX_IFNAME_LENGTH = 64
 MAX_DETAIL_STRING = 512
 # Rows of refused requests kept per host: an attacker repeating requests grows a count, not the memory.
 MAX_IMPOSTOR_ROWS = 16
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_HOST_KEY = re.compile(r"^((?:ssh|ecdsa|sk)-[A-Za-z0-9@.+-]{1,64}) ([A-Za-z0-9+/]+={0,3})(?: [^\x00-\x1f\x7f]*)?$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$")
-_IFNAME = re.compile(r"^[^\x00-\x20\x7f/:]{1,64}$")
-
-
-class RegistryError(Exception):
-    """Base of the registry's refusals; ``status`` is the HTTP status that fits."""
-
-    status = 400
-    code = "error"
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-
-class TokenMissing(RegistryError):
-    """No token was presented."""
-
-    status = 401
-    code = "token_missing"
-
-
-class TokenRejected(RegistryError):
-    """The token is not this run's token for the host the report names."""
-
-    status = 403
-    code = "token_rejected"
-
-
-class ReportInvalid(RegistryError):
-    """The agent's report is malformed, oversized or has too many entries."""
-
-    status = 400
-    code = "report_invalid"
-
-
-class AlreadyFinished(RegistryError):
-    """The host already finished with a different outcome or report."""
-
-    status = 409
-    code = "already_finished"
-
-
-class PeerRefused(RegistryError):
-    """The request did not come from the host's MAC (``impostor``, ``unverified``) or its token is claimed elsewhere."""
-
-    status = 403
-
-    def __init__(self, message, code):
-        super().__init__(message)
-        self.code = code
-
-
-class UnknownHost(RegistryError):
-    """The MAC is not a host of this run."""
-
-    status = 404
-    code = "unknown_host"
 
 
 def _token_digest(token):
@@ -175,106 +112,6 @@ def _host_fields(host):
     if isinstance(host, (list, tuple)) and len(host) in (2, 3):
         return host[0], host[1], (host[2] if len(host) == 3 else None) or DEFAULT_ARCH
     raise ValueError("a host must be a mapping with name, mac and arch, or a (name, mac, arch) tuple; got %r" % (host,))
-
-
-def validate_report(report):
-    """Check the agent's report and return it normalised; raise ReportInvalid.
-
-    Returns a dict with mac, addresses, ssh_host_keys, hostname and uptime.
-    Unknown keys are ignored so newer agents still talk to older servers.
-    """
-    if not isinstance(report, dict):
-        raise ReportInvalid("the body must be a JSON object with at least \"mac\"; send the report the nixie-agent builds")
-    mac = normalize_mac(report.get("mac"))
-    if mac is None:
-        raise ReportInvalid("\"mac\" is missing or not a MAC address; send the nixie.mac value from the kernel command line")
-
-    addresses = report.get("addresses", [])
-    if addresses is None:
-        addresses = []
-    if not isinstance(addresses, list):
-        raise ReportInvalid("\"addresses\" must be a list of {ifname, mac, address, prefix} objects")
-    if len(addresses) > MAX_ADDRESSES:
-        raise ReportInvalid("\"addresses\" has %d entries, more than the limit of %d; report global addresses only" % (len(addresses), MAX_ADDRESSES))
-    clean_addresses = []
-    for index, entry in enumerate(addresses):
-        where = "addresses[%d]" % index
-        if not isinstance(entry, dict):
-            raise ReportInvalid("%s must be an object with ifname, mac, address and prefix" % where)
-        ifname = entry.get("ifname")
-        if not isinstance(ifname, str) or not _IFNAME.match(ifname):
-            raise ReportInvalid("%s.ifname must be an interface name of 1-%d printable characters" % (where, MAX_IFNAME_LENGTH))
-        if_mac = entry.get("mac")
-        if if_mac in (None, ""):
-            if_mac = None
-        else:
-            if_mac = normalize_mac(if_mac)
-            if if_mac is None:
-                raise ReportInvalid("%s.mac must be a MAC address or null" % where)
-        address = entry.get("address")
-        if not isinstance(address, str) or len(address) > 64:
-            raise ReportInvalid("%s.address must be an IPv4 or IPv6 address as a string" % where)
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            raise ReportInvalid("%s.address %r is not an IPv4 or IPv6 address" % (where, address[:64]))
-        prefix = entry.get("prefix")
-        if isinstance(prefix, str) and prefix.isdigit() and len(prefix) <= 3:
-            prefix = int(prefix)
-        if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= parsed.max_prefixlen:
-            raise ReportInvalid("%s.prefix must be an integer from 0 to %d" % (where, parsed.max_prefixlen))
-        clean_addresses.append({"ifname": ifname, "mac": if_mac, "address": str(parsed), "prefix": prefix})
-
-    keys = report.get("ssh_host_keys", [])
-    if keys is None:
-        keys = []
-    if not isinstance(keys, list):
-        raise ReportInvalid("\"ssh_host_keys\" must be a list of \"<type> <base64>\" strings")
-    if len(keys) > MAX_HOST_KEYS:
-        raise ReportInvalid("\"ssh_host_keys\" has %d entries, more than the limit of %d" % (len(keys), MAX_HOST_KEYS))
-    clean_keys = []
-    for index, key in enumerate(keys):
-        if not isinstance(key, str) or len(key) > MAX_HOST_KEY_LENGTH:
-            raise ReportInvalid("ssh_host_keys[%d] must be a string of at most %d characters" % (index, MAX_HOST_KEY_LENGTH))
-        match = _HOST_KEY.match(key.strip())
-        if not match:
-            raise ReportInvalid("ssh_host_keys[%d] is not an OpenSSH public key line such as \"ssh-ed25519 AAAA...\"" % index)
-        clean = "%s %s" % (match.group(1), match.group(2))
-        if clean not in clean_keys:
-            clean_keys.append(clean)
-
-    hostname = report.get("hostname")
-    if not isinstance(hostname, str) or len(hostname) > MAX_HOSTNAME_LENGTH or not _HOSTNAME.match(hostname):
-        # The host name is only informative, and a fresh kernel reports "(none)";
-        # refusing the whole report for it would leave the agent retrying forever.
-        hostname = None
-
-    uptime = report.get("uptime")
-    if isinstance(uptime, str):
-        try:
-            uptime = float(uptime)
-        except ValueError:
-            raise ReportInvalid("\"uptime\" must be a number of seconds")
-    if uptime is not None and (isinstance(uptime, bool) or not isinstance(uptime, (int, float)) or not 0 <= uptime < 1e10):
-        raise ReportInvalid("\"uptime\" must be a non-negative number of seconds")
-
-    return {
-        "mac": mac,
-        "addresses": clean_addresses,
-        "ssh_host_keys": clean_keys,
-        "hostname": hostname,
-        "uptime": uptime,
-    }
-
-
-def _identity(report):
-    """The parts of a report that must match for a repeat to be idempotent (not uptime)."""
-    return (
-        report["mac"],
-        tuple(sorted((a["ifname"], a["mac"] or "", a["address"], a["prefix"]) for a in report["addresses"])),
-        tuple(sorted(report["ssh_host_keys"])),
-        report["hostname"],
-    )
 
 
 class Registry:
@@ -545,7 +382,7 @@ class Registry:
     def admit(self, mac, route_name, binding):
         """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
 
-        ``binding``: the :class:`~.trust.Binding` of the request, judged against the
+        ``binding``: the :class:`~..decide.trust.Binding` of the request, judged against the
         host's MAC. Returns the :class:`~.trust.Admission`; an admitted script fetch
         may claim the host's token for this boot. A refusal is counted in the host's
         bounded ``impostors`` rows (the ``impostor`` event only when a row is new,
@@ -612,13 +449,14 @@ class Registry:
     def phone_home(self, token, report, peer_ip=None, binding=None):
         """Accept the agent's report for the host that ``token`` belongs to.
 
-        ``binding``: the request's :class:`~.trust.Binding`, judged against the
+        ``binding``: the request's :class:`~..decide.trust.Binding`, judged against the
         token's host (None: not checked, as in tests of the registry alone).
-        Raises TokenMissing (401), TokenRejected (403: not a token of this
-        run, or the token of another host than ``report["mac"]``),
-        PeerRefused (403: the peer is not the host's MAC; see :meth:`admit`),
-        ReportInvalid (400) or AlreadyFinished (409: the host failed, or
-        phoned home before with a different report). On any error nothing
+        Raises (:mod:`..decide.agent_report`; the API maps each code to a
+        status) TokenMissing, TokenRejected (not a token of this run, or the
+        token of another host than ``report["mac"]``), PeerRefused (the peer
+        is not the host's MAC; see :meth:`admit`), ReportInvalid or
+        AlreadyFinished (the host failed, or phoned home before with a
+        different report). On any error nothing
         changes. A repeat of the accepted report (uptime aside) is
         idempotent: the same answer with ``repeat: True`` and no new event.
 
@@ -649,7 +487,7 @@ class Registry:
             raise TokenRejected("the token does not belong to the host with MAC %s; send the nixie.token and nixie.mac "
                                 "values of the same kernel command line" % clean["mac"])
         if host.state == "phoned_home":
-            if _identity(host.report) == _identity(clean):
+            if report_identity(host.report) == report_identity(clean):
                 return self._phone_home_answer(host, repeat=True)
             self._rejected["already_finished"] += 1
             raise AlreadyFinished("host %s (%s) already phoned home with a different report; start a new run to boot it again" % (host.name, host.mac))

@@ -19,7 +19,8 @@ import pytest
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as server_module
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry, TokenRejected
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import TokenRejected
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 aiohttp = pytest.importorskip("aiohttp")
 

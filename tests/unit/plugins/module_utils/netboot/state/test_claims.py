@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import (
-    MAX_IMPOSTOR_ROWS, PeerRefused, Registry, TokenRejected, UnknownHost)
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import PeerRefused, TokenRejected, UnknownHost
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import status_of
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import MAX_IMPOSTOR_ROWS, Registry
 
 HOST = "52:54:00:aa:00:01"
 OTHER = "02:00:00:bb:00:02"
@@ -137,7 +138,7 @@ def test_a_routed_peer_is_let_in_unchecked_and_that_is_said_once(registry):
 def test_a_phone_home_from_another_mac_changes_nothing(registry):
     with pytest.raises(PeerRefused) as refused:
         registry.phone_home("t" * 32, report(), "10.99.0.50", binding=on_segment("10.99.0.50", OTHER))
-    assert refused.value.status == 403 and refused.value.code == "impostor"
+    assert status_of(refused.value.code) == 403 and refused.value.code == "impostor"
     assert "10.99.0.50 is MAC %s" % OTHER in refused.value.message and "node1" in refused.value.message
     host = registry.host_snapshot(HOST)
     assert host["state"] == "known" and not registry.all_done()
