@@ -41,6 +41,7 @@ import logging
 import urllib.parse
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http, binding, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import tftp_transfer
@@ -316,7 +317,7 @@ def _agent_api():
     global _API  # pylint: disable=global-statement
     if _API is None:
         # max_wait 0: a long-poll is answered at once (its wait is the notifier's, not a parser).
-        _API = agent_api.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
+        _API = api_service.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
                                   logger=quiet_logger("nixie.fuzz.http"),
                                   segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
         _API.stop_requested = asyncio.Event()

@@ -6,7 +6,7 @@ Every connection to the HTTP port starts here. When its first request is a
 plain API request — GET, HEAD or POST of a path under ``/api/``, HTTP/1.0 or
 1.1, a head within :data:`MAX_HEAD`, no body or one announced by
 Content-Length within the API's limit, no Transfer-Encoding or Upgrade —
-this module reads it, :class:`~.api.AgentApi` answers it, and the answer
+this module reads it, :class:`~.api_service.AgentApi` answers it, and the answer
 goes out with ``Connection: close``: right when the connection is accepted
 if the request is whole by then and needs no waiting, else once the
 connection is an asyncio transport. That is every phone-home (curl,
@@ -14,7 +14,7 @@ busybox wget) and every wait_for_agent long-poll. Anything else — boot
 files, and any request this reader does not take, malformed ones included —
 is handed with the bytes read so far to aiohttp's request handler, which
 serves it with full HTTP semantics (its ``/api/`` route asks the same
-:class:`~.api.AgentApi`).
+:class:`~.api_service.AgentApi`).
 
 Why not aiohttp for everything: a rack's installers phone home in the same
 instant, and aiohttp's work per connection (request object, router,
@@ -177,7 +177,7 @@ def listening_socket(host, port, backlog):
 class ApiConnections:
     """The HTTP port: API requests answered here, every other connection handed to aiohttp.
 
-    ``api``: the run's :class:`~.api.AgentApi`. ``hand_over``: aiohttp's
+    ``api``: the run's :class:`~.api_service.AgentApi`. ``hand_over``: aiohttp's
     ``web.Server`` (``AppRunner.server``), which makes the protocol of a
     connection handed to it and knows those it serves.
 

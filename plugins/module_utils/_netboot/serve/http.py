@@ -10,7 +10,7 @@ before aiohttp sees them. Endpoints are described in docs/api.md.
 
 Boot routes answer iPXE in plain text (iPXE prints the reason of a 404).
 Every ``/api/`` request that reaches aiohttp goes to the run's
-:class:`~.api.AgentApi`, as those answered in front of it do. The iPXE script
+:class:`~.api_service.AgentApi`, as those answered in front of it do. The iPXE script
 is the one place a host's token leaves the server, on the kernel command
 line it hands over.
 """
@@ -32,6 +32,7 @@ else:
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import API_PREFIX, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.trust import refusal_text
@@ -120,7 +121,7 @@ def ipxe_files_from_dir(directory, names=KNOWN_IPXE_FILES):
 class NetbootHttp:
     """State and handlers of one app; reach it with ``get_state(app)``.
 
-    ``api`` is the run's :class:`~.api.AgentApi` (its ``stop_requested`` and
+    ``api`` is the run's :class:`~.api_service.AgentApi` (its ``stop_requested`` and
     ``stop_reason`` tell the server that POST /api/v1/stop was called).
     """
 
@@ -332,7 +333,7 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
         if "/" in name or name.startswith("."):
             raise ValueError("iPXE file names are bare names such as ipxe.efi; got %r" % name)
     logger = logger or logging.getLogger(LOGGER_NAME)
-    agent = agent_api.AgentApi(registry, on_event=on_event, admin_token=admin_token, max_wait=max_wait, run_id=run_id,
+    agent = api_service.AgentApi(registry, on_event=on_event, admin_token=admin_token, max_wait=max_wait, run_id=run_id,
                                logger=logger, max_body=max_body, segment=segment)
     state = NetbootHttp(
         registry=registry,

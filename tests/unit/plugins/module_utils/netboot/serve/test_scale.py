@@ -25,7 +25,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registr
 aiohttp = pytest.importorskip("aiohttp")
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api  # noqa: E402
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import ChangeNotifier  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.api_service import ChangeNotifier  # noqa: E402
 
 
 def _hosts(count):
@@ -215,7 +216,7 @@ def test_a_host_event_wakes_only_that_hosts_waiters_and_the_catch_all():
         await asyncio.sleep(0)
         before = dict(checks)
         notifier({"mac": "52:54:00:00:00:0a", "event": "offered"})
-        await asyncio.sleep(agent_api.WAKE_QUIET * 3)
+        await asyncio.sleep(api_service.WAKE_QUIET * 3)
         assert checks["b"] == before["b"]                     # not woken by another host
         assert checks["a"] > before["a"] and checks["any"] > before["any"]
         news["a"] = news["any"] = True
@@ -230,7 +231,7 @@ def test_a_host_event_wakes_only_that_hosts_waiters_and_the_catch_all():
 
 def test_waiters_are_woken_once_a_burst_of_events_pauses_and_never_much_later(monkeypatch):
     # A longer pause than the server's, so a busy test machine's late timers cannot look like one.
-    monkeypatch.setattr(agent_api, "WAKE_QUIET", 0.05)
+    monkeypatch.setattr(api_service, "WAKE_QUIET", 0.05)
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -250,8 +251,8 @@ def test_waiters_are_woken_once_a_burst_of_events_pauses_and_never_much_later(mo
             await asyncio.sleep(0.002)
         burst_end = loop.time()
         assert len(checked_at) == 1, "woken in the middle of the burst"
-        await asyncio.sleep(agent_api.WAKE_QUIET * 5)
-        assert len(checked_at) == 2 and checked_at[1] - burst_end < agent_api.WAKE_QUIET * 4, "not woken soon after the burst"
+        await asyncio.sleep(api_service.WAKE_QUIET * 5)
+        assert len(checked_at) == 2 and checked_at[1] - burst_end < api_service.WAKE_QUIET * 4, "not woken soon after the burst"
 
         # Events that never pause: woken WAKE_MAX_DELAY after the first all the same.
         del checked_at[:]
@@ -262,7 +263,7 @@ def test_waiters_are_woken_once_a_burst_of_events_pauses_and_never_much_later(mo
             notifier({"mac": "52:54:00:00:00:0b", "event": "offered"})
             await asyncio.sleep(0.002)
         assert len(checked_at) >= 2, "a steady stream of events kept the waiter asleep"
-        assert agent_api.WAKE_MAX_DELAY <= checked_at[1] - started < agent_api.WAKE_MAX_DELAY + 0.3
+        assert api_service.WAKE_MAX_DELAY <= checked_at[1] - started < api_service.WAKE_MAX_DELAY + 0.3
         notifier.close()
         assert await waiter is False and await waiter2 is False
     asyncio.run(scenario())
