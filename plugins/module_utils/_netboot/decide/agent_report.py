@@ -31,7 +31,7 @@ _IFNAME = re.compile(r"^[^\x00-\x20\x7f/:]{1,64}$")
 class RegistryError(Exception):
     """Base of the refusals of a phone-home (or of a MAC the run does not know); ``code`` names the reason.
 
-    The API answers each with the HTTP status :func:`..decide.api.status_of` gives its code.
+    The API answers each with the HTTP status :func:`.api.status_of` gives its code.
     """
 
     code = "error"

@@ -8,7 +8,7 @@ knows which MAC owns the request's source address: it had to, to answer the
 TCP handshake. :func:`verdict` compares that with the host's MAC;
 :func:`peer_scope` says whether the address is on the segment at all (a
 relayed or routed client's neighbour is its router, which proves nothing
-about it). Reading the table is the serving edge's part (:mod:`.binding`);
+about it). Reading the table is the serving edge's part (:mod:`..serve.binding`);
 nothing here opens a socket or a file. :func:`admit` then decides, with the
 host's claim of its token for this boot.
 
@@ -45,7 +45,7 @@ class Verdict:
     ``reason``: why there is no evidence (UNVERIFIED), else None: ``no_entry``
     (the table has no entry of the address on the serving interface) or
     ``unresolved`` (an entry without a MAC the kernel sends to: INCOMPLETE, FAILED...), or ``no_address``
-    (the peer has no IP address at all, see :mod:`.binding`).
+    (the peer has no IP address at all, see :mod:`..serve.binding`).
     """
 
     outcome: str
@@ -57,8 +57,8 @@ class Verdict:
 def verdict(request_ip, expected_mac, neighbour_entry):
     """The :class:`Verdict` on a request from ``request_ip`` for the host with ``expected_mac``.
 
-    ``neighbour_entry``: the :class:`~.neighbours.Entry` of ``request_ip`` on the
-    serving interface (from :mod:`.neighbour_watch`), or None when there is none.
+    ``neighbour_entry``: the :class:`~..wire.neighbours.Entry` of ``request_ip`` on the
+    serving interface (from :mod:`..serve.neighbour_watch`), or None when there is none.
     Only a usable entry is evidence; an entry whose address differs from
     ``request_ip`` is a caller's mistake and raises ValueError, as does a
     ``expected_mac`` that is not a MAC.
@@ -81,7 +81,7 @@ def verdict(request_ip, expected_mac, neighbour_entry):
 
 
 def scope_of(route):
-    """LOCAL, ROUTED or ON_SEGMENT: where a peer is, from the kernel's route to it (a :class:`.netlink.Route`).
+    """LOCAL, ROUTED or ON_SEGMENT: where a peer is, from the kernel's route to it (a :class:`..wire.netlink.Route`).
 
     A peer whose address is this machine's own (loopback included) is the
     controller itself. A peer reached through a gateway is relayed or routed: its

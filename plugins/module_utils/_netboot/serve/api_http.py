@@ -125,7 +125,7 @@ def read_head(data, max_body):
 
 
 def encode_answer(answer, head_only=False, date=None):
-    """The bytes of an :class:`~.api.ApiAnswer` on the wire, with ``Connection: close``."""
+    """The bytes of an :class:`~..decide.api.ApiAnswer` on the wire, with ``Connection: close``."""
     body = answer.body()
     lines = ["HTTP/1.1 %d %s" % (answer.status, _REASONS.get(answer.status, "Status")),
              "Content-Type: application/json; charset=utf-8",

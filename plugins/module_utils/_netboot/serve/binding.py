@@ -4,7 +4,7 @@
 
 :class:`SegmentCheck` asks the kernel (:mod:`.neighbour_watch`: what its
 notices said, else two netlink round trips; no subprocess, no table dump)
-and hands :mod:`.trust` what it found, as a :class:`~.trust.Binding`. The
+and hands :mod:`..decide.trust` what it found, as a :class:`~..decide.trust.Binding`. The
 check runs on the event loop for each script, kernel, initrd and phone-home
 request of a known host.
 
@@ -59,7 +59,7 @@ class SegmentCheck:
         return self._lookup
 
     def check(self, peer, host_mac):
-        """The :class:`~.trust.Binding` of a request from ``peer`` for the host with ``host_mac``, now."""
+        """The :class:`~..decide.trust.Binding` of a request from ``peer`` for the host with ``host_mac``, now."""
         ip = normal_address(peer)
         if not self.enabled:
             return trust.Binding(peer=ip or str(peer), scope=NOT_CHECKED)

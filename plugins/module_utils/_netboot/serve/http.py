@@ -3,7 +3,7 @@
 """The HTTP side of the netboot server: iPXE script, kernel/initrd, iPXE binaries.
 
 :func:`create_app` builds an ``aiohttp.web.Application`` around a
-:class:`~.registry.Registry`; the caller runs it (see :func:`create_runner`)
+:class:`~..state.registry.Registry`; the caller runs it (see :func:`create_runner`)
 in the server's asyncio loop next to DHCP and TFTP, behind
 :class:`~.api_http.ApiConnections`, which answers most API connections
 before aiohttp sees them. Endpoints are described in docs/api.md.

@@ -117,7 +117,7 @@ class RouteNeighbours:
     def neighbour(self, ip, ifindex):
         """The kernel's neighbour entry of ``ip`` on interface ``ifindex``, or None when it has none.
 
-        An :class:`~.neighbours.Entry` with ``ip`` normalised (IPv4-mapped -> IPv4), ``dev``
+        An :class:`~..wire.neighbours.Entry` with ``ip`` normalised (IPv4-mapped -> IPv4), ``dev``
         the interface's name, ``mac`` only when the kernel sends to it, ``state``
         the kernel's state name. ValueError on a bad address or index.
         """

@@ -383,7 +383,7 @@ class Registry:
         """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
 
         ``binding``: the :class:`~..decide.trust.Binding` of the request, judged against the
-        host's MAC. Returns the :class:`~.trust.Admission`; an admitted script fetch
+        host's MAC. Returns the :class:`~..decide.trust.Admission`; an admitted script fetch
         may claim the host's token for this boot. A refusal is counted in the host's
         bounded ``impostors`` rows (the ``impostor`` event only when a row is new,
         so repeats cannot push the host's own events out); the first request let in

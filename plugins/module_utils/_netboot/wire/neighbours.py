@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One entry of the kernel's neighbour table, and addresses in one spelling (pure).
 
-:mod:`.netlink` and :mod:`.neighbour_watch` read entries from the kernel; what
-an entry proves is decided in :mod:`.trust`. An entry is *usable* only when
+:mod:`.netlink` and :mod:`..serve.neighbour_watch` read entries from the kernel; what
+an entry proves is decided in :mod:`..decide.trust`. An entry is *usable* only when
 the kernel holds a link-layer address it would send to right now: only then
 is its MAC evidence of who is at the address.
 This file is private to the collection: its interface may change.

@@ -24,7 +24,6 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registr
 
 aiohttp = pytest.importorskip("aiohttp")
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.api_service import ChangeNotifier  # noqa: E402
 
