@@ -49,6 +49,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import d
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import dhcp_socket
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
@@ -144,7 +145,7 @@ def dhcp_input(data, port):
         _DHCP_SERVER.append(_dhcp_server())
     server = _DHCP_SERVER[0]
     before = dict(server.counters)
-    endpoint = netboot_server.DhcpEndpoint(server, port)
+    endpoint = dhcp_socket.DhcpEndpoint(server, port)
     transport = _RecordingTransport()
     endpoint.connection_made(transport)
     repeats = []
@@ -318,8 +319,8 @@ def _agent_api():
     if _API is None:
         # max_wait 0: a long-poll is answered at once (its wait is the notifier's, not a parser).
         _API = api_service.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
-                                  logger=quiet_logger("nixie.fuzz.http"),
-                                  segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
+                                    logger=quiet_logger("nixie.fuzz.http"),
+                                    segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
         _API.stop_requested = asyncio.Event()
     if _API.registry.seq != FRESH_REGISTRY_SEQ:  # the previous input changed it: start from the run's first state again
         _API.registry = fresh_registry()

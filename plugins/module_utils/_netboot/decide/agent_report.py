@@ -68,7 +68,6 @@ class AlreadyFinished(RegistryError):
 class PeerRefused(RegistryError):
     """The request did not come from the host's MAC (``impostor``, ``unverified``) or its token is claimed elsewhere."""
 
-
     def __init__(self, message, code):
         super().__init__(message)
         self.code = code

@@ -334,7 +334,7 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
             raise ValueError("iPXE file names are bare names such as ipxe.efi; got %r" % name)
     logger = logger or logging.getLogger(LOGGER_NAME)
     agent = api_service.AgentApi(registry, on_event=on_event, admin_token=admin_token, max_wait=max_wait, run_id=run_id,
-                               logger=logger, max_body=max_body, segment=segment)
+                                 logger=logger, max_body=max_body, segment=segment)
     state = NetbootHttp(
         registry=registry,
         api=agent,

@@ -20,12 +20,11 @@ import logging
 import resource
 import secrets
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, server6, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
@@ -34,13 +33,6 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.runtime
 
 log = logging.getLogger(__name__)
 
-# A DHCP datagram is at most a few hundred bytes; anything bigger than this is not one.
-MAX_DHCP_DATAGRAM = 4096
-# The DHCP sockets' receive buffer: a rack powering on at once sends thousands of DISCOVERs.
-# A bounded queue in the kernel (about 3,000 requests), taken even above net.core.rmem_max when
-# the server may (CAP_NET_ADMIN, which binding port 67 as root brings).
-DHCP_RECEIVE_BUFFER = 4 * 1024 * 1024
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 # Concurrent TFTP transfers: a rack powering on at once fetches iPXE all together, and a request
 # over the bound is dropped until the client retransmits (seconds later). The file's datagrams
 # are shared between transfers, so each costs a socket and a small state object.
@@ -54,9 +46,6 @@ TFTP_MAX_TRANSFERS_PER_CLIENT = 4
 HTTP_BACKLOG = 1024
 # Open files the server asks for: a socket per TFTP transfer, HTTP connection and long-poll.
 OPEN_FILES = 8192
-# Datagrams handled per wake-up of a DHCP socket: a burst is drained without one trip through
-# the event loop per request, and TFTP and HTTP still get the loop back between batches.
-DHCP_READ_BATCH = 64
 # How many client IP -> MAC pairs to remember for attributing TFTP transfers.
 MAX_KNOWN_CLIENT_ADDRESSES = 4096
 # Hook events of the HTTP app for iPXE binaries fetched over HTTP (UEFI HTTP boot).
@@ -117,74 +106,6 @@ class ServerOptions:
     @property
     def api_url(self):
         return self.http_base + netboot_http.API_PREFIX
-
-
-class DhcpEndpoint(asyncio.DatagramProtocol):
-    """One proxyDHCP socket (port 67 or 4011): decode, ask the policy, send what it says."""
-
-    def __init__(self, server, port):
-        self.server = server
-        self.port = port
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data, addr):
-        if len(data) > MAX_DHCP_DATAGRAM:
-            return
-        try:
-            request = dhcp.decode(data)
-        except dhcp.MalformedPacket:
-            self.server.counters["dhcp_malformed"] += 1
-            return
-        self.server.on_dhcp_request(self, request, addr)
-
-    def error_received(self, exc):
-        # ICMP errors for earlier replies; nothing to do but not crash.
-        log.debug("DHCP socket on port %d: %s", self.port, exc)
-
-
-class BatchedDatagramTransport:
-    """A datagram socket that hands its protocol up to ``batch`` datagrams per wake-up.
-
-    asyncio's own datagram transport reads one datagram per trip through the
-    event loop, which under a burst costs more than answering the request
-    (see docs/performance.md). Sending is one ``sendto``: a full send buffer
-    raises (BlockingIOError), and the caller counts a lost answer that the
-    client's retransmission recovers, instead of queueing without bound.
-    """
-
-    def __init__(self, loop, sock, protocol, batch=DHCP_READ_BATCH):
-        self._loop = loop
-        self._sock = sock
-        self._protocol = protocol
-        self._batch = batch
-        loop.add_reader(sock.fileno(), self._read_ready)
-        protocol.connection_made(self)
-
-    def _read_ready(self):
-        recvfrom = self._sock.recvfrom
-        received = self._protocol.datagram_received
-        for dummy in range(self._batch):
-            try:
-                data, address = recvfrom(MAX_DHCP_DATAGRAM + 1)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            received(data, address)
-
-    def sendto(self, data, address):
-        if self._sock is not None:  # else closed: a repeated offer that fell due after the stop
-            self._sock.sendto(data, address)
-
-    def close(self):
-        if self._sock is not None:
-            self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
 
 
 class NetbootServer:
@@ -301,28 +222,17 @@ class NetbootServer:
     # -- sockets -----------------------------------------------------------------
 
     def _dhcp_socket(self, port):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            _set_receive_buffer(sock, DHCP_RECEIVE_BUFFER)
-            if self.options.interface:
-                # Bound to the serving interface: broadcasts leave through it, and a
-                # DHCP server on another interface of this machine is not disturbed.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.options.interface.encode())
-            sock.bind((self.options.bind_ip, port))
+            return dhcp_socket.open_socket(self.options.bind_ip, port, self.options.interface)
         except OSError as exc:
-            sock.close()
             raise _bind_error(exc, "udp", port, "proxyDHCP") from None
-        sock.setblocking(False)
-        return sock
 
     async def start(self):
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
             for port in (self.options.dhcp_port, self.options.proxy_port) if self.config is not None else ():
-                self._transports.append(BatchedDatagramTransport(loop, self._dhcp_socket(port), DhcpEndpoint(self, port)))
+                self._transports.append(dhcp_socket.BatchedDatagramTransport(loop, self._dhcp_socket(port), dhcp_socket.DhcpEndpoint(self, port)))
 
             tftp_files = _read_files(self.options.ipxe_files)
             self._tftp = tftp.TftpServer(tftp_files, on_event=self._on_tftp_event, max_transfers=TFTP_MAX_TRANSFERS,
@@ -469,16 +379,6 @@ def _token_factory(options):
         return None
     tokens = [options.tokens.get(normalize_mac(host["mac"])) or secrets.token_urlsafe(24) for host in options.hosts]
     return iter(tokens).__next__
-
-
-def _set_receive_buffer(sock, size):
-    """SO_RCVBUFFORCE when allowed (root), else SO_RCVBUF (capped by net.core.rmem_max)."""
-    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-            return
-        except OSError:
-            continue
 
 
 def _read_files(named_paths):

@@ -146,7 +146,6 @@ def address_text(family, packed):
     return str(ipaddress.IPv6Address(packed))
 
 
-
 def _attribute(kind, data):
     length = _ATTR.size + len(data)
     return _ATTR.pack(length, kind) + data + b"\x00" * (-length % 4)

@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import dhcp_socket
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as server_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import TokenRejected
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
@@ -132,7 +133,7 @@ class FakeSocket:
         self.closed += 1
 
     def setsockopt(self, level, option, value):
-        if option == server_module.SO_RCVBUFFORCE:
+        if option == dhcp_socket.SO_RCVBUFFORCE:
             raise PermissionError("not root")
         self.options.append((level, option, value))
 
@@ -155,7 +156,7 @@ class Recorder:
 
 def test_a_burst_is_drained_in_bounded_batches():
     loop, sock, protocol = FakeLoop(), FakeSocket([b"%d" % i for i in range(10)]), Recorder()
-    transport = server_module.BatchedDatagramTransport(loop, sock, protocol, batch=4)
+    transport = dhcp_socket.BatchedDatagramTransport(loop, sock, protocol, batch=4)
     assert protocol.transport is transport
     loop.readers[7]()
     assert protocol.received == [b"0", b"1", b"2", b"3"]   # the loop gets control back after a batch
@@ -167,16 +168,16 @@ def test_a_burst_is_drained_in_bounded_batches():
 
 
 def test_an_oversized_datagram_is_read_whole_enough_to_be_refused():
-    big = b"x" * (server_module.MAX_DHCP_DATAGRAM + 500)
+    big = b"x" * (dhcp_socket.MAX_DHCP_DATAGRAM + 500)
     loop, sock, protocol = FakeLoop(), FakeSocket([big]), Recorder()
-    server_module.BatchedDatagramTransport(loop, sock, protocol)
+    dhcp_socket.BatchedDatagramTransport(loop, sock, protocol)
     loop.readers[7]()
-    assert len(protocol.received[0]) > server_module.MAX_DHCP_DATAGRAM
+    assert len(protocol.received[0]) > dhcp_socket.MAX_DHCP_DATAGRAM
 
 
 def test_socket_errors_go_to_the_protocol_and_sends_pass_through():
     loop, sock, protocol = FakeLoop(), FakeSocket([ConnectionRefusedError(), b"after"]), Recorder()
-    transport = server_module.BatchedDatagramTransport(loop, sock, protocol)
+    transport = dhcp_socket.BatchedDatagramTransport(loop, sock, protocol)
     loop.readers[7]()
     assert isinstance(protocol.errors[0], ConnectionRefusedError) and protocol.received == []
     loop.readers[7]()
@@ -190,7 +191,7 @@ def test_socket_errors_go_to_the_protocol_and_sends_pass_through():
 
 def test_receive_buffer_falls_back_when_it_cannot_be_forced():
     sock = FakeSocket([])
-    server_module._set_receive_buffer(sock, 1 << 22)  # pylint: disable=protected-access
+    dhcp_socket.set_receive_buffer(sock, 1 << 22)
     assert sock.options == [(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)]
 
 
@@ -306,7 +307,7 @@ def test_rack_sized_bounds():
     # A rack of a few hundred machines fits every bound at once, and each bound is finite.
     assert 256 <= server_module.TFTP_MAX_TRANSFERS < server_module.OPEN_FILES
     assert 512 <= server_module.HTTP_BACKLOG <= 65535
-    assert server_module.DHCP_READ_BATCH >= 16
+    assert dhcp_socket.DHCP_READ_BATCH >= 16
 
 
 def test_startup_objects_are_frozen_for_the_run_only():

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
 
+
 def test_server_rejects_non_bare_registered_names():
     with pytest.raises(ValueError):
         tftp.TftpServer({"../x": b""})

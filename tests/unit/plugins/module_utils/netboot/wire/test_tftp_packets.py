@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
 
+
 def rrq(name, mode="octet", **options):
     return tftp_wire.build_request(name, mode, options)
 
