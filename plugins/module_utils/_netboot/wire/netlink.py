@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
 
-__all__ = ("Route", "RouteNeighbours", "NetlinkError", "route_request", "neighbour_request", "reply",
-           "parse_route", "parse_neighbour", "split")
+__all__ = ("Route", "NetlinkError", "route_request", "neighbour_request", "reply",
+           "parse_route", "parse_neighbour", "split", "packed_address", "address_text")
 
 # linux/netlink.h
 NLMSG_NOOP = 1
