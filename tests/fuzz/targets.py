@@ -24,7 +24,7 @@ Targets:
   token and only from that host's own MAC (or a peer the segment cannot vouch for: routed, local),
   a refused peer changes no host's state, no answer carries a token.
 * ``api_http``: the first bytes of a connection to the HTTP port, through the API's own request
-  reader (``api_http.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
+  reader (``http_api.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
   encoding. Invariants: the reader never raises, takes only GET/HEAD/POST under /api/ with a head
   within its limit and a body within the API's, reads the same head from the same bytes however
   they are split, and an answer is one well-formed HTTP/1.1 response without a token.
@@ -42,7 +42,8 @@ import urllib.parse
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http, binding, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import http_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import tftp_transfer
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
@@ -384,17 +385,17 @@ API_MAX_BODY = 4096
 
 def api_http_input(data):
     _CURRENT_INPUT[0] = data
-    head = api_http.read_head(data, API_MAX_BODY)
-    if head in (api_http.NEED_MORE, api_http.HAND_OVER):
-        if head is api_http.NEED_MORE:
-            assert len(data) <= api_http.MAX_HEAD and b"\r\n\r\n" not in data
+    head = http_api.read_head(data, API_MAX_BODY)
+    if head in (http_api.NEED_MORE, http_api.HAND_OVER):
+        if head is http_api.NEED_MORE:
+            assert len(data) <= http_api.MAX_HEAD and b"\r\n\r\n" not in data
         return
     assert head.method in ("GET", "HEAD", "POST") and head.path.startswith("/api/"), head
-    assert head.size <= api_http.MAX_HEAD and 0 <= head.content_length <= API_MAX_BODY, head
+    assert head.size <= http_api.MAX_HEAD and 0 <= head.content_length <= API_MAX_BODY, head
     assert data[head.size - 4:head.size] == b"\r\n\r\n"
     for cut in (1, head.size // 2, head.size - 1):  # bytes arrive in pieces: the same head, once whole
-        assert api_http.read_head(data[:cut], API_MAX_BODY) is api_http.NEED_MORE, cut
-    assert api_http.read_head(data[:head.size], API_MAX_BODY) == head
+        assert http_api.read_head(data[:cut], API_MAX_BODY) is http_api.NEED_MORE, cut
+    assert http_api.read_head(data[:head.size], API_MAX_BODY) == head
     body = data[head.size:head.size + head.content_length]
     api = _agent_api()
     request = agent_api.ApiRequest(head.method, head.path, head.query, head.headers, body, "10.77.0.173")
@@ -402,7 +403,7 @@ def api_http_input(data):
     if not isinstance(answer, agent_api.ApiAnswer):
         answer = _drive(answer)
     assert answer.status != 500
-    wire = api_http.encode_answer(answer, head_only=head.method == "HEAD")
+    wire = http_api.encode_answer(answer, head_only=head.method == "HEAD")
     status_line, rest = wire.split(b"\r\n", 1)
     assert status_line.startswith(b"HTTP/1.1 %d " % answer.status)
     header_block, payload = rest.split(b"\r\n\r\n", 1)
