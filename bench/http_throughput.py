@@ -81,8 +81,8 @@ def serve_ours(port, path, log_path):
     """Our app in this process, built as the pxe_server module builds it; ends on SIGTERM."""
     _common.use_collection()
     from aiohttp import web
-    from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as netboot_http
-    from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry
+    from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
+    from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
     logging.basicConfig(filename=log_path, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     registry = Registry([{"name": "bench01", "mac": MAC, "arch": "x86_64-linux"}])

@@ -230,7 +230,7 @@ def fetch_many(addr, filename, options, content, n):
 
 def serve_ours(host, port, directory, max_blksize, gso=True):
     _common.use_collection()
-    from ansible_collections.nixie.metal.plugins.module_utils._netboot import tftp
+    from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
 
     async def main():
         server = tftp.TftpServer(tftp.load_files(directory, ["ipxe.efi"]), max_transfers=256, max_blksize=max_blksize,

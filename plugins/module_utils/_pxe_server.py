@@ -24,7 +24,8 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.nixie.metal.plugins.module_utils import _interfaces
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe, privileges, runtime, separation, server, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges, runtime, separation, server, tftp
 
 
 class ControlError(Exception):

@@ -265,8 +265,8 @@ server:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_server
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.http import AIOHTTP_IMPORT_ERROR
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.http import AIOHTTP_IMPORT_ERROR
 
 
 def main():

@@ -155,7 +155,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nixie.metal.plugins.module_utils._agent_api import BOOT_STAGES, AgentApiError, pick_address, wait_for_phone_home
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.trust import refusal_warnings
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.trust import refusal_warnings
 
 
 def main():

@@ -24,7 +24,7 @@ Targets:
   token and only from that host's own MAC (or a peer the segment cannot vouch for: routed, local),
   a refused peer changes no host's state, no answer carries a token.
 * ``api_http``: the first bytes of a connection to the HTTP port, through the API's own request
-  reader (``api_http.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
+  reader (``http_api.read_head``) and, for a request it takes, ``AgentApi`` and the answer's
   encoding. Invariants: the reader never raises, takes only GET/HEAD/POST under /api/ with a head
   within its limit and a body within the API's, reads the same head from the same bytes however
   they are split, and an answer is one well-formed HTTP/1.1 response without a token.
@@ -40,13 +40,21 @@ import json
 import logging
 import urllib.parse
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api as agent_api
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, binding, dhcp, tftp, trust
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.netlink import Route
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import server as netboot_server
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import registry as registry_module
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import http_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import tftp_transfer
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import dhcp_socket
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 SERVER_IP = "10.77.0.1"
 # Hosts of the fuzzed run: the MAC of the captured packets (fixtures), an arm64 host, a finished host.
@@ -138,7 +146,7 @@ def dhcp_input(data, port):
         _DHCP_SERVER.append(_dhcp_server())
     server = _DHCP_SERVER[0]
     before = dict(server.counters)
-    endpoint = netboot_server.DhcpEndpoint(server, port)
+    endpoint = dhcp_socket.DhcpEndpoint(server, port)
     transport = _RecordingTransport()
     endpoint.connection_made(transport)
     repeats = []
@@ -182,23 +190,23 @@ def tftp_input(data):
     request = records[0]
     follow_ups = records[1:]
     # What the listener drops unanswered, it never parses.
-    if len(request) < 2 or request[0] != 0 or request[1] not in (tftp.OP_RRQ, tftp.OP_WRQ):
+    if len(request) < 2 or request[0] != 0 or request[1] not in (tftp_wire.OP_RRQ, tftp_wire.OP_WRQ):
         return
     try:
-        parsed = tftp.parse_request(request)
-        name = tftp.check_request(parsed, TFTP_FILES)
-    except tftp.TftpError as exc:
-        assert exc.code in (tftp.ERR_ILLEGAL_OP, tftp.ERR_ACCESS, tftp.ERR_NOT_FOUND, tftp.ERR_UNDEFINED), exc.code
-        tftp.build_error(exc.code, exc.message)   # the refusal must be sendable
+        parsed = tftp_wire.parse_request(request)
+        name = tftp_transfer.check_request(parsed, TFTP_FILES)
+    except tftp_wire.TftpError as exc:
+        assert exc.code in (tftp_wire.ERR_ILLEGAL_OP, tftp_wire.ERR_ACCESS, tftp_wire.ERR_NOT_FOUND, tftp_wire.ERR_UNDEFINED), exc.code
+        tftp_wire.build_error(exc.code, exc.message)   # the refusal must be sendable
         return
-    assert parsed.opcode == tftp.OP_RRQ, "a write request was accepted"
-    assert name in TFTP_FILES and tftp.is_bare_name(name), name
+    assert parsed.opcode == tftp_wire.OP_RRQ, "a write request was accepted"
+    assert name in TFTP_FILES and tftp_transfer.is_bare_name(name), name
     content = TFTP_FILES[name]
-    negotiated = tftp.negotiate(parsed.options, len(content))
-    assert tftp.MIN_BLKSIZE <= negotiated.blksize <= tftp.DEFAULT_MAX_BLKSIZE
-    assert 1 <= negotiated.windowsize <= tftp.MAX_WINDOWSIZE
-    blocks = tftp.DataBlocks(content, negotiated.blksize) if len(data) % 2 else None
-    transfer = tftp.Transfer(content, negotiated, TFTP_RETRIES, blocks)
+    negotiated = tftp_transfer.negotiate(parsed.options, len(content))
+    assert tftp_wire.MIN_BLKSIZE <= negotiated.blksize <= tftp_transfer.DEFAULT_MAX_BLKSIZE
+    assert 1 <= negotiated.windowsize <= tftp_transfer.MAX_WINDOWSIZE
+    blocks = tftp_transfer.DataBlocks(content, negotiated.blksize) if len(data) % 2 else None
+    transfer = tftp_transfer.Transfer(content, negotiated, TFTP_RETRIES, blocks)
     sent = list(transfer.start())
     for datagram in follow_ups:
         sent += transfer.on_packet(datagram)
@@ -311,9 +319,9 @@ def _agent_api():
     global _API  # pylint: disable=global-statement
     if _API is None:
         # max_wait 0: a long-poll is answered at once (its wait is the notifier's, not a parser).
-        _API = agent_api.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
-                                  logger=quiet_logger("nixie.fuzz.http"),
-                                  segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
+        _API = api_service.AgentApi(fresh_registry(), admin_token=ADMIN_TOKEN, run_id="fuzz", max_wait=0.0,
+                                    logger=quiet_logger("nixie.fuzz.http"),
+                                    segment=binding.SegmentCheck(lookup=_KERNEL, resolve_wait=0.0))
         _API.stop_requested = asyncio.Event()
     if _API.registry.seq != FRESH_REGISTRY_SEQ:  # the previous input changed it: start from the run's first state again
         _API.registry = fresh_registry()
@@ -377,17 +385,17 @@ API_MAX_BODY = 4096
 
 def api_http_input(data):
     _CURRENT_INPUT[0] = data
-    head = api_http.read_head(data, API_MAX_BODY)
-    if head in (api_http.NEED_MORE, api_http.HAND_OVER):
-        if head is api_http.NEED_MORE:
-            assert len(data) <= api_http.MAX_HEAD and b"\r\n\r\n" not in data
+    head = http_api.read_head(data, API_MAX_BODY)
+    if head in (http_api.NEED_MORE, http_api.HAND_OVER):
+        if head is http_api.NEED_MORE:
+            assert len(data) <= http_api.MAX_HEAD and b"\r\n\r\n" not in data
         return
     assert head.method in ("GET", "HEAD", "POST") and head.path.startswith("/api/"), head
-    assert head.size <= api_http.MAX_HEAD and 0 <= head.content_length <= API_MAX_BODY, head
+    assert head.size <= http_api.MAX_HEAD and 0 <= head.content_length <= API_MAX_BODY, head
     assert data[head.size - 4:head.size] == b"\r\n\r\n"
     for cut in (1, head.size // 2, head.size - 1):  # bytes arrive in pieces: the same head, once whole
-        assert api_http.read_head(data[:cut], API_MAX_BODY) is api_http.NEED_MORE, cut
-    assert api_http.read_head(data[:head.size], API_MAX_BODY) == head
+        assert http_api.read_head(data[:cut], API_MAX_BODY) is http_api.NEED_MORE, cut
+    assert http_api.read_head(data[:head.size], API_MAX_BODY) == head
     body = data[head.size:head.size + head.content_length]
     api = _agent_api()
     request = agent_api.ApiRequest(head.method, head.path, head.query, head.headers, body, "10.77.0.173")
@@ -395,7 +403,7 @@ def api_http_input(data):
     if not isinstance(answer, agent_api.ApiAnswer):
         answer = _drive(answer)
     assert answer.status != 500
-    wire = api_http.encode_answer(answer, head_only=head.method == "HEAD")
+    wire = http_api.encode_answer(answer, head_only=head.method == "HEAD")
     status_line, rest = wire.split(b"\r\n", 1)
     assert status_line.startswith(b"HTTP/1.1 %d " % answer.status)
     header_block, payload = rest.split(b"\r\n\r\n", 1)

@@ -59,7 +59,7 @@ CASES = [
      "answer's encoding: never raises, takes only GET/HEAD/POST under /api/ within its head and body limits, the same head "
      "however the bytes are split, no token on the wire", "`tests/fuzz/run.py api_http`; CI: `reliability_fuzz`"),
     ("fuzz.regressions", "Parsers under fuzzing", "every input a fuzz run found stays harmless",
-     "`tests/unit/plugins/module_utils/netboot/test_reliability_regressions.py` (inputs in `tests/fuzz/crashes/`)"),
+     "`tests/unit/plugins/module_utils/netboot/serve/test_reliability_regressions.py` (inputs in `tests/fuzz/crashes/`)"),
     ("storm.boot", "Hostile traffic while serving", "a storm of malformed and random UDP on 67, 4011, 69 and junk HTTP from another "
      "host while a QEMU machine boots: it phones home, the server's memory stays bounded",
      _t(T_BOOT, "test_power_cycle_then_a_storm_and_nothing_for_strangers")),

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The iPXE binaries the netboot server hands to each architecture among the machines.
 
-The file names are the server's own (_netboot.policy): a machine whose binary is missing gets
+The file names are the server's own (_netboot.decide.policy): a machine whose binary is missing gets
 no offer at all and sits in its firmware.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import policy, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
 # Per Nix system: (firmware, file) pairs the server may be asked for.

@@ -12,7 +12,8 @@ import errno
 import os
 import socket
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import api_http, dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
 TFTP_PORT = 69

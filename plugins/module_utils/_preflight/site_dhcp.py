@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
 ETH_P_IP = 0x0800

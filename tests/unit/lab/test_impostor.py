@@ -13,8 +13,8 @@ import json
 import pathlib
 import sys
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import ipxe
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import validate_report
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import validate_report
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "lab"))

@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as nhttp
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.registry import Registry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT = os.environ.get("NIXIE_AGENT") or os.path.join(HERE, "..", "..", "..", "..", "nix", "agent", "nixie-agent")

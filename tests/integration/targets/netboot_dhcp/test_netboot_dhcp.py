@@ -36,7 +36,7 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.policy import OFFER_REPEATS  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.policy import OFFER_REPEATS  # noqa: E402  pylint: disable=wrong-import-position
 
 HERE = Path(__file__).resolve().parent
 IPXE_DIR = Path("/usr/lib/ipxe")

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import tftp as tftp_wire
 
 HOST = "127.0.0.1"
 
@@ -101,7 +102,7 @@ class Raw:
         self.tid = None
 
     def rrq(self, name, mode="octet", **options):
-        self.sock.sendto(tftp.build_request(name, mode, options), self.addr)
+        self.sock.sendto(tftp_wire.build_request(name, mode, options), self.addr)
 
     def send(self, data):
         self.sock.sendto(data, self.tid)
@@ -118,7 +119,7 @@ class Raw:
 
 def error_of(data):
     assert data[:2] == b"\x00\x05", data[:40]
-    return tftp.parse_error(data)
+    return tftp_wire.parse_error(data)
 
 
 def windowed_fetch(raw, name, blksize, windowsize, skip_once=None):
@@ -126,8 +127,8 @@ def windowed_fetch(raw, name, blksize, windowsize, skip_once=None):
     raw.rrq(name, blksize=blksize, windowsize=windowsize, tsize=0)
     data, dummy = raw.recv()
     assert data[:2] == b"\x00\x06"
-    opts = tftp.parse_oack(data)
-    raw.send(tftp.build_ack(0))
+    opts = tftp_wire.parse_oack(data)
+    raw.send(tftp_wire.build_ack(0))
     ws = int(opts.get("windowsize", 1))
     bs = int(opts.get("blksize", 512))
     chunks, expected, inwin, dropped, resent = [], 1, 0, False, []
@@ -141,17 +142,17 @@ def windowed_fetch(raw, name, blksize, windowsize, skip_once=None):
         if skip_once == block and not dropped:
             dropped = True
             # drain the rest of the window, then report the gap
-            raw.send(tftp.build_ack(expected - 1))
+            raw.send(tftp_wire.build_ack(expected - 1))
             inwin = 0
             continue
         chunks.append(data[4:])
         expected += 1
         inwin += 1
         if len(data) - 4 < bs:
-            raw.send(tftp.build_ack(block))
+            raw.send(tftp_wire.build_ack(block))
             break
         if inwin == ws:
-            raw.send(tftp.build_ack(block))
+            raw.send(tftp_wire.build_ack(block))
             inwin = 0
     return opts, b"".join(chunks), resent
 
@@ -263,8 +264,8 @@ def test_raw_timeout_option(server):
     try:
         raw.rrq("undionly.kpxe", timeout=2, blksize=1468)
         data, dummy = raw.recv()
-        assert tftp.parse_oack(data) == {"timeout": "2", "blksize": "1468"}
-        raw.send(tftp.build_error(8, "bye"))
+        assert tftp_wire.parse_oack(data) == {"timeout": "2", "blksize": "1468"}
+        raw.send(tftp_wire.build_error(8, "bye"))
     finally:
         raw.close()
     assert server.wait_idle()
@@ -275,8 +276,8 @@ def test_ovmf_tsize_probe_then_window_fetch(server):
     try:
         raw.rrq("ipxe.efi", blksize=1468, tsize=0)
         data, dummy = raw.recv()
-        assert tftp.parse_oack(data) == {"blksize": "1468", "tsize": str(len(FILES["ipxe.efi"]))}
-        raw.send(tftp.build_error(8, "User aborted the transfer"))
+        assert tftp_wire.parse_oack(data) == {"blksize": "1468", "tsize": str(len(FILES["ipxe.efi"]))}
+        raw.send(tftp_wire.build_error(8, "User aborted the transfer"))
         assert server.wait_idle(2)
         assert server.events == []  # the probe ends quietly
     finally:
@@ -305,7 +306,7 @@ def test_raw_traversal_refused(server, name):
         raw.sock.sendto(b"\x00\x01" + name + b"\x00octet\x00", server.addr)
         data, addr = raw.recv()
         code, dummy = error_of(data)
-        assert code in (tftp.ERR_ACCESS, tftp.ERR_ILLEGAL_OP)
+        assert code in (tftp_wire.ERR_ACCESS, tftp_wire.ERR_ILLEGAL_OP)
         assert addr[1] == server.port  # refused on the listener: no transfer was made
     finally:
         raw.close()
@@ -316,12 +317,12 @@ def test_raw_traversal_refused(server, name):
 def test_raw_write_request_and_unknown_file(server):
     raw = Raw(server.addr)
     try:
-        raw.sock.sendto(tftp.build_request("ipxe.efi", opcode=tftp.OP_WRQ), server.addr)
-        assert error_of(raw.recv()[0])[0] == tftp.ERR_ACCESS
+        raw.sock.sendto(tftp_wire.build_request("ipxe.efi", opcode=tftp_wire.OP_WRQ), server.addr)
+        assert error_of(raw.recv()[0])[0] == tftp_wire.ERR_ACCESS
         raw.rrq("pxelinux.0")
-        assert error_of(raw.recv()[0])[0] == tftp.ERR_NOT_FOUND
+        assert error_of(raw.recv()[0])[0] == tftp_wire.ERR_NOT_FOUND
         raw.rrq("IPXE.EFI")
-        assert error_of(raw.recv()[0])[0] == tftp.ERR_NOT_FOUND
+        assert error_of(raw.recv()[0])[0] == tftp_wire.ERR_NOT_FOUND
         raw.sock.sendto(b"\x00\x04\x00\x01", server.addr)  # stray ACK on port 69: silence
         raw.sock.settimeout(0.3)
         with pytest.raises(socket.timeout):
@@ -335,7 +336,7 @@ def test_client_that_stops_acking_is_freed(server):
     try:
         raw.rrq("ipxe.efi", blksize=1468)
         raw.recv()  # OACK
-        raw.send(tftp.build_ack(0))
+        raw.send(tftp_wire.build_ack(0))
         first, dummy = raw.recv()
         assert first[:4] == b"\x00\x03\x00\x01"
         t0 = time.monotonic()
@@ -365,7 +366,7 @@ def test_client_that_closes_its_socket_is_freed_fast():
         raw = Raw(srv.addr)
         raw.rrq("ipxe.efi", blksize=1468)
         raw.recv()
-        raw.send(tftp.build_ack(0))
+        raw.send(tftp_wire.build_ack(0))
         raw.recv()
         assert srv.active() == 1
         raw.close()  # gone: the next retransmission draws ICMP port unreachable
@@ -409,7 +410,7 @@ def test_close_aborts_running_transfers():
         data, dummy = raw.recv()
         while data[:2] == b"\x00\x03":
             data, dummy = raw.recv()
-        assert error_of(data)[0] == tftp.ERR_UNDEFINED
+        assert error_of(data)[0] == tftp_wire.ERR_UNDEFINED
         assert srv.server.active_transfers == 0
     finally:
         raw.close()

@@ -35,8 +35,10 @@ import statistics
 import sys
 import time
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import netlink, privileges
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbour_watch import NeighbourWatch
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import netlink
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import netlink_socket
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.neighbour_watch import NeighbourWatch
 
 WATCHES = []
 
@@ -139,7 +141,7 @@ def main():
     listener.bind(("::", int(sys.argv[1])))
     listener.listen(16)
     privileges.drop_privileges(privileges.find_account("nobody"))
-    table = netlink.RouteNeighbours()
+    table = netlink_socket.RouteNeighbours()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)

@@ -20,8 +20,8 @@ import pytest
 
 from trustlab import (FAR, HOST, HOST_MAC, IMPOSTOR, IMPOSTOR_MAC, NOBODY, PORT, ROUTER, SERVER, wait_until)
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import trust
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.neighbours import Entry, VALID_STATES
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry, VALID_STATES
 
 FAMILIES = ("v4", "v6")
 NOBODY_UID = 65534

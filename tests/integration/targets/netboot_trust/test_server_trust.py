@@ -29,7 +29,7 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "reliability"))
 from record import record  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 
 SECOND_MAC = "52:54:00:aa:00:02"   # no namespace has it: only the routed client asks for it
 KERNEL = b"netboot_trust stand-in kernel\n" * 100

@@ -14,7 +14,7 @@ REQUIRED = [
     "MANIFEST.json", "FILES.json", "README.md", "COPYING",
     "meta/runtime.yml", "meta/execution-environment.yml", "requirements.txt", "bindep.txt",
     "playbooks/provision.yml", "playbooks/site.yml", "plugins/modules/site.py", "plugins/module_utils/_site.py",
-    "plugins/inventory/hosts.py", "plugins/modules/pxe_server.py", "plugins/module_utils/_netboot/server.py",
+    "plugins/inventory/hosts.py", "plugins/modules/pxe_server.py", "plugins/module_utils/_netboot/serve/server.py",
     "plugins/doc_fragments/_attributes.py", "plugins/doc_fragments/_nix.py", "plugins/doc_fragments/_netboot_server.py",
     "plugins/module_utils/_argspec.py",
     "roles/nixos_anywhere/meta/argument_specs.yml", "roles/nixos_anywhere/tasks/main.yml",

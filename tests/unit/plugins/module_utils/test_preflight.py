@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import (
     checks, firewall, ipxe, keys, ports, report, site_dhcp, tools)
 

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, choose_address, plan
 
 

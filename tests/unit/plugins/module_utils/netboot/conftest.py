@@ -19,7 +19,7 @@ aiohttp = pytest.importorskip("aiohttp")
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from yarl import URL  # noqa: E402
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot import http as nhttp  # noqa: E402
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
 
 
 class ListenersTestServer(TestServer):

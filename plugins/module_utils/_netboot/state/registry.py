@@ -1,0 +1,520 @@
+# Copyright (c) nixie.metal contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-host state machine of one provisioning run: states, events and tokens.
+
+Pure and synchronous: no sockets, no files, no asyncio. The clock and the
+token generator are injected so tests are deterministic. Every part of the
+server (DHCP, TFTP, HTTP) feeds it through :meth:`Registry.record` and the
+agent's report arrives through :meth:`Registry.phone_home`. Listeners added
+with :meth:`Registry.add_listener` are called synchronously after every host
+event; the HTTP layer turns that into asyncio wake-ups for long-polls.
+
+Tokens are secrets: no snapshot, event or error message carries one. The
+only way out is :meth:`Registry.token_for`, used to render the iPXE script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import (
+    AlreadyFinished, PeerRefused, ReportInvalid, TokenMissing, TokenRejected, UnknownHost, report_identity, validate_report)
+
+STATES = (
+    "known",
+    "offered",
+    "ipxe_served",
+    "script_served",
+    "kernel_served",
+    "initrd_served",
+    "phoned_home",
+    "failed",
+)
+# Progress states in boot order; a host's state is the furthest one reached.
+PROGRESS = STATES[:7]
+_RANK = {state: rank for rank, state in enumerate(PROGRESS)}
+FINISHED_STATES = frozenset(("phoned_home", "failed"))
+# DHCP answers that start a boot of the host (docs/design/trust.md): its token may be claimed again after one.
+BOOT_EVENTS = frozenset(("offered", "script_offered", "boot_file_acked", "script_acked"))
+
+DEFAULT_ARCH = "x86_64-linux"
+
+# Limits that keep a misbehaving client or a broadcast storm from growing memory.
+MAX_EVENTS_PER_HOST = 256
+MAX_IGNORED_MACS = 256
+MAX_DETAIL_STRING = 512
+# Rows of refused requests kept per host: an attacker repeating requests grows a count, not the memory.
+MAX_IMPOSTOR_ROWS = 16
+
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _token_digest(token):
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def _clean_detail(value, depth=0):
+    """Turn an event detail into plain JSON data of bounded size."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_DETAIL_STRING]
+    if isinstance(value, bytes):
+        return value[:MAX_DETAIL_STRING].decode("utf-8", "replace")
+    if depth < 2 and isinstance(value, (list, tuple)):
+        return [_clean_detail(v, depth + 1) for v in list(value)[:32]]
+    if depth < 2 and isinstance(value, dict):
+        return {str(k)[:64]: _clean_detail(v, depth + 1) for k, v in list(value.items())[:32]}
+    return str(value)[:MAX_DETAIL_STRING]
+
+
+class _Host:
+    __slots__ = ("name", "mac", "arch", "token", "state", "events", "events_dropped",
+                 "report", "peer_ip", "phoned_home_at", "failed_reason", "last_seq",
+                 "epoch", "claim", "impostors", "impostors_dropped", "unchecked_noted", "binding")
+
+    def __init__(self, name, mac, arch, token):
+        self.name = name
+        self.mac = mac
+        self.arch = arch
+        self.token = token
+        self.state = "known"
+        self.events = []
+        self.events_dropped = 0
+        self.report = None
+        self.peer_ip = None
+        self.phoned_home_at = None
+        self.failed_reason = None
+        self.last_seq = 0
+        self.epoch = 0
+        self.claim = None
+        self.impostors = {}
+        self.impostors_dropped = 0
+        self.unchecked_noted = False
+        self.binding = None
+
+    @property
+    def finished(self):
+        return self.state in FINISHED_STATES
+
+
+def _host_fields(host):
+    """Read name, mac and arch from a mapping or a (name, mac[, arch]) sequence."""
+    if isinstance(host, dict):
+        return host.get("name"), host.get("mac"), host.get("arch") or DEFAULT_ARCH
+    if isinstance(host, (list, tuple)) and len(host) in (2, 3):
+        return host[0], host[1], (host[2] if len(host) == 3 else None) or DEFAULT_ARCH
+    raise ValueError("a host must be a mapping with name, mac and arch, or a (name, mac, arch) tuple; got %r" % (host,))
+
+
+class Registry:
+    """The hosts of one run, keyed by normalised MAC.
+
+    ``hosts``: iterable of mappings ``{"name", "mac", "arch"}`` (or tuples
+    ``(name, mac[, arch])``). ``clock``: returns wall-clock seconds for event
+    timestamps (default :func:`time.time`). ``token_factory``: returns a fresh
+    secret string (default ``secrets.token_urlsafe(24)``, 32 URL-safe characters).
+    """
+
+    def __init__(self, hosts, clock=None, token_factory=None,
+                 max_events_per_host=MAX_EVENTS_PER_HOST, max_ignored_macs=MAX_IGNORED_MACS):
+        self._clock = clock or time.time
+        self._token_factory = token_factory or (lambda: secrets.token_urlsafe(24))
+        self._max_events = max(1, int(max_events_per_host))
+        self._max_ignored = max(0, int(max_ignored_macs))
+        self._hosts = {}
+        self._by_name = {}
+        self._by_token_digest = {}
+        self._finished = 0
+        self._seq = 0
+        self._listeners = []
+        self._ignored = {}
+        self._ignored_overflow = 0
+        self._rejected = {"token_missing": 0, "token_rejected": 0, "report_invalid": 0, "already_finished": 0,
+                          trust.IMPOSTOR: 0, trust.UNVERIFIED: 0}
+        self._refused = {trust.IMPOSTOR: 0, trust.UNVERIFIED: 0, trust.CLAIMED: 0}
+        self.listener_errors = 0
+        self.last_listener_error = None
+        tokens = set()
+        for host in hosts:
+            name, mac_text, arch = _host_fields(host)
+            if not isinstance(name, str) or not name:
+                raise ValueError("every host needs a non-empty name; got %r" % (name,))
+            mac = normalize_mac(mac_text)
+            if mac is None:
+                raise ValueError("host %r: %r is not a MAC address" % (name, mac_text))
+            if mac in self._hosts:
+                raise ValueError("host %r: MAC %s is already used by host %r; each machine needs its own MAC"
+                                 % (name, mac, self._hosts[mac].name))
+            if name in self._by_name:
+                raise ValueError("host name %r appears twice; names must be unique" % name)
+            token = self._token_factory()
+            if not isinstance(token, str) or len(token) < 16 or token in tokens:
+                raise ValueError("the token factory must return distinct strings of at least 16 characters")
+            tokens.add(token)
+            entry = _Host(name, mac, arch, token)
+            self._hosts[mac] = entry
+            self._by_name[name] = entry
+            self._by_token_digest[_token_digest(token)] = entry
+
+    # -- queries -------------------------------------------------------------
+
+    def _host(self, mac):
+        """The entry of ``mac`` in any spelling, or None.
+
+        The server passes MACs already normalised (DHCP's chaddr, the routes'
+        parsed paths), so the exact key is tried before the regular expressions.
+        """
+        host = self._hosts.get(mac) if isinstance(mac, str) else None
+        if host is None:
+            host = self._hosts.get(normalize_mac(mac))
+        return host
+
+    @property
+    def seq(self):
+        """Sequence number of the newest event (0 before any)."""
+        return self._seq
+
+    def macs(self):
+        """The normalised MACs of all hosts, in the order given."""
+        return list(self._hosts)
+
+    def is_known(self, mac):
+        return self._host(mac) is not None
+
+    def host_name(self, mac):
+        host = self._host(mac)
+        return host.name if host else None
+
+    def arch(self, mac):
+        host = self._host(mac)
+        return host.arch if host else None
+
+    def state(self, mac):
+        host = self._host(mac)
+        return host.state if host else None
+
+    def token_for(self, mac):
+        """The host's secret token, for the iPXE script only; None for unknown MACs."""
+        host = self._host(mac)
+        return host.token if host else None
+
+    def is_finished(self, mac):
+        """True once the host phoned home or failed; False for unknown MACs."""
+        host = self._host(mac)
+        return bool(host and host.finished)
+
+    def all_done(self):
+        """True when every host is finished (also when there are no hosts)."""
+        return self._finished == len(self._hosts)
+
+    def last_seq(self, mac=None):
+        """Newest event seq of one host, or of the whole registry when mac is None."""
+        if mac is None:
+            return self._seq
+        host = self._host(mac)
+        return host.last_seq if host else 0
+
+    def last_event(self, mac):
+        """The newest event of a host (a copy), or None."""
+        host = self._host(mac)
+        return dict(host.events[-1]) if host is not None and host.events else None
+
+    def events_after(self, seq, mac=None):
+        """Events newer than ``seq`` (of one host or all), oldest first."""
+        hosts = [self._host(mac)] if mac is not None else list(self._hosts.values())
+        found = [dict(e) for h in hosts if h for e in h.events if e["seq"] > seq]
+        found.sort(key=lambda e: e["seq"])
+        return found
+
+    def host_snapshot(self, mac):
+        """A JSON-ready dict of one host (no token); None for unknown MACs."""
+        host = self._host(mac)
+        if host is None:
+            return None
+        report = host.report or {}
+        return {
+            "name": host.name,
+            "mac": host.mac,
+            "arch": host.arch,
+            "state": host.state,
+            "finished": host.finished,
+            "last_seq": host.last_seq,
+            "address": host.peer_ip,
+            "addresses": [dict(a) for a in report.get("addresses", [])],
+            "ssh_host_keys": list(report.get("ssh_host_keys", [])),
+            "hostname": report.get("hostname"),
+            "uptime": report.get("uptime"),
+            "phoned_home_at": host.phoned_home_at,
+            "failed_reason": host.failed_reason,
+            "binding": dict(host.binding) if host.binding else None,
+            "claimed_by": host.claim["ip"] if host.claim else None,
+            "impostors": [dict(row, routes=sorted(row["routes"])) for row in host.impostors.values()],
+            "impostors_dropped": host.impostors_dropped,
+            "events": [dict(e) for e in host.events],
+            "events_dropped": host.events_dropped,
+        }
+
+    def ignored_snapshot(self):
+        """Requests seen from MACs that are not hosts of this run."""
+        return {
+            "macs": {mac: dict(v, events=dict(v["events"])) for mac, v in self._ignored.items()},
+            "overflow": self._ignored_overflow,
+            "max_macs": self._max_ignored,
+        }
+
+    def snapshot(self):
+        """A JSON-ready dict of the whole run (no tokens)."""
+        hosts = [self.host_snapshot(mac) for mac in self._hosts]
+        counts = {state: 0 for state in STATES}
+        for host in self._hosts.values():
+            counts[host.state] += 1
+        return {
+            "seq": self._seq,
+            "all_done": self.all_done(),
+            "counts": counts,
+            "hosts": hosts,
+            "ignored": self.ignored_snapshot(),
+            "rejected_phone_homes": dict(self._rejected),
+            "refused_requests": dict(self._refused),
+        }
+
+    # -- listeners -----------------------------------------------------------
+
+    def add_listener(self, callback):
+        """Call ``callback(event_dict)`` after every host event; returns a remover."""
+        self._listeners.append(callback)
+
+        def remove():
+            self.remove_listener(callback)
+        return remove
+
+    def remove_listener(self, callback):
+        try:
+            self._listeners.remove(callback)
+        except ValueError:
+            pass
+
+    def _notify(self, event):
+        for callback in list(self._listeners):
+            try:
+                callback(dict(event))
+            except Exception as exc:  # a listener must not break DHCP/TFTP/HTTP handling
+                self.listener_errors += 1
+                self.last_listener_error = "%s: %s" % (type(exc).__name__, exc)
+
+    # -- changes -------------------------------------------------------------
+
+    def _append(self, host, name, details):
+        self._seq += 1
+        event = {
+            "seq": self._seq,
+            "time": self._clock(),
+            "host": host.name,
+            "mac": host.mac,
+            "event": name,
+            "state": host.state,
+        }
+        for key, value in details.items():
+            if key in event or not _DETAIL_KEY.match(key) or "token" in key.lower():
+                continue
+            event[key] = _clean_detail(value)
+        host.events.append(event)
+        if len(host.events) > self._max_events:
+            del host.events[0]
+            host.events_dropped += 1
+        host.last_seq = self._seq
+        self._notify(event)
+        return dict(event)
+
+    def _ignore(self, mac_text, name):
+        mac = normalize_mac(mac_text)
+        entry = self._ignored.get(mac) if mac else None
+        if entry is None:
+            if mac is None or len(self._ignored) >= self._max_ignored:
+                self._ignored_overflow += 1
+                return None
+            entry = self._ignored[mac] = {"count": 0, "first": self._clock(), "last": None, "events": {}}
+        entry["count"] += 1
+        entry["last"] = self._clock()
+        if name in entry["events"] or len(entry["events"]) < 16:
+            entry["events"][name] = entry["events"].get(name, 0) + 1
+        return None
+
+    def record(self, mac, event, **details):
+        """Record ``event`` for the host with ``mac`` and move its state forward.
+
+        ``event`` is a lower-case identifier. A progress state name (offered,
+        ipxe_served, script_served, kernel_served, initrd_served) moves the
+        host to that state unless it is already further; ``failed`` marks the
+        host failed (``reason=`` is kept); any other name is logged only.
+        Finished hosts keep their state; their events are still recorded.
+        ``phoned_home`` is refused: only :meth:`phone_home` sets it.
+        Returns the event dict, or None for a MAC that is not a host of this
+        run (counted in the bounded ignored table instead).
+        """
+        if not isinstance(event, str) or not _EVENT_NAME.match(event):
+            raise ValueError("event names are lower-case identifiers such as 'offered'; got %r" % (event,))
+        if event in ("phoned_home", "known"):
+            raise ValueError("%r cannot be recorded; phone_home() sets phoned_home" % event)
+        host = self._host(mac)
+        if host is None:
+            return self._ignore(mac, event)
+        if not host.finished:
+            if event == "failed":
+                host.state = "failed"
+                self._finished += 1
+                reason = details.get("reason")
+                host.failed_reason = _clean_detail(reason) if reason is not None else "failed"
+            elif event in _RANK and _RANK[event] > _RANK[host.state]:
+                host.state = event
+        if event in BOOT_EVENTS:
+            host.epoch = self._seq + 1
+        return self._append(host, event, details)
+
+    def admit(self, mac, route_name, binding):
+        """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
+
+        ``binding``: the :class:`~..decide.trust.Binding` of the request, judged against the
+        host's MAC. Returns the :class:`~..decide.trust.Admission`; an admitted script fetch
+        may claim the host's token for this boot. A refusal is counted in the host's
+        bounded ``impostors`` rows (the ``impostor`` event only when a row is new,
+        so repeats cannot push the host's own events out); the first request let in
+        unchecked (a routed peer) records ``binding_unchecked`` once per host.
+        Unknown MACs raise UnknownHost.
+        """
+        host = self._host(mac)
+        if host is None:
+            raise UnknownHost("%s is not a host of this run" % (mac,))
+        admission = trust.admit(route_name, binding, host.claim, host.epoch)
+        if not admission.allowed:
+            self._refused[admission.reason] += 1
+            self._remember_refusal(host, route_name, binding, admission.reason)
+            return admission
+        if admission.claims:
+            host.claim = {"ip": binding.peer, "epoch": host.epoch, "at": self._clock()}
+        if admission.reason == trust.UNCHECKED and not host.unchecked_noted:
+            host.unchecked_noted = True
+            self._append(host, "binding_unchecked", {"peer": binding.peer, "scope": binding.scope, "route": route_name})
+        return admission
+
+    def _remember_refusal(self, host, route_name, binding, reason):
+        key = (binding.peer, binding.seen_mac, reason)
+        row = host.impostors.get(key)
+        now = self._clock()
+        if row is None:
+            if len(host.impostors) >= MAX_IMPOSTOR_ROWS:
+                host.impostors_dropped += 1
+                return
+            row = host.impostors[key] = {"address": binding.peer, "mac": binding.seen_mac, "reason": reason,
+                                         "count": 0, "first": now, "last": now, "routes": set()}
+            details = {"peer": binding.peer, "mac_seen": binding.seen_mac, "reason": reason, "route": route_name}
+            if reason == trust.CLAIMED:
+                details["claimed_by"] = host.claim["ip"]
+            self._append(host, "impostor", details)
+        row["count"] += 1
+        row["last"] = now
+        row["routes"].add(route_name)
+
+    def claimed_by(self, mac):
+        """The address that claimed the host's token for its current boot, or None."""
+        host = self._host(mac)
+        return host.claim["ip"] if host is not None and host.claim else None
+
+    def mac_for_token(self, token):
+        """The MAC of the host ``token`` belongs to, or None (so the API can check the peer before anything else)."""
+        host = self._find_by_token(token) if token and isinstance(token, str) else None
+        return host.mac if host else None
+
+    def fail(self, mac, reason):
+        """Mark a host failed with a human-readable reason (no-op once finished)."""
+        return self.record(mac, "failed", reason=reason)
+
+    def _find_by_token(self, token):
+        # One dictionary lookup by the token's digest, then a constant-time comparison: the
+        # lookup's timing depends on a SHA-256 of the presented token, which says nothing about
+        # the real tokens, and the work no longer grows with the number of hosts.
+        host = self._by_token_digest.get(_token_digest(token))
+        if host is not None and hmac.compare_digest(host.token.encode("utf-8"), token.encode("utf-8", "surrogateescape")):
+            return host
+        return None
+
+    def phone_home(self, token, report, peer_ip=None, binding=None):
+        """Accept the agent's report for the host that ``token`` belongs to.
+
+        ``binding``: the request's :class:`~..decide.trust.Binding`, judged against the
+        token's host (None: not checked, as in tests of the registry alone).
+        Raises (:mod:`..decide.agent_report`; the API maps each code to a
+        status) TokenMissing, TokenRejected (not a token of this run, or the
+        token of another host than ``report["mac"]``), PeerRefused (the peer
+        is not the host's MAC; see :meth:`admit`), ReportInvalid or
+        AlreadyFinished (the host failed, or phoned home before with a
+        different report). On any error nothing
+        changes. A repeat of the accepted report (uptime aside) is
+        idempotent: the same answer with ``repeat: True`` and no new event.
+
+        Returns ``{"host", "mac", "state", "address", "seq", "repeat"}``.
+        """
+        if not token or not isinstance(token, str):
+            self._rejected["token_missing"] += 1
+            raise TokenMissing("no token: send the header \"Authorization: Bearer <token>\" "
+                               "with the nixie.token value from the kernel command line")
+        host = self._find_by_token(token)
+        if host is None:
+            self._rejected["token_rejected"] += 1
+            raise TokenRejected("the token is not valid for any host of this run; the machine was probably "
+                                "booted by an earlier run, reboot it into this run's installer")
+        if binding is not None:
+            admission = self.admit(host.mac, "phone_home", binding)
+            if not admission.allowed:
+                self._rejected[admission.reason] += 1
+                raise PeerRefused(trust.refusal_text(host.name, host.mac, binding, admission.reason, host.claim and host.claim["ip"]),
+                                  admission.reason)
+        try:
+            clean = validate_report(report)
+        except ReportInvalid:
+            self._rejected["report_invalid"] += 1
+            raise
+        if clean["mac"] != host.mac:
+            self._rejected["token_rejected"] += 1
+            raise TokenRejected("the token does not belong to the host with MAC %s; send the nixie.token and nixie.mac "
+                                "values of the same kernel command line" % clean["mac"])
+        if host.state == "phoned_home":
+            if report_identity(host.report) == report_identity(clean):
+                return self._phone_home_answer(host, repeat=True)
+            self._rejected["already_finished"] += 1
+            raise AlreadyFinished("host %s (%s) already phoned home with a different report; start a new run to boot it again" % (host.name, host.mac))
+        if host.state == "failed":
+            self._rejected["already_finished"] += 1
+            raise AlreadyFinished("host %s (%s) was marked failed (%s); start a new run to boot it again" % (host.name, host.mac, host.failed_reason))
+        host.report = clean
+        host.peer_ip = str(peer_ip) if peer_ip else None
+        host.binding = binding.as_dict() if binding is not None else None
+        host.phoned_home_at = self._clock()
+        host.state = "phoned_home"
+        self._finished += 1
+        self._append(host, "phoned_home", {
+            "peer_ip": host.peer_ip,
+            "hostname": clean["hostname"],
+            "addresses": [a["address"] for a in clean["addresses"]][:8],
+            "ssh_host_keys": len(clean["ssh_host_keys"]),
+        })
+        return self._phone_home_answer(host, repeat=False)
+
+    @staticmethod
+    def _phone_home_answer(host, repeat):
+        return {
+            "host": host.name,
+            "mac": host.mac,
+            "state": host.state,
+            "address": host.peer_ip,
+            "seq": host.last_seq,
+            "repeat": repeat,
+        }
