@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Counts the lines of Jinja logic in the YAML under playbooks/ and roles/ of a tree.
