@@ -42,8 +42,9 @@ sys.path[:] = [path for path in sys.path if os.path.abspath(path or ".") != BENC
 
 LAB_DIR = os.path.join(_common.REPO, "tests", "lab")
 BAR_SECONDS = 60.0
-WAKE_TASK = "Wake the machine"
-WAIT_TASK = "Follow the network boot until the installer phones home"
+# The json callback names a role's task "role : task".
+WAKE_TASK = "nixie.metal.provision_machine : Wake the machine"
+WAIT_TASK = "nixie.metal.provision_machine : Follow the network boot until the installer phones home"
 INSTALL_FAILURE = "bench stand-in for nixos-anywhere"
 STANDIN = """#!/bin/sh
 # bench/provision.py stand-in for nixos-anywhere: the bench measures wake -> wait_for_agent

@@ -215,7 +215,10 @@ def render_role(fqcn, data, pages):
         lines += ["## Entry point `%s`" % name, ""]
         for paragraph in render.markup(entry.get("description")):
             lines += [paragraph, ""]
-        lines += ["### Options", ""] + render.option_list(entry.get("options"))
+        if entry.get("options"):
+            lines += ["### Options", ""] + render.option_list(entry.get("options"))
+        else:
+            lines += ["No options.", ""]
     return lines
 
 

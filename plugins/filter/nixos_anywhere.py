@@ -4,7 +4,35 @@
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere, _ssh
+
+
+def _controller_path(path):
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def nixos_anywhere_settle(given):
+    return _nixos_anywhere.settle(dict(given), _controller_path)
+
+
+def nixos_anywhere_missing_files(result, settled):
+    stats = [(str(item.get("item")), item.get("stat") or {}) for item in result.get("results") or []]
+    return _nixos_anywhere.missing_files(stats, settled["key"], settled["extra_files"])
+
+
+def nixos_anywhere_programs_check(result, executable, path=""):
+    lookups = [(str(item.get("item")), int(item.get("rc", 1)), str(item.get("stdout") or "")) for item in result.get("results") or []]
+    return _nixos_anywhere.programs_found(lookups, str(executable), str(path))
+
+
+def nixos_anywhere_logins(settled, argv, ssh_options=None, pin_host_key=True):
+    return _nixos_anywhere.logins(settled, [str(arg) for arg in argv], ssh_options, pin_host_key)
+
+
+def nixos_anywhere_would_run(command, host, settled, pinned, phases, disks=None):
+    return _nixos_anywhere.would_run(str(host), command, settled["expected_keys"], bool(pinned), list(phases), disks)
 
 
 def nixos_anywhere_plan(args):
@@ -34,6 +62,11 @@ class FilterModule:
 
     def filters(self):
         return {
+            "nixos_anywhere_settle": nixos_anywhere_settle,
+            "nixos_anywhere_missing_files": nixos_anywhere_missing_files,
+            "nixos_anywhere_programs_check": nixos_anywhere_programs_check,
+            "nixos_anywhere_logins": nixos_anywhere_logins,
+            "nixos_anywhere_would_run": nixos_anywhere_would_run,
             "nixos_anywhere_plan": nixos_anywhere_plan,
             "nixos_anywhere_version_check": nixos_anywhere_version_check,
             "nixos_anywhere_disk_check": nixos_anywhere_disk_check,

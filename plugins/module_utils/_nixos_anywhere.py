@@ -23,6 +23,7 @@ file is private to the collection.
 from __future__ import annotations
 
 import re
+import shlex
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix import configuration_installable
 
@@ -365,3 +366,163 @@ def outcome(rc, stdout, stderr, executable, what, timeout):
     hint = (" Exit 127 means a command nixos-anywhere ran was not found (on the target, or in its own PATH)."
             if rc == 127 else "")
     return {"kind": "failed", "message": "nixos-anywhere failed (exit %d) installing %s.%s Last output: %s" % (rc, what, hint, tail)}
+
+
+def _given(value):
+    """None and '' mean not given (an argument set to an empty variable); anything else is given."""
+    return value is not None and value != ""
+
+
+def _truth(value):
+    """Ansible's truth of an argument that may arrive as a string (-e x=false)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+def _address(value):
+    """An address as nixos-anywhere and ssh want it: no surrounding space or IPv6 brackets, lower case."""
+    text = str(value).strip() if _given(value) else ""
+    return re.sub(r"^\[(.*)\]$", r"\1", text).lower()
+
+
+def public_keys(values, unique=True):
+    """SSH public keys as ``type base64``, the form ssh-keyscan and known_hosts use (comments dropped, blanks left out)."""
+    found = []
+    for value in values or []:
+        text = str(value).strip()
+        if not text:
+            continue
+        key = re.sub(r"^(\S+)\s+(\S+).*$", r"\1 \2", text, flags=re.DOTALL)
+        if not unique or key not in found:
+            found.append(key)
+    return found
+
+
+def settle(given, resolve=lambda path: path):
+    """The role's arguments, as its tasks and :func:`plan` use them, from what the role was given.
+
+    ``given`` maps each argument's name without its ``nixos_anywhere_`` prefix to its value; an
+    argument absent, None or '' is not given and takes the default meta/argument_specs.yml
+    documents. ``resolve`` makes a controller path absolute (``~`` expanded, symlinks resolved).
+    Returns the settled values, ``plan_args`` (the input of :func:`plan`), ``installed_keys``
+    (what the installed system will present) and ``local_files`` (the controller files to check).
+    """
+    def text(name, default=""):
+        value = given.get(name)
+        return str(value) if _given(value) else default
+
+    def path(name):
+        value = text(name)
+        return resolve(value) if value else ""
+
+    disks = given.get("disks")
+    post_kexec_port = given.get("post_kexec_port")
+    disk_keys = sorted(((str(remote), resolve(str(local))) for remote, local in (given.get("disk_encryption_keys") or {}).items()))
+    copy_host_keys = _truth(given.get("copy_host_keys"))
+    settled = {
+        "flake": text("flake"),
+        "attribute": text("attribute"),
+        "target": _address(given.get("target_host")),
+        "user": text("target_user", "root"),
+        "port": int(given.get("port") if _given(given.get("port")) else 22),
+        "post_kexec_port": int(post_kexec_port) if _given(post_kexec_port) else None,
+        "key": path("ssh_key"),
+        "extra_files": path("extra_files"),
+        "disk_keys": [list(pair) for pair in disk_keys],
+        "expected_keys": public_keys(given.get("expected_host_keys")),
+        "installed_given": public_keys(given.get("installed_host_keys"), unique=False),
+        "expected_system": text("expected_system"),
+        "mac": text("mac"),
+        "timeout": int(given.get("timeout") if _given(given.get("timeout")) else 3600),
+        # None: evaluate them from the flake (tasks/disks_eval.yml); [] checks nothing.
+        "disks": None if disks is None else [str(disk).strip() for disk in disks],
+        "build": text("build", "controller"),
+        "override_inputs": dict(given.get("override_inputs") or {}),
+        "installed_address": _address(given.get("installed_address")) or _address(given.get("target_host")),
+    }
+    phases = [phase.strip() for phase in text("phases").split(",") if phase.strip()]
+    settled["installed_keys"] = settled["installed_given"] or (settled["expected_keys"] if copy_host_keys else [])
+    settled["local_files"] = (([settled["key"]] if settled["key"] else []) + [local for _remote, local in disk_keys]
+                              + ([settled["extra_files"]] if settled["extra_files"] else []))
+    settled["plan_args"] = {
+        "flake": settled["flake"], "attribute": settled["attribute"], "target": settled["target"], "user": settled["user"],
+        "port": settled["port"], "post_kexec_port": settled["post_kexec_port"], "phases": text("phases"),
+        "build_on": text("build_on", "auto"), "key": settled["key"], "extra_files": settled["extra_files"],
+        "disk_keys": settled["disk_keys"], "copy_host_keys": copy_host_keys,
+        "ssh_options": [str(option) for option in given.get("ssh_options") or []],
+        "extra_args": [str(arg) for arg in given.get("extra_args") or []],
+        "executable": text("executable", "nixos-anywhere"), "timeout": settled["timeout"],
+        "expected_keys": settled["expected_keys"], "installed_keys": settled["installed_given"],
+        "verify": _truth(given.get("verify", True)), "mac": settled["mac"], "disks": settled["disks"],
+        "build": settled["build"], "override_inputs": settled["override_inputs"],
+    }
+    settled["programs"] = programs_needed(settled, phases)
+    return settled
+
+
+def missing_files(stats, key, extra_files):
+    """What is wrong with the controller files the run needs, from ``stat`` of each (item, stat) pair: sentences."""
+    by_kind = {"key": [], "extra_files": [], "disk_key": []}
+    for item, stat in stats:
+        if item == key:
+            if not stat.get("isreg"):
+                by_kind["key"].append("nixos_anywhere_ssh_key %s is not a file" % item)
+        elif item == extra_files:
+            if not stat.get("isdir"):
+                by_kind["extra_files"].append("nixos_anywhere_extra_files %s is not a directory" % item)
+        elif not stat.get("isreg") and not stat.get("isfifo"):
+            by_kind["disk_key"].append("the disk encryption key %s is not a file" % item)
+    return by_kind["key"] + by_kind["extra_files"] + by_kind["disk_key"]
+
+
+def programs_needed(settled, phases):
+    """The programs the role runs on the controller, each once: nixos-anywhere, timeout, and ssh's when it logs in itself."""
+    wanted = [settled["plan_args"]["executable"], "timeout"]
+    if settled["expected_keys"]:
+        wanted += ["ssh", "ssh-keyscan", "ssh-keygen"]
+    if "disko" in phases and settled["disks"] != []:
+        wanted.append("ssh")
+    if settled["key"]:
+        wanted.append("ssh-keygen")
+    return list(dict.fromkeys(wanted))
+
+
+def programs_found(lookups, executable, path):
+    """From ``command -v`` of each program ((item, rc, stdout) triples): the paths found, what is missing and what to do."""
+    found = {item: stdout for item, rc, stdout in lookups if rc == 0 and stdout}
+    missing = [item for item, rc, _stdout in lookups if rc != 0] + [item for item, rc, stdout in lookups if rc == 0 and not stdout]
+    hints = ""
+    if executable in missing:
+        hints += "Install nixos-anywhere (nix profile install github:nix-community/nixos-anywhere) or set nixos_anywhere_executable. "
+    if any(item.startswith("ssh") for item in missing):
+        hints += "Install the OpenSSH client (apt-get install openssh-client). "
+    if "timeout" in missing:
+        hints += "Install GNU coreutils (timeout). "
+    message = "%s not found on the controller (PATH=%s). %s" % (", ".join(missing), path, hints) if missing else ""
+    return {"found": found, "missing": missing, "message": message, "real_ssh": found.get("ssh", "ssh"),
+            "uses_ssh": "ssh" in [item for item, _rc, _stdout in lookups]}
+
+
+def logins(settled, argv, ssh_options, pin_host_key):
+    """How the role runs nixos-anywhere and its own ssh logins: the bounded command, ssh's options, whether pinned."""
+    args = ["-T", "-p", str(settled["port"]), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if settled["key"]:
+        args += ["-i", settled["key"], "-o", "IdentitiesOnly=yes"]
+    for option in ssh_options or []:
+        args += ["-o", str(option)]
+    return {"ssh_args": args, "command": ["timeout", "--kill-after=30", str(settled["timeout"])] + list(argv),
+            "pinned": bool(settled["expected_keys"]) and _truth(pin_host_key)}
+
+
+def would_run(host, command, expected_keys, pinned, phases, disks):
+    """Check mode's line: the command that would run, whether the host key is checked, which disks are."""
+    if expected_keys:
+        keys = "(host key checked against %d expected key(s) first%s)" % (
+            len(expected_keys), ", connections pinned to them" if pinned else "")
+    else:
+        keys = "(host key NOT checked: no expected host keys)"
+    checked = ""
+    if "disko" in phases:
+        checked = "(disks checked first: %s)" % (", ".join(disks) if disks is not None else "those of the flake's disko configuration")
+    return "Would run, for %s: %s %s %s" % (host, " ".join(shlex.quote(str(arg)) for arg in command), keys, checked)

@@ -321,7 +321,7 @@ def test_check_mode_reports_and_binds_nothing(site):
     assert wol_packets(site) == [], "check mode woke a machine"
     assert run.async_results() == [], "check mode started an async job"
     # What would happen: the netboot server's settings are checked; per machine, the nixos-anywhere command and the outcome.
-    assert "TASK [Check the netboot server's settings]" in out
+    assert "TASK [nixie.metal.netboot_server : Check the netboot server's settings]" in out
     for name in MACS:
         assert re.search(r"Would run, for %s: timeout --kill-after=30 60 %s --flake '?%s#%s'? --target-host 'root@<installer-address>' "
                          r"-i %s --phases disko,install,reboot \(host key checked against 1 expected key" % (
@@ -430,8 +430,8 @@ def test_a_missing_tool_stops_the_run_before_any_machine_is_woken(site, missing)
     assert "The run cannot start here: %s failed" % {"nixos-anywhere": "nixos-anywhere", "nix": "nix", "ssh": "ssh-client"}[missing] in out, out
     for text in expected:
         assert text in out, out
-    for later in ("TASK [Find out whether the machine already runs its system]", "TASK [Start the netboot server]",
-                  "TASK [Wake the machine]"):
+    for later in ("TASK [Find out whether the machine already runs its system]", "TASK [nixie.metal.netboot_server : Start the netboot server]",
+                  "TASK [nixie.metal.provision_machine : Wake the machine]"):
         assert later not in out, out
     assert recap(out)["localhost"]["failed"] == 1, recap(out)
     assert run.bound == set() and not run.saw_state_file

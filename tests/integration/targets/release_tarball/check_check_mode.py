@@ -35,7 +35,7 @@ def main(work, collection):
     if set(rows) != {"localhost", *machines}:
         problems.append("PLAY RECAP lists %s" % sorted(rows))
     problems += ["%s failed" % host for host, row in rows.items() if row.get("failed") or row.get("unreachable")]
-    if "TASK [Check the netboot server's settings]" not in out:
+    if "TASK [nixie.metal.netboot_server : Check the netboot server's settings]" not in out:
         problems.append("the netboot server's settings were not checked")
     for name in machines:
         # The flake is the installed example's directory: the playbook found it from the inventory.

@@ -244,3 +244,117 @@ def test_outcome_timeout_and_ok():
     assert na.outcome(124, "### Uploading install SSH keys ###\n", "", "na", "f#a on h", 4)["message"].startswith(
         "nixos-anywhere did not finish within 4 s")
     assert na.outcome(0, "", "", "na", "f#a on h", 4)["kind"] == "ok"
+
+
+# settle: the role's arguments as its tasks use them (formerly Jinja in tasks/main.yml).
+
+def given(**overrides):
+    """The role's arguments as its defaults give them, without the nixos_anywhere_ prefix."""
+    values = dict(flake="/site", attribute="web1", target_host="192.0.2.10", target_user="root", port=22,
+                  post_kexec_port=None, ssh_key="", ssh_options=[], phases="disko,install,reboot", build="controller",
+                  override_inputs={}, build_on="auto", extra_files="", disk_encryption_keys={}, copy_host_keys=False,
+                  extra_args=[], timeout=3600, executable="nixos-anywhere", expected_host_keys=[], installed_address="",
+                  installed_host_keys=[], verify=True, expected_system="", disks=None, mac="52:54:00:00:00:01")
+    values.update(overrides)
+    return values
+
+
+def resolved(path):
+    return "/resolved" + path
+
+
+def test_settle_gives_the_plan_what_it_wants():
+    settled = na.settle(given(port="2222", timeout="60", copy_host_keys="false", verify="yes"), resolved)
+    assert settled["port"] == 2222 and settled["timeout"] == 60
+    assert settled["plan_args"] == dict(
+        flake="/site", attribute="web1", target="192.0.2.10", user="root", port=2222, post_kexec_port=None,
+        phases="disko,install,reboot", build_on="auto", key="", extra_files="", disk_keys=[], copy_host_keys=False,
+        ssh_options=[], extra_args=[], executable="nixos-anywhere", timeout=60, expected_keys=[], installed_keys=[],
+        verify=True, mac="52:54:00:00:00:01", disks=None, build="controller", override_inputs={})
+    assert na.plan(settled["plan_args"])["problems"] == []
+
+
+@pytest.mark.parametrize("missing", [None, ""])
+def test_settle_defaults_what_is_not_given(missing):
+    settled = na.settle({"flake": missing, "target_host": missing, "target_user": missing, "build": missing,
+                         "post_kexec_port": missing, "ssh_key": missing, "expected_system": missing}, resolved)
+    assert (settled["flake"], settled["target"], settled["user"], settled["build"]) == ("", "", "root", "controller")
+    assert settled["post_kexec_port"] is None and settled["key"] == "" and settled["expected_system"] == ""
+    assert settled["port"] == 22 and settled["timeout"] == 3600 and settled["plan_args"]["verify"] is True
+    assert settled["disks"] is None and settled["override_inputs"] == {}
+
+
+def test_settle_cleans_addresses_keys_and_paths():
+    settled = na.settle(given(target_host=" [FD00:1::2] ", ssh_key="~/.ssh/id", extra_files="files",
+                              disk_encryption_keys={"/tmp/b.key": "b", "/tmp/a.key": "a"},
+                              expected_host_keys=[" ssh-ed25519 AAAA installer@nixos", "ssh-ed25519 AAAA other", "", "ssh-rsa BBBB"],
+                              installed_host_keys=["ssh-ed25519 CCCC x", "ssh-ed25519 CCCC y"], disks=[" /dev/vda ", "/dev/vdb"]),
+                        resolved)
+    assert settled["target"] == "fd00:1::2" and settled["installed_address"] == "fd00:1::2"
+    assert settled["key"] == "/resolved~/.ssh/id" and settled["extra_files"] == "/resolvedfiles"
+    assert settled["disk_keys"] == [["/tmp/a.key", "/resolveda"], ["/tmp/b.key", "/resolvedb"]]
+    assert settled["expected_keys"] == ["ssh-ed25519 AAAA", "ssh-rsa BBBB"]
+    assert settled["installed_given"] == ["ssh-ed25519 CCCC", "ssh-ed25519 CCCC"]
+    assert settled["installed_keys"] == settled["installed_given"]
+    assert settled["disks"] == ["/dev/vda", "/dev/vdb"]
+    assert settled["local_files"] == ["/resolved~/.ssh/id", "/resolveda", "/resolvedb", "/resolvedfiles"]
+
+
+def test_copied_host_keys_are_what_the_installed_system_presents():
+    keys = ["ssh-ed25519 AAAA"]
+    assert na.settle(given(expected_host_keys=keys, copy_host_keys=True))["installed_keys"] == keys
+    assert na.settle(given(expected_host_keys=keys))["installed_keys"] == []
+    assert na.settle(given(installed_address="Host.Example "))["installed_address"] == "host.example"
+
+
+def test_the_programs_the_run_needs():
+    assert na.settle(given(disks=[]))["programs"] == ["nixos-anywhere", "timeout"]
+    assert na.settle(given())["programs"] == ["nixos-anywhere", "timeout", "ssh"]
+    assert na.settle(given(expected_host_keys=["ssh-ed25519 AAAA"], ssh_key="/k", executable="/opt/na"))["programs"] == [
+        "/opt/na", "timeout", "ssh", "ssh-keyscan", "ssh-keygen"]
+    assert na.settle(given(phases="install,reboot"))["programs"] == ["nixos-anywhere", "timeout"]
+
+
+def test_missing_files_are_named_by_argument():
+    stats = [("/k", {"exists": True, "isdir": True}), ("/a.key", {"exists": False}), ("/fifo", {"isfifo": True}),
+             ("/files", {"isreg": True})]
+    assert na.missing_files(stats, "/k", "/files") == [
+        "nixos_anywhere_ssh_key /k is not a file", "nixos_anywhere_extra_files /files is not a directory",
+        "the disk encryption key /a.key is not a file"]
+    assert na.missing_files([("/k", {"isreg": True}), ("/files", {"isdir": True})], "/k", "/files") == []
+
+
+def test_missing_programs_say_what_to_install():
+    found = na.programs_found([("nixos-anywhere", 1, ""), ("timeout", 0, "/usr/bin/timeout"), ("ssh", 0, "")],
+                              "nixos-anywhere", "/usr/bin")
+    assert found["missing"] == ["nixos-anywhere", "ssh"]
+    assert found["message"] == (
+        "nixos-anywhere, ssh not found on the controller (PATH=/usr/bin). Install nixos-anywhere (nix profile install "
+        "github:nix-community/nixos-anywhere) or set nixos_anywhere_executable. Install the OpenSSH client "
+        "(apt-get install openssh-client). ")
+    assert found["real_ssh"] == "ssh" and found["uses_ssh"] is True
+    fine = na.programs_found([("nixos-anywhere", 0, "/bin/na"), ("timeout", 0, "/bin/timeout")], "nixos-anywhere", "/bin")
+    assert fine["missing"] == [] and fine["message"] == "" and fine["uses_ssh"] is False
+    assert "Install GNU coreutils (timeout)." in na.programs_found([("timeout", 127, "")], "nixos-anywhere", "/bin")["message"]
+
+
+def test_logins_bound_the_command_and_pin_only_with_expected_keys():
+    settled = na.settle(given(ssh_key="/k", timeout=60, port=2222, expected_host_keys=["ssh-ed25519 AAAA"]))
+    found = na.logins(settled, ["nixos-anywhere", "--flake", "/site#web1"], ["Ciphers=aes256-ctr"], True)
+    assert found["command"] == ["timeout", "--kill-after=30", "60", "nixos-anywhere", "--flake", "/site#web1"]
+    assert found["ssh_args"] == ["-T", "-p", "2222", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                                 "-i", "/k", "-o", "IdentitiesOnly=yes", "-o", "Ciphers=aes256-ctr"]
+    assert found["pinned"] is True
+    assert na.logins(settled, [], [], "false")["pinned"] is False
+    assert na.logins(na.settle(given()), [], [], True)["pinned"] is False
+
+
+def test_check_mode_says_what_would_run():
+    line = na.would_run("web1", ["timeout", "60", "nixos-anywhere", "--target-host", "root@<installer-address>"],
+                        ["ssh-ed25519 AAAA"], True, ["disko", "install"], None)
+    assert line == ("Would run, for web1: timeout 60 nixos-anywhere --target-host 'root@<installer-address>' "
+                    "(host key checked against 1 expected key(s) first, connections pinned to them) "
+                    "(disks checked first: those of the flake's disko configuration)")
+    assert na.would_run("web1", ["x"], [], False, ["install"], ["/dev/vda"]) == (
+        "Would run, for web1: x (host key NOT checked: no expected host keys) ")
+    assert na.would_run("web1", ["x"], [], False, ["disko"], ["/dev/vda", "/dev/vdb"]).endswith("(disks checked first: /dev/vda, /dev/vdb)")
