@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.runtime import describe_port_holders, raise_open_files_limit
@@ -54,7 +54,7 @@ HTTP_IPXE_ABORTED = "ipxe_file_aborted"
 
 
 # Ignore reasons that mean "this host asked, and we cannot boot it as it is".
-REFUSALS_WORTH_TELLING = frozenset(("no-boot-file", "arch-mismatch", "unsupported-arch"))
+REFUSALS_WORTH_TELLING = frozenset((policy.IGNORE_NO_BOOT_FILE, policy.IGNORE_ARCH_MISMATCH, policy.IGNORE_UNSUPPORTED_ARCH))
 
 
 class ServerError(Exception):
@@ -166,7 +166,7 @@ class NetbootServer:
         decision = policy.decide(request, endpoint.port, source, host, self.config)
         if isinstance(decision, policy.Ignore):
             self.counters["dhcp_ignored"] += 1
-            if decision.reason in ("unknown-host", "finished"):
+            if decision.reason in (policy.IGNORE_UNKNOWN_HOST, policy.IGNORE_FINISHED):
                 # Recorded (bounded) so a run can tell "a machine we do not own asked".
                 self.registry.record(mac, "dhcp_ignored", reason=decision.reason)
             elif host is not None and decision.reason in REFUSALS_WORTH_TELLING:

@@ -289,7 +289,7 @@ class Ipv6Side:
         mac, how = dhcp6.client_mac(message, source[0], self.duid_macs) if message.relay is None else (None, None)
         if mac is not None:
             self._snoop(message, source, mac)
-            if how != "learnt":
+            if how != dhcp6.MAC_LEARNT:
                 self._learn(message.client_id, mac)
         decision = policy6.decide6(message, endpoint.port, source, self.host_view(mac), self.config, self.duid_macs)
         if isinstance(decision, policy.Ignore):

@@ -327,6 +327,12 @@ def parse_ia_na(value: bytes) -> tuple:
 
 # -- client classification ----------------------------------------------------------------
 
+# How client_mac found the MAC.
+MAC_FROM_EUI64 = "eui64"
+MAC_FROM_DUID = "duid"
+MAC_LEARNT = "learnt"
+
+
 @dataclasses.dataclass(frozen=True)
 class BootClient6:
     """What a DHCPv6 network-boot request says about its sender.
@@ -343,7 +349,7 @@ class BootClient6:
     arch_code: int | None
     firmware: str
     enterprise: int = ENTERPRISE_PXE
-    mac_source: str = "eui64"
+    mac_source: str = MAC_FROM_EUI64
 
     @property
     def vendor_class(self) -> str:
@@ -365,14 +371,14 @@ def client_mac(message: Message, source_ip: str | None, known_macs=None) -> tupl
     """
     mac = mac_from_eui64(source_ip) if source_ip and source_ip.lower().startswith("fe80:") else None
     if mac is not None:
-        return mac, "eui64"
+        return mac, MAC_FROM_EUI64
     mac = mac_from_duid(message.client_id)
     if mac is not None:
-        return mac, "duid"
+        return mac, MAC_FROM_DUID
     if known_macs and message.client_id is not None:
         mac = known_macs.get(message.client_id)
         if mac is not None:
-            return mac, "learnt"
+            return mac, MAC_LEARNT
     return None, None
 
 
