@@ -17,6 +17,8 @@ import urllib.parse
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
+
 # What a host's furthest state says about where the boot stopped, in boot order.
 HINTS = {
     "known": "no DHCP request from this MAC was seen: the machine is not powered on, does not try to "
@@ -75,8 +77,8 @@ def fetch_json(url, timeout):
         raise AgentApiError("%s answered %d: %s" % (url, exc.code, body.get("error") or exc.reason)) from None
 
 
-def diagnose(host, http_port="8080"):
-    """One sentence on where this host's boot stopped and what to check."""
+def diagnose(host, http_port=ServerOptions.http_port):
+    """One sentence on where this host's boot stopped and what to check (``http_port``: the server's, for the hint)."""
     if host is None:
         return "the server knows nothing of this host"
     if host.get("state") == "failed":

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR, ServerOptions
+
 Spec = dict[str, dict[str, Any]]
 
 DHCP6_MODES = ("proxy", "addresses", "off")
@@ -45,6 +47,6 @@ def netboot_server() -> Spec:
         address=dict(type="str"),
         address6=dict(type="str"),
         dhcp6=dict(type="str", choices=list(DHCP6_MODES), default="proxy"),
-        http_port=dict(type="int", default=8080),
-        ipxe_dir=dict(type="path", default="/usr/lib/ipxe"),
+        http_port=dict(type="int", default=ServerOptions.http_port),
+        ipxe_dir=dict(type="path", default=IPXE_DIR),
     )

@@ -26,6 +26,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFil
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges, runtime, separation, server, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR, ServerOptions
 
 
 class ControlError(Exception):
@@ -170,6 +171,8 @@ def plan(params, links=None):
             raise ControlError("%s must be a positive number of seconds" % name)
     if params.get("linger") is not None and params["linger"] < 0:
         raise ControlError("linger must be zero or a positive number of seconds")
+    if params.get("http_port") is not None and not 1 <= params["http_port"] <= 65535:
+        raise ControlError("http_port must be a TCP port, 1 to 65535, got %r" % params["http_port"])
     artifacts = _artifacts(params.get("kernel"), params.get("initrd"), params.get("artifacts"), hosts)
     for where, cmdline in [("cmdline", params.get("cmdline"))] + [
             ("artifacts.%s.cmdline" % arch, files.get("cmdline")) for arch, files in sorted(artifacts.items())]:
@@ -177,25 +180,25 @@ def plan(params, links=None):
             ipxe.split_cmdline(cmdline)
         except ValueError as exc:
             raise ControlError("%s: %s" % (where, exc)) from None
-    ipxe_files = _ipxe_files(params.get("ipxe_dir") or tftp.DEFAULT_DIRECTORY)
+    ipxe_files = _ipxe_files(params.get("ipxe_dir") or IPXE_DIR)
     user = params.get("user") or DEFAULT_USER
     check_switch(_account(user), [files[kind] for arch, files in sorted(artifacts.items()) for kind in ("kernel", "initrd")
                                   if files.get(kind)] + [path for name, path in sorted(ipxe_files.items())])
-    return server.ServerOptions(
+    # What was not given keeps ServerOptions' default, the only home of the server's defaults.
+    given = {name: params[name] for name in ("http_port", "max_duration", "idle_timeout", "linger")
+             if params.get(name) is not None}
+    return ServerOptions(
         hosts=[{"name": h["name"], "mac": h["mac"], "arch": h["arch"]} for h in hosts],
         server_ip=server_ip,
         interface=interface,
         artifacts=artifacts,
         ipxe_files=ipxe_files,
-        http_port=params.get("http_port") or 8080,
         extra_cmdline=params.get("cmdline"),
-        max_duration=params.get("max_duration") or 3600,
-        idle_timeout=params.get("idle_timeout") or 900,
-        linger=params["linger"] if params.get("linger") is not None else 30,
         admin_token=secrets.token_urlsafe(24),
         run_id=secrets.token_hex(8),
         user=user,
         peer_check=params.get("peer_check") is not False,
+        **given,
         **ipv6
     )
 

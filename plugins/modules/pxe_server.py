@@ -266,6 +266,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.http import AIOHTTP_IMPORT_ERROR
 
 
@@ -283,9 +284,9 @@ def main():
             initrd=dict(type="path"),
             artifacts=dict(type="dict"),
             cmdline=dict(type="str"),
-            max_duration=dict(type="float", default=3600),
-            idle_timeout=dict(type="float", default=900),
-            linger=dict(type="float", default=30),
+            max_duration=dict(type="float", default=ServerOptions.max_duration),
+            idle_timeout=dict(type="float", default=ServerOptions.idle_timeout),
+            linger=dict(type="float", default=ServerOptions.linger),
             run_dir=dict(type="path"),
             owner_pid=dict(type="int"),
             user=dict(type="str", default="nobody"),

@@ -52,6 +52,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbou
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import dhcp_socket
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
@@ -125,7 +126,7 @@ class _RecordingTransport:
 
 def _dhcp_server():
     quiet_logger(netboot_server.__name__)
-    options = netboot_server.ServerOptions(
+    options = ServerOptions(
         hosts=[dict(host) for host in HOSTS], server_ip=SERVER_IP, artifacts={},
         ipxe_files={name: "/nonexistent/" + name for name in tftp.IPXE_FILES})
     server = netboot_server.NetbootServer(options)

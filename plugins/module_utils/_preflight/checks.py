@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import (
     firewall, ipxe, keys, ports, report, site_dhcp, tools)
 
@@ -48,7 +49,7 @@ def run(params, links=None):
     rows.append(row)
     if interface is None:
         return rows
-    http_port = params.get("http_port") or 8080
+    http_port = params.get("http_port") or ServerOptions.http_port
     rows.append(ports.read_ports(interface, address, http_port))
     rows.append(firewall.read_firewall(interface, http_port))
     if address is None:

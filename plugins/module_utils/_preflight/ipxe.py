@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
 # Per Nix system: (firmware, file) pairs the server may be asked for.
@@ -51,7 +51,7 @@ def ipxe_row(arches, present, directory):
 
 
 def read_ipxe(arches, directory=None):
-    directory = directory or tftp.DEFAULT_DIRECTORY
+    directory = directory or IPXE_DIR
     try:
         present = {name for name in os.listdir(directory) if os.path.isfile(os.path.join(directory, name))}
     except OSError:

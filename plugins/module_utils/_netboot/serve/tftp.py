@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.tftp_transfer import (
     MAX_FILENAME, MAX_WINDOWSIZE, DataBlocks, Transfer, blksize_for_mtu, check_request, is_bare_name, negotiate)
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp_session
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.tftp import (
     DEFAULT_BLKSIZE, ERR_UNDEFINED, OP_RRQ, OP_WRQ, TftpError, build_error, parse_request)
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 #: The only file names TFTP serves (engine contract).
 IPXE_FILES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe-arm64.efi")
-DEFAULT_DIRECTORY = "/usr/lib/ipxe"
 
 MAX_FILE_SIZE = 64 * 1024 * 1024
 #: Above this many blocks DATA datagrams are built per send instead of cached.
@@ -39,7 +39,7 @@ DEFAULT_PORT = 69
 # ------------------------------------------------------------------ files
 
 
-def load_files(directory: str = DEFAULT_DIRECTORY, names=IPXE_FILES, max_size: int = MAX_FILE_SIZE) -> dict:
+def load_files(directory: str = IPXE_DIR, names=IPXE_FILES, max_size: int = MAX_FILE_SIZE) -> dict:
     """Read the registered files found in ``directory`` into memory.
 
     Only the given bare ``names`` are looked up (symlinks are followed, as

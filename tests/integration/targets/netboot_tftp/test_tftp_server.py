@@ -22,7 +22,7 @@ HOST = "127.0.0.1"
 
 
 def make_files():
-    files = tftp.load_files(tftp.DEFAULT_DIRECTORY)
+    files = tftp.load_files()
     rnd = os.urandom(1 << 20)
     files.setdefault("ipxe.efi", rnd[:850528])
     files.setdefault("undionly.kpxe", rnd[:74213])

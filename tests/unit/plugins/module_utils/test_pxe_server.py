@@ -112,10 +112,19 @@ def test_plan_from_a_host_list(site):
     ({"address": "not-an-ip"}, "address 'not-an-ip' is not an IPv4 address"),
     ({"max_duration": 0}, "max_duration must be a positive number"),
     ({"linger": -1}, "linger must be zero or a positive number"),
+    ({"http_port": 0}, "http_port must be a TCP port, 1 to 65535, got 0"),
+    ({"http_port": 70000}, "http_port must be a TCP port, 1 to 65535, got 70000"),
 ])
 def test_plan_refuses_bad_input(site, extra, message):
     with pytest.raises(ControlError, match=message):
         plan(params(site, **extra), links=LINKS)
+
+
+def test_what_plan_is_not_given_keeps_the_servers_own_default(site):
+    planned = plan(params(site), links=LINKS)
+    assert (planned.http_port, planned.max_duration, planned.idle_timeout, planned.linger) == (8080, 3600.0, 900.0, 30.0)
+    given = plan(params(site, http_port=8081, max_duration=60, idle_timeout=5, linger=0), links=LINKS)
+    assert (given.http_port, given.max_duration, given.idle_timeout, given.linger) == (8081, 60, 5, 0)
 
 
 def test_plan_switches_to_nobody_unless_told_otherwise(site):

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.server import NetbootServer, ServerOptions
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.server import NetbootServer
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import tokens_to_keep
 
 HOSTS = [{"name": "node1", "mac": "52:54:00:12:34:01", "arch": "x86_64-linux"},

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 
 MAC = "52:54:00:12:34:01"
 MAC_BYTES = bytes.fromhex(MAC.replace(":", ""))
@@ -57,7 +58,7 @@ def http_boot_request():
 
 
 def test_http_boot_fetch_becomes_ipxe_served_of_the_host():
-    netboot = server.NetbootServer(server.ServerOptions(
+    netboot = server.NetbootServer(ServerOptions(
         hosts=[{"name": "vm1", "mac": MAC, "arch": "x86_64-linux"}], server_ip="10.77.0.1", artifacts={}))
     seen = []
     netboot.on_progress = seen.append
@@ -84,7 +85,7 @@ class SilentEndpoint:
 
 
 def test_a_host_we_cannot_boot_gets_a_reason_on_its_timeline():
-    netboot = server.NetbootServer(server.ServerOptions(
+    netboot = server.NetbootServer(ServerOptions(
         hosts=[{"name": "arm1", "mac": MAC, "arch": "aarch64-linux"}], server_ip="10.77.0.1", artifacts={},
         ipxe_files={"ipxe.efi": "/nonexistent"}))
     netboot.on_dhcp_request(SilentEndpoint(), arm64_discover(), ("0.0.0.0", 68))
@@ -104,7 +105,7 @@ def test_tftp_listens_on_the_serving_address_beside_another_tftp_server():
     tftp_port = free_port()
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other.bind(("127.0.0.2", tftp_port))
-    netboot = server.NetbootServer(server.ServerOptions(
+    netboot = server.NetbootServer(ServerOptions(
         hosts=[{"name": "vm1", "mac": MAC}], server_ip="127.0.0.1", artifacts={}, dhcp_port=free_port(),
         proxy_port=free_port(), tftp_port=tftp_port, http_port=free_port(socket.SOCK_STREAM)))
 
