@@ -95,7 +95,7 @@ KNOWN_CALLS = {
     "qemu-system-aarch64": "tests/lab/nixielab/vm.py",        # machine = [...]; argv = machine + [...]
     "dnsmasq": "tests/lab/nixielab/net.py",                   # lab.popen([...])
     "ssh-keyscan": "roles/nixos_anywhere/tasks/host_key.yml",  # command: argv: [...]
-    "ip": "plugins/module_utils/_pxe_server.py",
+    "ip": "plugins/module_utils/_interfaces.py",
     "/usr/share/OVMF/OVMF_CODE_4M.fd": "tests/lab/nixielab/vm.py",
     "ansible-playbook": "tests/integration/targets/wake_on_lan/runme.sh",
     "molecule": "scripts/demo",

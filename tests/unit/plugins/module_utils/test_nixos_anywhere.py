@@ -333,7 +333,8 @@ def test_missing_programs_say_what_to_install():
         "github:nix-community/nixos-anywhere) or set nixos_anywhere_executable. Install the OpenSSH client "
         "(apt-get install openssh-client). ")
     assert found["real_ssh"] == "ssh" and found["uses_ssh"] is True
-    fine = na.programs_found([("nixos-anywhere", 0, "/bin/na"), ("timeout", 0, "/bin/timeout")], "nixos-anywhere", "/bin")
+    installed = "/nix/store/0000-nixos-anywhere/bin/nixos-anywhere"
+    fine = na.programs_found([("nixos-anywhere", 0, installed), ("timeout", 0, "/bin/timeout")], "nixos-anywhere", "/bin")
     assert fine["missing"] == [] and fine["message"] == "" and fine["uses_ssh"] is False
     assert "Install GNU coreutils (timeout)." in na.programs_found([("timeout", 127, "")], "nixos-anywhere", "/bin")["message"]
 
