@@ -34,7 +34,10 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _nix, _ssh
+from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _ssh
+from ansible_collections.nixie.metal.plugins.module_utils._nix import (
+    calls as nix_calls, commands as nix_commands, errors as nix_errors, overrides as nix_overrides, process as nix_process,
+    version as nix_version)
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 
@@ -468,24 +471,24 @@ def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, tim
     return probe
 
 
-def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TIMEOUT, runner=_nix.run, cwd=None,
+def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TIMEOUT, runner=nix_process.run, cwd=None,
                              override_inputs=None, agent_flake=None, warnings=None):
     """The store path the flake builds for the host (``nix eval``, nothing is built).
 
-    Evaluated with the run's input overrides (``_nix.run_overrides``), as nix_build builds it:
+    Evaluated with the run's input overrides (``_nix.overrides.run_overrides``), as nix_build builds it:
     the same path, and no fetch of an input the overrides replace.
     """
     try:
-        nix_path = _nix.find_nix(nix)
-    except _nix.NixError as exc:
+        nix_path = nix_version.find_nix(nix)
+    except nix_errors.NixError as exc:
         raise HostStatusError("cannot evaluate %s#%s: %s" % (flake, attribute, exc.msg)) from None
-    installable = _nix.configuration_installable(flake, attribute, "config.system.build.toplevel.outPath")
+    installable = nix_commands.configuration_installable(flake, attribute, "config.system.build.toplevel.outPath")
     try:
-        result = _nix.evaluate(nix_path, installable, cwd=cwd, timeout=timeout, runner=runner,
-                               override_inputs=override_inputs, agent_flake=agent_flake)
-    except _nix.NixTimeout as exc:
+        result = nix_calls.evaluate(nix_path, installable, cwd=cwd, timeout=timeout, runner=runner,
+                                    override_inputs=override_inputs, agent_flake=agent_flake)
+    except nix_errors.NixTimeout as exc:
         raise HostStatusError(exc.msg, cmd=exc.cmd) from None
-    except _nix.NixError as exc:
+    except nix_errors.NixError as exc:
         raise HostStatusError("%s\nCheck nixosConfigurations.%s in the flake %s." % (exc.msg, attribute, flake),
                               cmd=exc.cmd) from None
     path = result["value"]
@@ -546,8 +549,8 @@ def host_status(params, warnings=None, discover=discover_address, probe=ssh_prob
     if known:
         known_hosts_lines(known)  # fail early on a malformed key
     try:
-        _nix.check_override_inputs(params.get("override_inputs"))  # early too, whether or not the flake is evaluated
-    except _nix.NixError as exc:
+        nix_overrides.check_override_inputs(params.get("override_inputs"))  # early too, whether or not the flake is evaluated
+    except nix_errors.NixError as exc:
         raise HostStatusError(exc.msg) from None
 
     result = {"mac": mac, "ip": None, "address_source": None, "state": None, "os_id": None,

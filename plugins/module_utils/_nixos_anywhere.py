@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from ansible_collections.nixie.metal.plugins.module_utils._nix import configuration_installable
+from ansible_collections.nixie.metal.plugins.module_utils._nix.commands import configuration_installable
 
 PHASES = ("kexec", "disko", "install", "reboot")
 

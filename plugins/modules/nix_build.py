@@ -226,7 +226,8 @@ log_tail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec
+from ansible_collections.nixie.metal.plugins.module_utils._nix import calls, errors, version
 
 INSTALLER_KEY = "\0installer"  # internal key of O(installer) among the installers
 
@@ -254,8 +255,8 @@ def main():
         installers[INSTALLER_KEY] = params["installer"]
 
     try:
-        nix = _nix.find_nix(params["executable"])
-        result = _nix.build(
+        nix = version.find_nix(params["executable"])
+        result = calls.build(
             nix,
             installables=params["installables"],
             installers=installers,
@@ -269,7 +270,7 @@ def main():
             override_inputs=params["override_inputs"],
             agent_flake=params["agent_flake"],
         )
-    except _nix.NixError as exc:
+    except errors.NixError as exc:
         details = dict(log_tail=exc.log_tail)
         if exc.rc is not None:
             details["rc"] = exc.rc

@@ -96,7 +96,8 @@ log_tail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _nix
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec
+from ansible_collections.nixie.metal.plugins.module_utils._nix import calls, errors, version
 
 
 def main():
@@ -117,8 +118,8 @@ def main():
         module.fail_json(msg="installable %r must be FLAKE#ATTRIBUTE, for example './site#nixosConfigurations.node1.config'"
                          % params["installable"])
     try:
-        nix = _nix.find_nix(params["executable"])
-        result = _nix.evaluate(
+        nix = version.find_nix(params["executable"])
+        result = calls.evaluate(
             nix,
             params["installable"],
             apply=params["apply"],
@@ -131,7 +132,7 @@ def main():
             override_inputs=params["override_inputs"],
             agent_flake=params["agent_flake"],
         )
-    except _nix.NixError as exc:
+    except errors.NixError as exc:
         details = dict(log_tail=exc.log_tail, cmd=exc.cmd)
         if exc.rc is not None:
             details["rc"] = exc.rc

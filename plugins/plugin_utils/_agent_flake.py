@@ -6,7 +6,7 @@ Such a module runs from a zip that holds no flake.nix, so it cannot find the age
 collection that runs the task by itself. Its action plugin runs from the collection on the
 controller and fills in the module's ``agent_flake`` with the collection's root, so every
 evaluation and build of a run overrides the flake's ``nixie-metal`` input the same way
-(``_nix.run_overrides``). This file is private to the collection.
+(``_nix.overrides.run_overrides``). This file is private to the collection.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Nix and nixos-anywhere on the controller: are they there, and new enough for the run.
 
-The verdicts are the ones the rest of the collection uses (``_nix.nix_problems`` and
+The verdicts are the ones the rest of the collection uses (``_nix.version.nix_problems`` and
 ``_nixos_anywhere.check_version``); ``nix_row`` and ``nixos_anywhere_row`` turn them into rows
 (pure: they take what was read), ``read_nix`` and ``read_nixos_anywhere`` read it.
 """
@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nix, _nixos_anywhere
+from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere
+from ansible_collections.nixie.metal.plugins.module_utils._nix import errors as nix_errors, version as nix_version
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
 COMMAND_TIMEOUT = 20
@@ -43,8 +44,8 @@ def nix_row(path, version_output, config_output, error=None):
         return report.failed(report.NIX, "not found: %s" % (error or "no nix on PATH"), NIX_MISSING_HINT)
     if error is not None:
         return report.failed(report.NIX, "%s --version failed: %s" % (path, error.strip()[:200]), NIX_MISSING_HINT)
-    problems = _nix.nix_problems(version_output, config_output)
-    version = _nix.parse_nix_version(version_output)
+    problems = nix_version.nix_problems(version_output, config_output)
+    version = nix_version.parse_nix_version(version_output)
     found = "Nix %s at %s" % (".".join(str(part) for part in version), path) if version else path
     errors = [problem for problem in problems if problem["severity"] == "error"]
     if errors:
@@ -79,8 +80,8 @@ def _run(argv):
 def read_nix(executable=None):
     """``nix_row``'s verdict for the nix the run would use (found as nix_build finds it)."""
     try:
-        path = _nix.find_nix(executable)
-    except _nix.NixError as exc:
+        path = nix_version.find_nix(executable)
+    except nix_errors.NixError as exc:
         return nix_row(None, None, None, str(exc).split(". ", maxsplit=1)[0])
     version_output, dummy, error = _run([path, "--version"])
     config_output = ""

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils import _host_status as hs
-from ansible_collections.nixie.metal.plugins.module_utils import _nix, _ssh
+from ansible_collections.nixie.metal.plugins.module_utils import _ssh
+from ansible_collections.nixie.metal.plugins.module_utils._nix import errors as nix_errors
 
 MAC = "52:54:00:12:34:01"
 SYSTEM = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-web1"
@@ -439,7 +440,7 @@ def test_evaluate_expected_system_timeout(tmp_path):
     nix.chmod(0o755)
 
     def runner(argv, cwd=None, env=None, timeout=None):
-        raise _nix.NixTimeout("nix eval ran out of time after 5 seconds and was stopped", cmd=argv)
+        raise nix_errors.NixTimeout("nix eval ran out of time after 5 seconds and was stopped", cmd=argv)
 
     with pytest.raises(hs.HostStatusError, match="ran out of time"):
         hs.evaluate_expected_system("path:/site", "web1", nix=str(nix), runner=runner, timeout=5)

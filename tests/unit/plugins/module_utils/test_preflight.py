@@ -37,7 +37,7 @@ def test_table_shows_a_hint_under_a_failing_row_and_marks_ignored_rows():
     assert [row.name for row in report.failing(rows, ignore=["firewall"])] == ["ports"]
 
 
-# -- Nix (the verdict is _nix.nix_problems, tested on its own) ------------------------------
+# -- Nix (the verdict is _nix.version.nix_problems, tested on its own) ------------------------------
 
 NIX_28_CONFIG = "experimental-features = \nallow-import-from-derivation = true\n"
 
@@ -66,7 +66,7 @@ def test_the_nix_here_gets_the_verdict_of_its_version():
     row = tools.read_nix()
     version = subprocess.run([nix, "--version"], capture_output=True, text=True, check=True).stdout
     assert row.detail.startswith("Nix %s at " % version.split()[-1]), row
-    assert row.ok and (bool(row.hint) == (tools._nix.parse_nix_version(version)[:2] < (2, 18))), row
+    assert row.ok and (bool(row.hint) == (tools.nix_version.parse_nix_version(version)[:2] < (2, 18))), row
 
 
 # -- nixos-anywhere (the verdict is _nixos_anywhere.check_version) ----------------------------
