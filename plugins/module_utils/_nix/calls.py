@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.commands import build_command, eval_command, netboot_installables, nixos_configuration, unique
 from ansible_collections.nixie.metal.plugins.module_utils._nix.errors import NixError, NixTimeout
 from ansible_collections.nixie.metal.plugins.module_utils._nix.output import NixLog, match_results, netboot_artifacts, parse_build_json, read_toplevel
 from ansible_collections.nixie.metal.plugins.module_utils._nix.overrides import LOCK_NOT_WRITTEN, run_overrides
-from ansible_collections.nixie.metal.plugins.module_utils._nix.process import Deadline, run
+from ansible_collections.nixie.metal.plugins.module_utils._nix.process import Deadline, Runner, run
 
 # Evaluated in check mode only, when the system has not been built yet.
 NETBOOT_EVAL_APPLY = "c: { kernelFile = c.system.boot.loader.kernelFile; kernelParams = c.boot.kernelParams; }"
@@ -41,8 +43,9 @@ NETBOOT_EVAL_APPLY = "c: { kernelFile = c.system.boot.loader.kernelFile; kernelP
 # --- one module run ----------------------------------------------------------------
 
 
-def build(nix, installables=(), installers=None, check_mode=False, cwd=None, timeout=None, env=None,
-          runner=run, override_inputs=None, agent_flake=None, **flags):
+def build(nix: str, installables: Iterable[str] = (), installers: Mapping[str, str] | None = None, check_mode: bool = False,
+          cwd: str | None = None, timeout: float | None = None, env: Mapping[str, str] | None = None, runner: Runner = run,
+          override_inputs: Mapping[Any, Any] | None = None, agent_flake: str | None = None, **flags: Any) -> dict[str, Any]:
     """Build (or, in check mode, evaluate) installables and installers in one nix build call.
 
     ``installers``: key -> NixOS configuration reference; each key gets the netboot
@@ -60,8 +63,9 @@ def build(nix, installables=(), installers=None, check_mode=False, cwd=None, tim
     return result
 
 
-def evaluate(nix, installable, apply=None, cwd=None, timeout=None, env=None, runner=run, override_inputs=None,
-             agent_flake=None, **flags):
+def evaluate(nix: str, installable: str, apply: str | None = None, cwd: str | None = None, timeout: float | None = None,
+             env: Mapping[str, str] | None = None, runner: Runner = run, override_inputs: Mapping[Any, Any] | None = None,
+             agent_flake: str | None = None, **flags: Any) -> dict[str, Any]:
     """``nix eval --json`` of one installable with the run's overrides; nothing is built, no lock file written.
 
     Returns {value, cmd, override_inputs, warnings}. Raises NixError with nix's errors.
@@ -92,7 +96,8 @@ def evaluate(nix, installable, apply=None, cwd=None, timeout=None, env=None, run
                 "warnings": warnings}
 
 
-def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner, flags):
+def _build(nix: str, installables: Iterable[str], installers: Mapping[str, str] | None, check_mode: bool, cwd: str | None,
+           timeout: float | None, env: Mapping[str, str] | None, runner: Runner, flags: dict[str, Any]) -> dict[str, Any]:
     deadline = Deadline(timeout)
     installers = dict(installers or {})
     roles = {key: netboot_installables(ref) for key, ref in installers.items()}
@@ -100,7 +105,7 @@ def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner,
     if not wanted:
         raise NixError("nothing to build: give installables or an installer")
 
-    def call(argv, what):
+    def call(argv: list[str], what: str) -> tuple[str, NixLog]:
         try:
             rc, out, err = runner(argv, cwd=cwd, env=env, timeout=deadline.left())
         except NixTimeout as exc:
@@ -144,7 +149,8 @@ def _build(nix, installables, installers, check_mode, cwd, timeout, env, runner,
     return result
 
 
-def _installer_artifacts(nix, installer, paths, check_mode, evaluate, flags):
+def _installer_artifacts(nix: str, installer: str, paths: Mapping[str, str], check_mode: bool,
+                         evaluate: Callable[[list[str]], str], flags: dict[str, Any]) -> dict[str, Any]:
     toplevel = paths["toplevel"]
     if os.path.isdir(toplevel):
         kernel_file, params, system = read_toplevel(toplevel)

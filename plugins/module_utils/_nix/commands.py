@@ -5,8 +5,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.errors import NixError
+
+T = TypeVar("T")
 
 # Every call enables what the new CLI and flakes need, so no nix.conf change is required.
 BASE_ARGS = ("--extra-experimental-features", "nix-command flakes", "--log-format", "internal-json")
@@ -18,13 +22,13 @@ NETBOOT_BUILD_ATTRS = (("kernel", "kernel"), ("initrd", "netbootRamdisk"), ("top
 # --- installables -----------------------------------------------------------------
 
 
-def split_installable(installable):
+def split_installable(installable: str) -> tuple[str, str]:
     """``FLAKE#ATTR`` -> (FLAKE, ATTR); ATTR is '' when there is no fragment."""
     flake, sep, attr = installable.partition("#")
     return flake, attr if sep else ""
 
 
-def nixos_configuration(installer):
+def nixos_configuration(installer: str) -> str:
     """Normalise an installer reference to ``FLAKE#ATTR`` naming a NixOS configuration.
 
     ``./examples#installer`` is short for ``./examples#nixosConfigurations.installer``.
@@ -43,7 +47,7 @@ def nixos_configuration(installer):
 _ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 
 
-def configuration_installable(flake, attribute, path=""):
+def configuration_installable(flake: str, attribute: str, path: str = "") -> str:
     """``FLAKE#nixosConfigurations.ATTRIBUTE[.PATH]``, ATTRIBUTE quoted when it needs to be (``"web.1"``)."""
     if _ATTR_NAME.match(attribute):
         name = attribute
@@ -52,13 +56,13 @@ def configuration_installable(flake, attribute, path=""):
     return "%s#nixosConfigurations.%s%s" % (flake, name, "." + path if path else "")
 
 
-def netboot_installables(installer):
+def netboot_installables(installer: str) -> dict[str, str]:
     """Role -> installable for the kernel, netboot initrd and system of a NixOS configuration."""
     base = nixos_configuration(installer)
     return {role: "%s.config.system.build.%s" % (base, attr) for role, attr in NETBOOT_BUILD_ATTRS}
 
 
-def unique(items):
+def unique(items: Iterable[T]) -> list[T]:
     """Items without repeats, first occurrence kept."""
     seen = set()
     result = []
@@ -72,7 +76,7 @@ def unique(items):
 # --- command lines ---------------------------------------------------------------
 
 
-def option_value(value):
+def option_value(value: Any) -> str:
     """A Python value as nix.conf spells it (booleans true/false, lists space-separated)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -81,7 +85,9 @@ def option_value(value):
     return str(value)
 
 
-def common_flags(impure=False, offline=False, options=None, extra_args=None, override_inputs=None, write_lock_file=True):
+def common_flags(impure: bool = False, offline: bool = False, options: Mapping[str, Any] | None = None,
+                 extra_args: Iterable[str] | None = None, override_inputs: Mapping[str, str] | None = None,
+                 write_lock_file: bool = True) -> list[str]:
     """Flags shared by every nix call of a run."""
     flags = []
     if impure:
@@ -98,7 +104,7 @@ def common_flags(impure=False, offline=False, options=None, extra_args=None, ove
     return flags
 
 
-def build_command(nix, installables, dry_run=False, **flags):
+def build_command(nix: str, installables: Iterable[str], dry_run: bool = False, **flags: Any) -> list[str]:
     """argv of ``nix build --no-link --json`` for all installables at once."""
     argv = [nix, *BASE_ARGS, "build", "--no-link", "--json"]
     if dry_run:
@@ -106,7 +112,7 @@ def build_command(nix, installables, dry_run=False, **flags):
     return argv + common_flags(**flags) + list(installables)
 
 
-def eval_command(nix, installable, apply=None, **flags):
+def eval_command(nix: str, installable: str, apply: str | None = None, **flags: Any) -> list[str]:
     """argv of ``nix eval --json`` (evaluation only, nothing is built)."""
     argv = [nix, *BASE_ARGS, "eval", "--json"]
     if apply:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 INSTALL_HINT = (
     "Install Nix on the controller: on Debian or Ubuntu 'apt-get install nix-bin' (Nix 2.8 or newer; a first real "
     "install wants 2.18 or newer, docs/nix.md says why and how), "
@@ -15,7 +17,8 @@ INSTALL_HINT = (
 class NixError(Exception):
     """nix failed; ``log_tail`` holds the last lines of its log."""
 
-    def __init__(self, msg, rc=None, log_tail=None, cmd=None):
+    def __init__(self, msg: str, rc: int | None = None, log_tail: Iterable[str] | None = None,
+                 cmd: Iterable[str] | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.rc = rc

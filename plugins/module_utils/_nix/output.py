@@ -8,6 +8,8 @@ import json
 import os
 import re
 from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.errors import NixError
 
@@ -24,11 +26,11 @@ _STORE_NAME = re.compile(r"^(?:.*/)?[0-9a-z]{32}-(.+?)(?:\.drv)?$")
 # --- nix's output ---------------------------------------------------------------
 
 
-def strip_ansi(text):
+def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def store_name(path):
+def store_name(path: str | None) -> str | None:
     """'/nix/store/<hash>-hello-2.12.drv' -> 'hello-2.12'."""
     match = _STORE_NAME.match(path or "")
     return match.group(1) if match else path
@@ -41,7 +43,7 @@ class NixLog:
     would be built or fetched, and a bounded tail of readable lines for failures.
     """
 
-    def __init__(self, keep=40):
+    def __init__(self, keep: int = 40) -> None:
         self.built = []
         self.fetched = []
         self.errors = []
@@ -53,12 +55,12 @@ class NixLog:
         self._activity = {}  # activity id -> derivation path
         self._listing = None
 
-    def feed_text(self, text):
+    def feed_text(self, text: str | None) -> NixLog:
         for line in (text or "").splitlines():
             self.feed(line)
         return self
 
-    def feed(self, line):
+    def feed(self, line: str) -> None:
         if line.startswith("@nix "):
             try:
                 event = json.loads(line[5:])
@@ -69,7 +71,7 @@ class NixLog:
                 return
         self._message(strip_ansi(line))
 
-    def _event(self, event):
+    def _event(self, event: dict[str, Any]) -> None:
         action = event.get("action")
         if action == "msg":
             level = event.get("level", 0)
@@ -95,7 +97,7 @@ class NixLog:
             self.build_lines.setdefault(drv, deque(maxlen=10)).append(text)
             self.tail.append("%s> %s" % (store_name(drv) or "builder", text))
 
-    def _message(self, line):
+    def _message(self, line: str) -> None:
         if not line.strip():
             return
         match = _WILL.match(line)
@@ -117,7 +119,7 @@ class NixLog:
             # continuation of a multi-line error (traces, "last N log lines")
             self.errors[-1] += "\n" + line.rstrip()
 
-    def failure_message(self, what, rc):
+    def failure_message(self, what: str, rc: int | None) -> str:
         """One message for a failed nix call: nix's errors, then the failing builders' last lines."""
         parts = ["%s failed (exit %s)" % (what, rc)]
         if self.errors:
@@ -130,7 +132,7 @@ class NixLog:
         return ": ".join(parts[:2]) + "".join("\n" + p for p in parts[2:])
 
 
-def parse_build_json(stdout):
+def parse_build_json(stdout: str | None) -> list[dict[str, Any]]:
     """``nix build --json`` stdout -> list of {drv_path, outputs}.
 
     Entries are ``{"drvPath": ..., "outputs": {"out": ...}}``; a plain store path is
@@ -155,7 +157,8 @@ def parse_build_json(stdout):
     return results
 
 
-def match_results(installables, planned, built):
+def match_results(installables: Sequence[str], planned: Sequence[dict[str, Any]] | None,
+                  built: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Map each installable to its {drv_path, outputs}.
 
     ``planned``: the dry-run's entries, one per installable in order (None to skip the
@@ -191,7 +194,8 @@ def match_results(installables, planned, built):
 # --- netboot artifacts ------------------------------------------------------------
 
 
-def netboot_artifacts(kernel_out, ramdisk_out, toplevel, kernel_file, kernel_params, system=None):
+def netboot_artifacts(kernel_out: str, ramdisk_out: str, toplevel: str, kernel_file: str, kernel_params: Iterable[str],
+                      system: str | None = None) -> dict[str, Any]:
     """What a network boot server needs from a NixOS installer's store paths."""
     params = [p for p in kernel_params if p]
     init = toplevel + "/init"
@@ -208,7 +212,7 @@ def netboot_artifacts(kernel_out, ramdisk_out, toplevel, kernel_file, kernel_par
     return result
 
 
-def read_toplevel(toplevel):
+def read_toplevel(toplevel: str) -> tuple[str, list[str], str | None]:
     """(kernel file name, kernel parameters, system) read from a built NixOS system.
 
     NixOS writes ``kernel`` (a link to ``<kernel>/<kernelFile>``), ``kernel-params``

@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.errors import NixError
 
@@ -25,7 +27,7 @@ _PLAIN_PATH = re.compile(r"^[A-Za-z0-9/._-]+$")
 LOCK_NOT_WRITTEN = "warning: not writing modified lock file of flake"
 
 
-def check_override_inputs(override_inputs):
+def check_override_inputs(override_inputs: Mapping[Any, Any] | None) -> dict[str, str]:
     """override_inputs as given -> {input: flake ref}; NixError naming a bad entry."""
     checked = {}
     for name, ref in (override_inputs or {}).items():
@@ -42,7 +44,7 @@ def check_override_inputs(override_inputs):
     return checked
 
 
-def unmatched_overrides(warnings):
+def unmatched_overrides(warnings: Iterable[str]) -> set[str]:
     """Input names of --override-input flags that nix said match no input of the flake."""
     names = set()
     for warning in warnings:
@@ -52,7 +54,8 @@ def unmatched_overrides(warnings):
     return names
 
 
-def settle_overrides(user, automatic, warnings):
+def settle_overrides(user: Mapping[str, str], automatic: Mapping[str, str],
+                     warnings: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """What the overrides did, from nix's warnings -> (used, warnings to show).
 
     A user's override that matches no input is an error (a typo would otherwise build
@@ -75,7 +78,7 @@ def settle_overrides(user, automatic, warnings):
 
 
 @contextlib.contextmanager
-def agent_flake_copy(root):
+def agent_flake_copy(root: str | None) -> Iterator[str | None]:
     """A temporary directory holding the flake files of the collection at ``root``.
 
     Yields its ``path:`` flake reference (None when ``root`` is None) and removes it
@@ -118,29 +121,29 @@ class RunOverrides:
     into a command line in place of the copy, which is gone once the run ends.
     """
 
-    def __init__(self, user, automatic, agent_flake):
+    def __init__(self, user: Mapping[str, str], automatic: Mapping[str, str], agent_flake: str | None) -> None:
         self.user = dict(user)
         self.automatic = dict(automatic)
         self.agent_flake = agent_flake
 
     @property
-    def flags(self):
+    def flags(self) -> dict[str, str]:
         return dict(self.automatic, **self.user)
 
-    def settle(self, warnings):
+    def settle(self, warnings: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         """(used overrides, warnings to show); NixError when a user's override matches no input."""
         return settle_overrides(self.user, self.automatic, warnings)
 
-    def shown(self, used):
+    def shown(self, used: Mapping[str, str]) -> dict[str, str]:
         return {name: ("path:" + self.agent_flake if name in self.automatic else ref) for name, ref in used.items()}
 
-    def show_command(self, argv):
+    def show_command(self, argv: Iterable[str]) -> list[str]:
         copies = set(self.automatic.values())
         return [("path:" + self.agent_flake) if arg in copies else arg for arg in argv]
 
 
 @contextlib.contextmanager
-def run_overrides(override_inputs=None, agent_flake=None):
+def run_overrides(override_inputs: Mapping[Any, Any] | None = None, agent_flake: str | None = None) -> Iterator[RunOverrides]:
     """The overrides of a run (:class:`RunOverrides`), the same for every evaluation and build of the site's flake.
 
     ``override_inputs``: the user's {input: flake reference}, checked. ``agent_flake``: root of

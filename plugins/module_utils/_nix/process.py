@@ -8,15 +8,20 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.errors import INSTALL_HINT, NixError, NixNotFound, NixTimeout
 from ansible_collections.nixie.metal.plugins.module_utils._nix.output import NixLog
+
+# What runs a nix command line: run() itself, or a test's table of answers.
+Runner = Callable[..., tuple[int, str, str]]
 
 
 # --- processes ---------------------------------------------------------------------
 
 
-def run(argv, cwd=None, env=None, timeout=None):
+def run(argv: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None,
+        timeout: float | None = None) -> tuple[int, str, str]:
     """Run argv in its own process group; (rc, stdout, stderr) as text.
 
     On timeout the whole group gets SIGTERM, then SIGKILL after 10 s, and NixTimeout
@@ -52,7 +57,7 @@ def run(argv, cwd=None, env=None, timeout=None):
     return proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
 
 
-def _kill_group(proc, sig):
+def _kill_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
     try:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
@@ -62,10 +67,10 @@ def _kill_group(proc, sig):
 class Deadline:
     """The time left of one timeout shared by several nix calls (None: no limit)."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds: float | None) -> None:
         self.end = None if not seconds else time.monotonic() + seconds
 
-    def left(self):
+    def left(self) -> float | None:
         if self.end is None:
             return None
         return max(0.001, self.end - time.monotonic())

@@ -20,7 +20,7 @@ NIX_FALLBACK_DIRS = (
 )
 
 
-def find_nix(executable=None, path=None):
+def find_nix(executable: str | None = None, path: str | None = None) -> str:
     """Path of the nix executable: ``executable`` if given (a path or a name), else from PATH
     or the usual install locations. Raises NixNotFound with an install hint."""
     if executable:
@@ -69,7 +69,7 @@ _FEATURES_LINE = re.compile(r"^\s*experimental-features\s*=(.*)$", re.M)
 _FEATURE_DISABLED = re.compile(r"experimental Nix feature '([a-z-]+)' is disabled")
 
 
-def parse_nix_version(text):
+def parse_nix_version(text: str | None) -> tuple[int, int, int] | None:
     """``nix --version`` output -> (major, minor, patch), or None.
 
     Takes the last version number of the first line: ``nix (Nix) 2.8.0``,
@@ -83,7 +83,7 @@ def parse_nix_version(text):
     return int(major), int(minor), int(patch or 0)
 
 
-def enabled_features(config_text):
+def enabled_features(config_text: str | None) -> set[str] | None:
     """The experimental features a ``nix show-config`` / ``nix config show`` output enables.
 
     Takes the text output, its ``--json`` output (names as strings), or the error of a
@@ -109,7 +109,7 @@ def enabled_features(config_text):
     return set(match.group(1).split()) if match else set()
 
 
-def nix_problems(version_output, config_output=None):
+def nix_problems(version_output: str | None, config_output: str | None = None) -> list[dict[str, str]]:
     """What is wrong with the controller's Nix for a nixie.metal run, and what to do.
 
     ``version_output``: what ``nix --version`` printed. ``config_output``: what
@@ -121,7 +121,7 @@ def nix_problems(version_output, config_output=None):
     """
     problems = []
 
-    def add(check, severity, problem, fix):
+    def add(check: str, severity: str, problem: str, fix: str) -> None:
         problems.append({"check": check, "severity": severity, "problem": problem, "fix": fix})
 
     version = parse_nix_version(version_output)

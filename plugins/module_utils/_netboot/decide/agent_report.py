@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
@@ -36,7 +38,7 @@ class RegistryError(Exception):
 
     code = "error"
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
@@ -68,7 +70,7 @@ class AlreadyFinished(RegistryError):
 class PeerRefused(RegistryError):
     """The request did not come from the host's MAC (``impostor``, ``unverified``) or its token is claimed elsewhere."""
 
-    def __init__(self, message, code):
+    def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -79,7 +81,7 @@ class UnknownHost(RegistryError):
     code = "unknown_host"
 
 
-def validate_report(report):
+def validate_report(report: object) -> dict[str, Any]:
     """Check the agent's report and return it normalised; raise ReportInvalid.
 
     Returns a dict with mac, addresses, ssh_host_keys, hostname and uptime.
@@ -169,7 +171,7 @@ def validate_report(report):
     }
 
 
-def report_identity(report):
+def report_identity(report: Mapping[str, Any]) -> tuple:
     """The parts of a report that must match for a repeat to be idempotent (not uptime)."""
     return (
         report["mac"],

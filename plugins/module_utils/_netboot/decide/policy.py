@@ -112,7 +112,7 @@ class ServerConfig:
     binaries: frozenset = IPXE_BINARIES
     efi_x86_64_binary: str = IPXE_EFI_X86_64
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         ip = str(ipaddress.IPv4Address(self.server_ip))
         object.__setattr__(self, "server_ip", ip)
         base = self.http_base.rstrip("/")
@@ -274,7 +274,8 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
     return Reply(packet, reply_destination(request, port, source), event, client, boot_file, repeats)
 
 
-def _build_reply(request, reply_type, client, boot_file, config):
+def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: dhcp.BootClient, boot_file: str,
+                 config: ServerConfig) -> bytes:
     server = config.server_ip
     options = {
         dhcp.OPT_MESSAGE_TYPE: bytes((reply_type,)),

@@ -9,6 +9,7 @@ them between it and the sockets. The packets are :mod:`..wire.tftp`.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.tftp import (
@@ -38,7 +39,7 @@ def is_bare_name(name: str) -> bool:
     )
 
 
-def check_filename(name: str, files) -> str:
+def check_filename(name: str, files: Container[str]) -> str:
     """Return ``name`` if it is served; raise :class:`TftpError` otherwise.
 
     Anything that looks like a path (``/``, ``\\``, ``..``, ``%``-escapes,
@@ -53,7 +54,7 @@ def check_filename(name: str, files) -> str:
     return name
 
 
-def check_request(req: Request, files) -> str:
+def check_request(req: Request, files: Container[str]) -> str:
     """Refusals that do not depend on options: WRQ, modes, file name."""
     if req.opcode == OP_WRQ:
         raise TftpError(ERR_ACCESS, "read-only server")
@@ -71,7 +72,7 @@ def blksize_for_mtu(mtu: int, ipv6: bool = False) -> int:
     return max(MIN_BLKSIZE, min(MAX_BLKSIZE, mtu - (40 if ipv6 else 20) - 8 - 4))
 
 
-def _int_option(value: str):
+def _int_option(value: str) -> int | None:
     value = value.strip()
     if not value.isdigit() or len(value) > 10:
         return None
@@ -160,7 +161,7 @@ class DataBlocks:
             self.stream = memoryview(b"".join(self.packets))
             self.stride = blksize + 4
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> bytes:
         return self.packets[index]
 
     def __len__(self) -> int:
@@ -183,7 +184,7 @@ class Transfer:
     i.e. a tsize probe) when the transfer is over.
     """
 
-    def __init__(self, data: bytes, negotiated: Negotiated, retries: int = 5, blocks=None) -> None:
+    def __init__(self, data: bytes, negotiated: Negotiated, retries: int = 5, blocks: DataBlocks | None = None) -> None:
         self.data = data
         self.size = len(data)
         self.blksize = negotiated.blksize
@@ -227,7 +228,7 @@ class Transfer:
             return self.blocks.window(first, last)
         return [self._packet(seq) for seq in range(first, last + 1)]
 
-    def _fail(self, message: str, code=None, outcome="failed") -> list:
+    def _fail(self, message: str, code: int | None = None, outcome: str = "failed") -> list:
         self.outcome = outcome
         self.error = message
         self.error_code = code

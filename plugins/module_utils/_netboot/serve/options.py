@@ -55,15 +55,15 @@ class ServerOptions:
     peer_check: bool = True
 
     @property
-    def http_base(self):
+    def http_base(self) -> str | None:
         if self.server_ip is None:
             return self.http_base6
         return "http://%s:%d" % (self.server_ip, self.http_port)
 
     @property
-    def http_base6(self):
+    def http_base6(self) -> str | None:
         return "http://[%s]:%d" % (self.server_ip6, self.http_port) if self.server_ip6 else None
 
     @property
-    def api_url(self):
+    def api_url(self) -> str:
         return self.http_base + API_PREFIX

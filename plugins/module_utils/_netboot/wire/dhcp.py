@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import struct
+from collections.abc import Iterable, Mapping
 
 __all__ = (
     "MalformedPacket", "DhcpPacket", "BootClient",
@@ -336,7 +337,7 @@ def parse_suboptions(data: bytes) -> dict:
     return out
 
 
-def encode_suboptions(items) -> bytes:
+def encode_suboptions(items: Mapping[int, bytes] | Iterable[tuple[int, bytes]]) -> bytes:
     """Encode ``(code, value)`` pairs (or a dict) as encapsulated options ending with 255."""
     if isinstance(items, dict):
         items = items.items()

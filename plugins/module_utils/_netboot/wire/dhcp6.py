@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import struct
+from collections.abc import Iterable, Mapping
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 
@@ -301,7 +302,7 @@ def parse_vendor_class(value: bytes) -> tuple:
     return enterprise, _length_prefixed(value, 4)
 
 
-def ia_na_option(iaid: bytes, t1: int, t2: int, addresses=(), status: int | None = None) -> bytes:
+def ia_na_option(iaid: bytes, t1: int, t2: int, addresses: Iterable[tuple[str, int, int]] = (), status: int | None = None) -> bytes:
     """IA_NA (RFC 8415 section 21.4) holding IAADDR options ``(address, preferred, valid)``."""
     inner = []
     for address, preferred, valid in addresses:
@@ -361,7 +362,7 @@ class BootClient6:
         return True
 
 
-def client_mac(message: Message, source_ip: str | None, known_macs=None) -> tuple:
+def client_mac(message: Message, source_ip: str | None, known_macs: Mapping[bytes, str] | None = None) -> tuple:
     """``(mac, how)`` of the client, or ``(None, None)``.
 
     In order: the modified EUI-64 of a link-local source address; the MAC in
@@ -382,7 +383,7 @@ def client_mac(message: Message, source_ip: str | None, known_macs=None) -> tupl
     return None, None
 
 
-def classify(message: Message, source_ip: str | None, known_macs=None) -> BootClient6 | None:
+def classify(message: Message, source_ip: str | None, known_macs: Mapping[bytes, str] | None = None) -> BootClient6 | None:
     """Classify a client message, or None if it is not from a network-boot client with a known MAC.
 
     A network-boot client sends vendor class ``PXEClient``/``HTTPClient``

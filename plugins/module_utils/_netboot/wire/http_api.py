@@ -15,6 +15,7 @@ import http
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 # Largest request head (request line + headers) this reader takes; larger ones go to aiohttp.
 MAX_HEAD = 8192
@@ -45,7 +46,7 @@ class RequestHead:
     size: int
 
 
-def read_head(data, max_body):
+def read_head(data: bytes | bytearray | memoryview, max_body: int) -> RequestHead | str:
     """What to do with the first bytes of a connection: a :class:`RequestHead`, NEED_MORE or HAND_OVER.
 
     Pure. HAND_OVER means "not a request this reader takes": aiohttp gets the
@@ -92,7 +93,7 @@ def read_head(data, max_body):
                        content_length=int(length), expect_continue=expect is not None, size=end + 4)
 
 
-def encode_answer(answer, head_only=False, date=None):
+def encode_answer(answer: Any, head_only: bool = False, date: str | None = None) -> bytes:
     """The bytes of an :class:`~..decide.api.ApiAnswer` on the wire, with ``Connection: close``."""
     body = answer.body()
     lines = ["HTTP/1.1 %d %s" % (answer.status, _REASONS.get(answer.status, "Status")),

@@ -32,14 +32,14 @@ class Entry:
     state: str
 
     @property
-    def usable(self):
+    def usable(self) -> bool:
         """Whether the kernel would send to ``mac`` now (the only case where ``mac`` is evidence)."""
         return self.mac is not None and self.state in VALID_STATES
 
 
 # Remembered per text: the trust check asks for every checked request, and parsing is most of its cost.
 @functools.lru_cache(maxsize=4096)
-def normal_address(text):
+def normal_address(text: object) -> str | None:
     """The normalised text of an IPv4/IPv6 address (an IPv4-mapped IPv6 address as IPv4), or None."""
     try:
         address = ipaddress.ip_address(str(text).split("%", 1)[0])

@@ -9,6 +9,7 @@ moves the datagrams is :mod:`..serve.tftp`. See docs/tftp.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Opcodes (RFC 1350, RFC 2347)
@@ -122,11 +123,11 @@ def build_ack(block: int) -> bytes:
     return ACK_PREFIX + (block & 0xFFFF).to_bytes(2, "big")
 
 
-def build_data(block: int, payload) -> bytes:
+def build_data(block: int, payload: bytes | bytearray | memoryview) -> bytes:
     return b"\x00\x03" + (block & 0xFFFF).to_bytes(2, "big") + bytes(payload)
 
 
-def build_request(filename: str, mode: str = "octet", options=None, opcode: int = OP_RRQ) -> bytes:
+def build_request(filename: str, mode: str = "octet", options: Mapping[str, object] | None = None, opcode: int = OP_RRQ) -> bytes:
     """Client-side helper (tests, bench)."""
     out = opcode.to_bytes(2, "big") + filename.encode("latin-1") + b"\0" + mode.encode("ascii") + b"\0"
     for name, value in (options or {}).items():
