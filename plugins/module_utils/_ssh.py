@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 #: The OpenSSH release that added KnownHostsCommand. An older ssh stops on the option ("Bad
 #: configuration option"), and has no KnownHostsCommand to override either.
@@ -31,13 +33,13 @@ _VERSION = re.compile(r"\bOpenSSH_(?:for_Windows_)?(\d+)\.(\d+)")
 _UNSAFE_PATH = re.compile(r"[\s\"'\\%$]")
 
 
-def parse_ssh_version(text):
+def parse_ssh_version(text: str | None) -> tuple[int, int] | None:
     """(major, minor) from the output of ``ssh -V``, or None when it names no OpenSSH release."""
     match = _VERSION.search(text or "")
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def pinned_options(version):
+def pinned_options(version: Sequence[int] | None) -> list[str]:
     """The options every ssh call of the collection gives first, for an OpenSSH ``version`` ((major, minor) or None).
 
     None (a version that could not be told) is treated as older than 8.5: KnownHostsCommand=none would stop
@@ -49,7 +51,7 @@ def pinned_options(version):
     return options
 
 
-def known_hosts_options(known_hosts, strict=True):
+def known_hosts_options(known_hosts: str, strict: bool = True) -> list[str]:
     """Options that make ``known_hosts`` the only source of accepted host keys.
 
     ``strict``: a key not in the file stops ssh; else (an empty file, nothing known yet) the first key
@@ -67,7 +69,7 @@ def known_hosts_options(known_hosts, strict=True):
     ]
 
 
-def known_hosts_path_problem(path):
+def known_hosts_path_problem(path: str) -> str:
     """What is wrong with ``path`` as the one UserKnownHostsFile, or '' when nothing is."""
     path = str(path)
     if not path.startswith("/"):
@@ -78,7 +80,7 @@ def known_hosts_path_problem(path):
     return ""
 
 
-def option_args(options):
+def option_args(options: Iterable[str]) -> list[str]:
     """['-o', option, ...] for ssh's command line."""
     args = []
     for option in options:
@@ -86,7 +88,7 @@ def option_args(options):
     return args
 
 
-def version_warning(ssh, text, version):
+def version_warning(ssh: str, text: str | None, version: Sequence[int] | None) -> str:
     """What a version that could not be told costs, or '' when it was told."""
     if version is not None:
         return ""
@@ -96,7 +98,7 @@ def version_warning(ssh, text, version):
             "accepted host keys" % (ssh, shown))
 
 
-def client_options(ssh, version_text, known_hosts=None):
+def client_options(ssh: str, version_text: str | None, known_hosts: str | None = None) -> dict[str, Any]:
     """Everything a caller without Python needs (the nixos_anywhere role, through a filter), from ``ssh -V``'s text.
 
     ``options``: :func:`pinned_options`, then :func:`known_hosts_options` when ``known_hosts`` is given;
@@ -117,7 +119,7 @@ def client_options(ssh, version_text, known_hosts=None):
     }
 
 
-def read_version(ssh, timeout=10):
+def read_version(ssh: str, timeout: float = 10) -> str:
     """The text ``ssh -V`` prints (on stderr), or '' when it cannot be run."""
     try:
         proc = subprocess.run([ssh, "-V"], check=False, capture_output=True, text=True, errors="replace",

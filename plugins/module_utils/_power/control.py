@@ -11,13 +11,18 @@ both protocols.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._power import ipmi, plan, redfish
 
 POLL_SECONDS = 1.0
 
+# The BMC of either protocol: the same methods, the same errors (plan.PowerError).
+Bmc = ipmi.IpmiBmc | redfish.RedfishBmc
 
-def missing_library(driver):
+
+def missing_library(driver: str) -> tuple[str, str | None] | None:
     """``(library, traceback)`` when the driver's library cannot be imported, else None."""
     if driver == "redfish" and redfish.sushy is None:
         return "sushy", redfish.SUSHY_IMPORT_ERROR
@@ -26,7 +31,7 @@ def missing_library(driver):
     return None
 
 
-def open_bmc(params):
+def open_bmc(params: Mapping[str, Any]) -> Bmc:
     """The BMC the module's parameters describe, not yet connected (use it in a ``with`` block)."""
     if params["driver"] == "redfish":
         return redfish.RedfishBmc(params["address"], params["user"], params["password"], port=params.get("port"),
@@ -37,7 +42,8 @@ def open_bmc(params):
     raise plan.PowerError("driver %r is not one of %s" % (params["driver"], ", ".join(plan.DRIVERS)))
 
 
-def wait_for_power(bmc, wanted, timeout, sleep=time.sleep, clock=time.monotonic):
+def wait_for_power(bmc: Bmc, wanted: str, timeout: float, sleep: Callable[[float], object] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic) -> str:
     """Poll until the BMC reports ``wanted`` (on/off); a PowerError after ``timeout`` seconds."""
     deadline = clock() + timeout
     while True:
@@ -50,7 +56,8 @@ def wait_for_power(bmc, wanted, timeout, sleep=time.sleep, clock=time.monotonic)
         sleep(POLL_SECONDS)
 
 
-def apply(bmc, state=None, device=None, mode=None, check_mode=False, timeout=60, sleep=time.sleep, clock=time.monotonic):
+def apply(bmc: Bmc, state: str | None = None, device: str | None = None, mode: str | None = None, check_mode: bool = False,
+          timeout: float = 60, sleep: Callable[[float], object] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Bring the BMC to ``state`` with a one-time boot from ``device``; the module's result.
 
     In check mode, or when nothing is to be done, the BMC is only read and the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+from collections.abc import Iterator
 
 from ansible_collections.nixie.metal.plugins.module_utils._power import plan
 
@@ -35,7 +36,7 @@ class IpmiBmc:
 
     driver = "ipmi"
 
-    def __init__(self, address, user, password, port=None):
+    def __init__(self, address: str, user: str, password: str, port: int | None = None) -> None:
         self.host, self.port = plan.ipmi_target(address, port)
         where = "[%s]:%d" % (self.host, self.port) if ":" in self.host else "%s:%d" % (self.host, self.port)
         self.label = plan.bmc_label(self.driver, where)
@@ -43,44 +44,44 @@ class IpmiBmc:
         self._password = password
         self._command = None
 
-    def __enter__(self):
+    def __enter__(self) -> IpmiBmc:
         with self._errors("log in to"):
             # keepalive=False: no background thread keeping the session up; the task is short.
             self._command = pyghmi_command.Command(bmc=self.host, userid=self._user, password=self._password,
                                                    port=self.port, keepalive=False)
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self._command is not None:
             # BMCs allow only a few sessions at a time: close ours.
             with contextlib.suppress(Exception):
                 self._command.ipmi_session.logout()
             self._command = None
 
-    def power(self):
+    def power(self) -> str:
         with self._errors("read the power state of"):
             return self._command.get_power()["powerstate"]
 
-    def boot(self):
+    def boot(self) -> plan.Boot:
         with self._errors("read the boot device of"):
             return plan.ipmi_boot(self._command.get_bootdev())
 
     @staticmethod
-    def boot_applies_later():
+    def boot_applies_later() -> bool:
         return False
 
-    def set_boot(self, device, mode=None):
+    def set_boot(self, device: str, mode: str | None = None) -> None:
         with self._errors("set a one-time boot from %s on" % device):
             answer = self._command.set_bootdev(plan.IPMI_DEVICES[device], persist=False, uefiboot=mode == "uefi")
         if isinstance(answer, dict) and answer.get("error"):
             raise plan.PowerError("%s refused a one-time boot from %s: %s" % (self.label, device, answer["error"]))
 
-    def act(self, step):
+    def act(self, step: str) -> None:
         with self._errors("%s through" % step.replace("_", " ")):
             self._command.set_power(_CHASSIS[step], wait=False)
 
     @contextlib.contextmanager
-    def _errors(self, action):
+    def _errors(self, action: str) -> Iterator[None]:
         """Turn pyghmi's exceptions into a PowerError that names the BMC and says what to do."""
         try:
             yield

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import traceback
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._power import plan
 
@@ -39,7 +41,8 @@ class RedfishBmc:
 
     driver = "redfish"
 
-    def __init__(self, address, user, password, port=None, system=None, validate_certs=True, ca_path=None, timeout=30):
+    def __init__(self, address: str, user: str, password: str, port: int | None = None, system: str | None = None,
+                 validate_certs: bool = True, ca_path: str | None = None, timeout: float = 30) -> None:
         self.base_url = plan.redfish_base_url(address, port)
         self.label = plan.bmc_label(self.driver, self.base_url, system)
         self.system_path = None
@@ -51,7 +54,7 @@ class RedfishBmc:
         self._auth = None
         self._system = None
 
-    def __enter__(self):
+    def __enter__(self) -> RedfishBmc:
         try:
             with self._errors("open a session with"):
                 self._auth = sushy.auth.SessionOrBasicAuth(username=self._user, password=self._password)
@@ -68,7 +71,7 @@ class RedfishBmc:
             raise
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self._auth is not None:
             # Closing deletes the Redfish session: BMCs allow only a few at a time.
             with contextlib.suppress(Exception), self._quiet():
@@ -77,24 +80,24 @@ class RedfishBmc:
 
     # -- reading -----------------------------------------------------------------
 
-    def _fresh(self):
+    def _fresh(self) -> dict[str, Any]:
         with self._errors("read the system %s of" % self.system_path):
             self._system.refresh(force=True)
         return self._system.json
 
-    def power(self):
+    def power(self) -> str:
         return plan.redfish_power(self._fresh().get("PowerState"))
 
-    def boot(self):
+    def boot(self) -> plan.Boot:
         return plan.redfish_boot(self._fresh().get("Boot"))
 
-    def boot_applies_later(self):
+    def boot_applies_later(self) -> bool:
         """True when the BMC takes boot changes through a settings object applied at the next boot."""
         return "@Redfish.Settings" in self._system.json
 
     # -- acting ------------------------------------------------------------------
 
-    def set_boot(self, device, mode=None):
+    def set_boot(self, device: str, mode: str | None = None) -> None:
         problem = plan.redfish_override_problem(self.label, self._fresh().get("Boot"), device, mode)
         if problem:
             raise plan.PowerError(problem)
@@ -105,7 +108,7 @@ class RedfishBmc:
                 enabled=sushy.BootSourceOverrideEnabled(patch["BootSourceOverrideEnabled"]),
                 mode=sushy.BootSourceOverrideMode(patch["BootSourceOverrideMode"]) if mode else None)
 
-    def act(self, step):
+    def act(self, step: str) -> None:
         """Carry out a power step (plan.POWER_ON, POWER_OFF or RESET) with a ResetType the BMC allows."""
         with self._errors("read the reset types of"):
             allowed = {value.value for value in self._system.get_allowed_reset_system_values()}
@@ -119,14 +122,14 @@ class RedfishBmc:
     # -- errors ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _quiet(self):
+    def _quiet(self) -> Iterator[None]:
         # urllib3 warns on every request when validate_certs is false; the option says it all.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
 
     @contextlib.contextmanager
-    def _errors(self, action):
+    def _errors(self, action: str) -> Iterator[None]:
         """Turn sushy's exceptions into a PowerError: '<BMC>: could not <action> it: <why>; <what to do>'."""
         try:
             with self._quiet():
@@ -158,7 +161,7 @@ class RedfishBmc:
                                   "at the BMC's Redfish service" % (self.label, action, type(exc).__name__, exc)) from None
 
 
-def _path_of(exc):
+def _path_of(exc: BaseException) -> str:
     """The URL a sushy HTTP error was about, from its message."""
     words = str(exc).split()
     for word in words:

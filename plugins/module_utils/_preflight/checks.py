@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import (
     firewall, ipxe, keys, ports, report, site_dhcp, tools)
 
 
-def arches_of(hosts):
+def arches_of(hosts: Iterable[Mapping[str, Any]] | None) -> dict[str, list[str]]:
     """``{arch: [names]}`` of the machines (a list of dicts with name and arch, as pxe_server takes them)."""
     arches = {}
     for index, host in enumerate(hosts or []):
@@ -18,7 +21,7 @@ def arches_of(hosts):
     return arches
 
 
-def interface_row(links, params):
+def interface_row(links: list, params: Mapping[str, Any]) -> tuple[report.Row, str | None, str | None]:
     """``(row, interface, IPv4 address or None)``: the serving interface, chosen as pxe_server chooses it."""
     try:
         interface, address, ipv6 = _pxe_server.choose_addresses(links, params)
@@ -31,7 +34,7 @@ def interface_row(links, params):
     return report.passed(report.INTERFACE, "%s %s" % (interface, ", ".join(parts))), interface, address
 
 
-def run(params, links=None):
+def run(params: Mapping[str, Any], links: list | None = None) -> list[report.Row]:
     """All rows for the module's ``params``; ``links`` (``ip -j addr`` output) is read when not given."""
     rows = []
     if params.get("check_nix", True):

@@ -9,6 +9,7 @@ no offer at all and sits in its firmware.
 from __future__ import annotations
 
 import os
+from collections.abc import Container, Iterable, Mapping
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR
@@ -24,7 +25,7 @@ HINT_ARM64 = ("put ipxe-arm64.efi in %s (Debian 13's ipxe package has it), or co
 HINT = "install the ipxe package (apt-get install ipxe), which puts %s in %s"
 
 
-def ipxe_row(arches, present, directory):
+def ipxe_row(arches: Mapping[str, Iterable[str]], present: Container[str] | None, directory: str) -> report.Row:
     """The verdict for the machines' ``arches`` (``{arch: [host names]}``) given the file names
     ``present`` in ``directory`` (None: the directory does not exist)."""
     if not arches:
@@ -50,7 +51,7 @@ def ipxe_row(arches, present, directory):
     return report.passed(report.IPXE, "%s in %s" % ("; ".join(found), directory))
 
 
-def read_ipxe(arches, directory=None):
+def read_ipxe(arches: Mapping[str, Iterable[str]], directory: str | None = None) -> report.Row:
     directory = directory or IPXE_DIR
     try:
         present = {name for name in os.listdir(directory) if os.path.isfile(os.path.join(directory, name))}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
@@ -21,7 +22,7 @@ NO_KEY_HINT = ("set nixie_ssh_key to an unencrypted private key whose public key
                "systems authorize, or load the key into an ssh-agent (ssh-add) and keep SSH_AUTH_SOCK")
 
 
-def key_file_row(path, returncode, stderr):
+def key_file_row(path: str, returncode: int, stderr: str | None) -> report.Row:
     """The verdict on a key file from ``ssh-keygen -y -P '' -f PATH``'s exit code and error output."""
     if returncode == 0:
         return report.passed(report.SSH_KEY, "%s loads without a passphrase" % path)
@@ -42,7 +43,8 @@ def key_file_row(path, returncode, stderr):
                          "set nixie_ssh_key to an OpenSSH private key file (not the .pub)")
 
 
-def agent_row(auth_sock, sudo_user, returncode=None, stdout="", stderr=""):
+def agent_row(auth_sock: str | None, sudo_user: str | None, returncode: int | None = None, stdout: str | None = "",
+              stderr: str | None = "") -> report.Row:
     """The verdict on an ssh-agent from the environment and ``ssh-add -L``'s answer."""
     if not auth_sock:
         if sudo_user:
@@ -60,7 +62,7 @@ def agent_row(auth_sock, sudo_user, returncode=None, stdout="", stderr=""):
                          + ("; under sudo, the user's socket must be passed on (sudo --preserve-env=SSH_AUTH_SOCK)" if sudo_user else ""))
 
 
-def _run(argv, env=None):
+def _run(argv: list[str], env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=15, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -68,7 +70,7 @@ def _run(argv, env=None):
     return result.returncode, result.stdout, result.stderr
 
 
-def read_key(path=None, environ=None):
+def read_key(path: str | None = None, environ: Mapping[str, str] | None = None) -> report.Row:
     """The ``ssh-key`` row for the key file ``path``, or without one, for the agent of ``environ``."""
     environ = os.environ if environ is None else environ
     if path:
@@ -86,7 +88,7 @@ def read_key(path=None, environ=None):
     return agent_row(auth_sock, environ.get("SUDO_USER"), returncode, stdout, stderr)
 
 
-def ssh_client_row(found):
+def ssh_client_row(found: Mapping[str, str | None]) -> report.Row:
     """The verdict on the OpenSSH client programs the run calls: ``found`` maps each name to its path or None."""
     missing = sorted(name for name, path in found.items() if path is None)
     if missing:
@@ -94,5 +96,5 @@ def ssh_client_row(found):
     return report.passed(report.SSH_CLIENT, ", ".join("%s" % found[name] for name in sorted(found)))
 
 
-def read_ssh_client():
+def read_ssh_client() -> report.Row:
     return ssh_client_row({name: shutil.which(name) for name in ("ssh", "ssh-keyscan")})

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container, Iterable, Sequence
+from typing import Any
 
 # Stable row names: the playbook's nixie_preflight_ignore and the tests name rows by them.
 NIX = "nix"
@@ -29,28 +31,28 @@ class Row:
     detail: str
     hint: str = ""
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def passed(name, detail):
+def passed(name: str, detail: str) -> Row:
     return Row(name, True, detail)
 
 
-def warned(name, detail, hint):
+def warned(name: str, detail: str, hint: str) -> Row:
     return Row(name, True, detail, hint)
 
 
-def failed(name, detail, hint):
+def failed(name: str, detail: str, hint: str) -> Row:
     return Row(name, False, detail, hint)
 
 
-def failing(rows, ignore=()):
+def failing(rows: Iterable[Row], ignore: Container[str] = ()) -> list[Row]:
     """The rows that fail and are not in ``ignore``."""
     return [row for row in rows if not row.ok and row.name not in ignore]
 
 
-def table(rows, ignore=()):
+def table(rows: Sequence[Row], ignore: Container[str] = ()) -> list[str]:
     """The rows as lines: name, ok/warn/FAIL, what was found; under a failing or warning row, what to do."""
     width = max([len(row.name) for row in rows] + [4])
     lines = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 
 from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere
 from ansible_collections.nixie.metal.plugins.module_utils._nix import errors as nix_errors, version as nix_version
@@ -33,7 +34,7 @@ NIXOS_ANYWHERE_HINT = ("install nixos-anywhere %s or newer through Nix (nix prof
                        "github:nix-community/nixos-anywhere), or set nixie_nixos_anywhere to its path")
 
 
-def nix_row(path, version_output, config_output, error=None):
+def nix_row(path: str | None, version_output: str | None, config_output: str | None, error: str | None = None) -> report.Row:
     """The verdict on the controller's Nix.
 
     ``path`` is the nix found (None: none); ``version_output`` what ``nix --version`` printed;
@@ -56,7 +57,7 @@ def nix_row(path, version_output, config_output, error=None):
     return report.passed(report.NIX, found)
 
 
-def _unique(items):
+def _unique(items: Iterable[str]) -> list[str]:
     seen = []
     for item in items:
         if item not in seen:
@@ -64,7 +65,7 @@ def _unique(items):
     return seen
 
 
-def _run(argv):
+def _run(argv: list[str]) -> tuple[str, str, str | None]:
     """(stdout, stderr, error): what ``argv`` printed, and why it failed (None when it did not)."""
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
@@ -77,7 +78,7 @@ def _run(argv):
     return result.stdout, result.stderr, None
 
 
-def read_nix(executable=None):
+def read_nix(executable: str | None = None) -> report.Row:
     """``nix_row``'s verdict for the nix the run would use (found as nix_build finds it)."""
     try:
         path = nix_version.find_nix(executable)
@@ -95,7 +96,7 @@ def read_nix(executable=None):
 
 # -- nixos-anywhere ------------------------------------------------------------------
 
-def nixos_anywhere_row(executable, path, head, build_on=False):
+def nixos_anywhere_row(executable: str, path: str | None, head: str, build_on: bool = False) -> report.Row:
     """The verdict on nixos-anywhere.
 
     ``path`` is where ``executable`` resolves to (None: not found); ``head`` that path and the
@@ -112,7 +113,7 @@ def nixos_anywhere_row(executable, path, head, build_on=False):
     return report.passed(report.NIXOS_ANYWHERE, "%s at %s" % (verdict["version"], path))
 
 
-def read_nixos_anywhere(executable="nixos-anywhere", build_on=False):
+def read_nixos_anywhere(executable: str = "nixos-anywhere", build_on: bool = False) -> report.Row:
     """``nixos_anywhere_row``'s verdict for ``executable`` (a name on PATH or a path).
 
     nixos-anywhere has no --version option (an unknown word is taken as the target host), so
