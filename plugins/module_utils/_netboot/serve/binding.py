@@ -23,6 +23,7 @@ import logging
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.neighbour_watch import NeighbourWatch
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import normal_address
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
 
 # How long a request without a neighbour entry waits for the kernel to resolve its peer, and how often it looks.
 RESOLVE_WAIT = 1.0
@@ -43,7 +44,7 @@ class SegmentCheck:
     (made on first use when None) or a :class:`~.netlink_socket.RouteNeighbours`.
     """
 
-    def __init__(self, enabled=True, lookup=None, resolve_wait=RESOLVE_WAIT):
+    def __init__(self, enabled: bool = True, lookup: NeighbourWatch | None = None, resolve_wait: float = RESOLVE_WAIT) -> None:
         self.enabled = enabled
         self._lookup = lookup
         self.resolve_wait = resolve_wait
@@ -53,12 +54,12 @@ class SegmentCheck:
         # script, kernel, initrd and phone-home are judged once while the kernel's evidence holds.
         self._judged = {}
 
-    def _kernel(self):
+    def _kernel(self) -> NeighbourWatch:
         if self._lookup is None:
             self._lookup = NeighbourWatch()
         return self._lookup
 
-    def check(self, peer, host_mac):
+    def check(self, peer: object, host_mac: str) -> trust.Binding:
         """The :class:`~..decide.trust.Binding` of a request from ``peer`` for the host with ``host_mac``, now."""
         ip = normal_address(peer)
         if not self.enabled:
@@ -92,7 +93,7 @@ class SegmentCheck:
             self._judged[key] = (route, entry, binding)
         return binding
 
-    async def settled(self, peer, host_mac):
+    async def settled(self, peer: object, host_mac: str) -> trust.Binding:
         """:meth:`check`, after asking the kernel to resolve a peer that has no usable entry yet."""
         binding = self.check(peer, host_mac)
         if not trust.needs_resolving(binding):
@@ -108,15 +109,15 @@ class SegmentCheck:
         return binding
 
     @property
-    def resyncs(self):
+    def resyncs(self) -> int:
         """Times notices were lost and everything kept was asked again (0 without a NeighbourWatch)."""
         return getattr(self._lookup, "resyncs", 0)
 
-    def close(self):
+    def close(self) -> None:
         if self._lookup is not None:
             self._lookup.close()
             self._lookup = None
 
 
-def _ifname(kernel, route):
+def _ifname(kernel: NeighbourWatch, route: Route | None) -> str | None:
     return kernel.ifname(route.ifindex) if route is not None and route.ifindex else None

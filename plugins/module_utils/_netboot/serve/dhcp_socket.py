@@ -12,10 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any, Protocol
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 
 log = logging.getLogger(__name__)
+
+
+class DhcpServer(Protocol):
+    """What an endpoint needs of the server that answers (serve/server.py): its counters and its answer."""
+
+    counters: dict[str, int]
+
+    def on_dhcp_request(self, endpoint: DhcpEndpoint, request: dhcp.DhcpPacket, source: tuple) -> None:
+        """Answer ``request``, received from ``source`` on ``endpoint``."""
+
 
 # A DHCP datagram is at most a few hundred bytes; anything bigger than this is not one.
 MAX_DHCP_DATAGRAM = 4096
@@ -32,15 +43,15 @@ DHCP_READ_BATCH = 64
 class DhcpEndpoint(asyncio.DatagramProtocol):
     """One proxyDHCP socket (port 67 or 4011): decode, ask the policy, send what it says."""
 
-    def __init__(self, server, port):
+    def __init__(self, server: DhcpServer, port: int) -> None:
         self.server = server
         self.port = port
         self.transport = None
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
         if len(data) > MAX_DHCP_DATAGRAM:
             return
         try:
@@ -50,7 +61,7 @@ class DhcpEndpoint(asyncio.DatagramProtocol):
             return
         self.server.on_dhcp_request(self, request, addr)
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies; nothing to do but not crash.
         log.debug("DHCP socket on port %d: %s", self.port, exc)
 
@@ -65,7 +76,8 @@ class BatchedDatagramTransport:
     client's retransmission recovers, instead of queueing without bound.
     """
 
-    def __init__(self, loop, sock, protocol, batch=DHCP_READ_BATCH):
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.DatagramProtocol,
+                 batch: int = DHCP_READ_BATCH) -> None:
         self._loop = loop
         self._sock = sock
         self._protocol = protocol
@@ -73,7 +85,7 @@ class BatchedDatagramTransport:
         loop.add_reader(sock.fileno(), self._read_ready)
         protocol.connection_made(self)
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
         received = self._protocol.datagram_received
         for dummy in range(self._batch):
@@ -86,18 +98,18 @@ class BatchedDatagramTransport:
                 return
             received(data, address)
 
-    def sendto(self, data, address):
+    def sendto(self, data: bytes, address: tuple) -> None:
         if self._sock is not None:  # else closed: a repeated offer that fell due after the stop
             self._sock.sendto(data, address)
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
 
-def set_receive_buffer(sock, size):
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
     """SO_RCVBUFFORCE when allowed (root), else SO_RCVBUF (capped by net.core.rmem_max)."""
     for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
         try:
@@ -107,7 +119,7 @@ def set_receive_buffer(sock, size):
             continue
 
 
-def open_socket(bind_ip, port, interface=None):
+def open_socket(bind_ip: str, port: int, interface: str | None = None) -> socket.socket:
     """A non-blocking UDP socket bound to ``(bind_ip, port)`` for proxyDHCP; OSError (the socket closed) when it cannot be."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

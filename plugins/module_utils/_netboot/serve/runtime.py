@@ -15,11 +15,13 @@ import json
 import os
 import resource
 import tempfile
+from collections.abc import Mapping
+from typing import Any
 
 STATE_FILE_NAME = "pxe_server.json"
 
 
-def default_run_dir():
+def default_run_dir() -> str:
     """Where the state file lives: /run when root, the user's runtime directory otherwise."""
     if os.geteuid() == 0:
         return "/run/nixie-metal"
@@ -29,7 +31,7 @@ def default_run_dir():
     return os.path.join(tempfile.gettempdir(), "nixie-metal-%d" % os.getuid())
 
 
-def process_start_time(pid):
+def process_start_time(pid: int) -> int | None:
     """The kernel's start time of ``pid`` in clock ticks since boot, or None if it does not exist."""
     try:
         with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
@@ -41,13 +43,13 @@ def process_start_time(pid):
     return int(fields[19])
 
 
-def is_alive(record):
+def is_alive(record: Mapping[str, Any]) -> bool:
     """Whether the process a state record names is still the one that wrote it."""
     pid = record.get("pid")
     return isinstance(pid, int) and pid > 0 and process_start_time(pid) == record.get("start_time")
 
 
-def read_state(run_dir):
+def read_state(run_dir: str) -> dict[str, Any] | None:
     """The state record of a server started from ``run_dir``, or None when there is none or it is unreadable."""
     try:
         with open(os.path.join(run_dir, STATE_FILE_NAME), encoding="utf-8") as handle:
@@ -57,7 +59,7 @@ def read_state(run_dir):
     return record if isinstance(record, dict) else None
 
 
-def write_state(run_dir, record):
+def write_state(run_dir: str, record: dict[str, Any]) -> dict[str, Any]:
     """Atomically write the state record, readable by its owner only (it holds the admin and host tokens)."""
     os.makedirs(run_dir, mode=0o700, exist_ok=True)
     record = dict(record, pid=os.getpid(), start_time=process_start_time(os.getpid()))
@@ -72,7 +74,7 @@ def write_state(run_dir, record):
     return record
 
 
-def remove_state(run_dir, pid=None):
+def remove_state(run_dir: str, pid: int | None = None) -> None:
     """Remove the state file, only if it is ours (``pid``) when a PID is given."""
     path = os.path.join(run_dir, STATE_FILE_NAME)
     if pid is not None:
@@ -85,7 +87,7 @@ def remove_state(run_dir, pid=None):
         pass
 
 
-def parse_proc_net(text):
+def parse_proc_net(text: str) -> dict[int, set[str]]:
     """Map local port -> socket inode from /proc/net/{udp,tcp}[6] content, for bound or listening sockets."""
     ports = {}
     for line in text.splitlines()[1:]:
@@ -101,7 +103,7 @@ def parse_proc_net(text):
     return ports
 
 
-def port_holders(port, protocol):
+def port_holders(port: int, protocol: str) -> list[tuple[int, str]]:
     """Best effort: ``[(pid, command)]`` of processes holding ``port`` (protocol ``udp`` or ``tcp``)."""
     inodes = set()
     for table in (protocol, protocol + "6"):
@@ -128,14 +130,14 @@ def port_holders(port, protocol):
     return sorted(holders)
 
 
-def describe_port_holders(port, protocol):
+def describe_port_holders(port: int, protocol: str) -> str:
     holders = port_holders(port, protocol)
     if not holders:
         return "another process (not visible from here)"
     return ", ".join("%s (pid %d)" % (command, pid) for pid, command in holders)
 
 
-def raise_open_files_limit(wanted):
+def raise_open_files_limit(wanted: int) -> int:
     """Raise this process's soft limit of open files towards ``wanted`` (never above the hard limit).
 
     Every TFTP transfer, HTTP connection and long-poll holds a descriptor; a
