@@ -14,6 +14,8 @@ import json
 import time
 import urllib.error
 import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ansible.module_utils.urls import open_url
 
@@ -50,12 +52,12 @@ REFUSAL_HINTS = {
 class AgentApiError(Exception):
     """The API could not be used or the host did not phone home in time."""
 
-    def __init__(self, message, host=None):
+    def __init__(self, message: str, host: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.host = host
 
 
-def host_url(api_url, mac, wait=None, after=None):
+def host_url(api_url: str, mac: str, wait: float | None = None, after: int | None = None) -> str:
     url = "%s/hosts/%s" % (api_url.rstrip("/"), urllib.parse.quote(mac, safe=""))
     query = {}
     if wait is not None:
@@ -65,7 +67,7 @@ def host_url(api_url, mac, wait=None, after=None):
     return url + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
-def fetch_json(url, timeout):
+def fetch_json(url: str, timeout: float) -> Any:
     try:
         with open_url(url, timeout=timeout) as response:
             return json.loads(response.read().decode("utf-8"))
@@ -77,7 +79,7 @@ def fetch_json(url, timeout):
         raise AgentApiError("%s answered %d: %s" % (url, exc.code, body.get("error") or exc.reason)) from None
 
 
-def diagnose(host, http_port=ServerOptions.http_port):
+def diagnose(host: Mapping[str, Any] | None, http_port: int = ServerOptions.http_port) -> str:
     """One sentence on where this host's boot stopped and what to check (``http_port``: the server's, for the hint)."""
     if host is None:
         return "the server knows nothing of this host"
@@ -90,7 +92,7 @@ def diagnose(host, http_port=ServerOptions.http_port):
     return hint % {"http_port": http_port}
 
 
-def last_event(host):
+def last_event(host: Mapping[str, Any]) -> dict[str, Any] | None:
     events = (host or {}).get("events") or []
     return events[-1] if events else None
 
@@ -99,13 +101,15 @@ def last_event(host):
 BOOT_STAGES = ("offered", "ipxe_served", "script_served", "kernel_served", "initrd_served", "phoned_home")
 
 
-def reached(host, stage):
+def reached(host: Mapping[str, Any], stage: str) -> bool:
     """Whether the host's furthest state is ``stage`` or a later one."""
     state = (host or {}).get("state")
     return state in BOOT_STAGES and BOOT_STAGES.index(state) >= BOOT_STAGES.index(stage)
 
 
-def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, on_event=None, until_state="phoned_home"):
+def wait_for_phone_home(api_url: str, mac: str, timeout: float, poll: float = 25.0, clock: Callable[[], float] = time.monotonic,
+                        on_event: Callable[[dict[str, Any]], object] | None = None,
+                        until_state: str = "phoned_home") -> dict[str, Any]:
     """Block until the host with ``mac`` phones home (or reaches ``until_state``); return its snapshot.
 
     Raises AgentApiError with the diagnosis when ``timeout`` passes first, when
@@ -152,12 +156,12 @@ def wait_for_phone_home(api_url, mac, timeout, poll=25.0, clock=time.monotonic, 
         mac, _goal(until_state, infinitive=True), timeout, last, diagnose(host, port)), host)
 
 
-def _goal(stage, infinitive=False):
+def _goal(stage: str, infinitive: bool = False) -> str:
     if stage == "phoned_home":
         return "phone home" if infinitive else "phoned home"
     return ("reach %s" if infinitive else "reached %s") % stage
 
 
-def pick_address(host):
+def pick_address(host: Mapping[str, Any]) -> str | None:
     """The address to reach the installer at: the one it phoned home from."""
     return host.get("address")

@@ -119,7 +119,7 @@ class Message:
 # ---------------------------------------------------------------- addresses
 
 
-def packed_address(ip):
+def packed_address(ip: object) -> tuple[int, bytes, str | None]:
     """``ip`` -> (family, packed address, scope text or None); an IPv4-mapped IPv6 address is IPv4.
 
     ValueError, naming the text, when it is not an address.
@@ -139,26 +139,26 @@ def packed_address(ip):
     raise ValueError("%r is not an IPv4 or IPv6 address" % (ip,))
 
 
-def address_text(family, packed):
+def address_text(family: int, packed: bytes) -> str:
     """The normalised text of a packed address, spelt as neighbours.normal_address spells it."""
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, packed)
     return str(ipaddress.IPv6Address(packed))
 
 
-def _attribute(kind, data):
+def _attribute(kind: int, data: bytes) -> bytes:
     length = _ATTR.size + len(data)
     return _ATTR.pack(length, kind) + data + b"\x00" * (-length % 4)
 
 
-def _message(kind, seq, body):
+def _message(kind: int, seq: int, body: bytes) -> bytes:
     return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST, seq & 0xFFFFFFFF, 0) + body
 
 
 # ---------------------------------------------------------------- requests (pure)
 
 
-def route_request(ip, seq, oif=None):
+def route_request(ip: object, seq: int, oif: int | None = None) -> bytes:
     """The ``RTM_GETROUTE`` request for ``ip`` (bytes as ``ip route get`` sends them).
 
     A host route lookup (``dst_len`` 32 or 128) with ``RTA_DST``, plus ``RTA_OIF``
@@ -174,7 +174,7 @@ def route_request(ip, seq, oif=None):
     return _message(RTM_GETROUTE, seq, body)
 
 
-def neighbour_request(ip, ifindex, seq):
+def neighbour_request(ip: object, ifindex: int, seq: int) -> bytes:
     """The ``RTM_GETNEIGH`` single get of ``ip`` on interface ``ifindex`` (as ``ip neigh get IP dev IF`` sends it)."""
     family, packed, dummy_scope = packed_address(ip)
     if not isinstance(ifindex, int) or isinstance(ifindex, bool) or ifindex <= 0:
@@ -187,7 +187,7 @@ def neighbour_request(ip, ifindex, seq):
 # ---------------------------------------------------------------- replies (pure)
 
 
-def split(data, what="netlink"):
+def split(data: bytes, what: str = "netlink") -> list[Message]:
     """One datagram -> [:class:`Message`]; NetlinkError when its lengths do not add up."""
     data = bytes(data)
     messages = []
@@ -205,7 +205,7 @@ def split(data, what="netlink"):
     return messages
 
 
-def attributes(data, what="netlink"):
+def attributes(data: bytes, what: str = "netlink") -> dict[int, bytes]:
     """The rtattr list of a payload -> {type: bytes} (the last of a repeated type wins); NetlinkError on garbage."""
     found = {}
     offset = 0
@@ -220,7 +220,7 @@ def attributes(data, what="netlink"):
     return found
 
 
-def _error_text(message):
+def _error_text(message: Message) -> str:
     """The kernel's own words in an NLMSG_ERROR with extended ack TLVs, or ''."""
     if not message.flags & NLM_F_ACK_TLVS or len(message.payload) < 4 + _HEADER.size:
         return ""
@@ -235,7 +235,7 @@ def _error_text(message):
     return text.split(b"\x00", 1)[0].decode("utf-8", "replace")
 
 
-def reply(data, seq, what="netlink"):
+def reply(data: bytes, seq: int, what: str = "netlink") -> Message | None:
     """The message answering request ``seq`` in one datagram, or None when none of them does.
 
     Messages for other sequence numbers (a late answer to an earlier request
@@ -265,7 +265,7 @@ def reply(data, seq, what="netlink"):
     return None
 
 
-def parse_route(message, what="RTM_GETROUTE"):
+def parse_route(message: Message, what: str = "RTM_GETROUTE") -> Route:
     """An ``RTM_NEWROUTE`` :class:`Message` -> :class:`Route`; NetlinkError when it is not one."""
     if message.type != RTM_NEWROUTE or len(message.payload) < _RTMSG.size:
         raise NetlinkError(errno.EBADMSG, "%s: the answer is message type %d of %d bytes, not a route"
@@ -288,20 +288,20 @@ def parse_route(message, what="RTM_GETROUTE"):
     return Route(kind=name, ifindex=ifindex, gateway=gateway)
 
 
-def _gateway(family, packed, what):
+def _gateway(family: int, packed: bytes, what: str) -> str:
     if _ADDRESS_LENGTHS.get(family) != len(packed):
         raise NetlinkError(errno.EBADMSG, "%s: a gateway of %d bytes for address family %d" % (what, len(packed), family))
     return address_text(family, packed)
 
 
-def _state_name(state):
+def _state_name(state: int) -> str:
     for bit, name in NUD_NAMES:
         if state & bit:
             return name
     return "NONE"
 
 
-def parse_neighbour(message, dev=None, what="RTM_GETNEIGH"):
+def parse_neighbour(message: Message, dev: str | None = None, what: str = "RTM_GETNEIGH") -> tuple[int, Entry]:
     """An ``RTM_NEWNEIGH`` :class:`Message` -> (ifindex, :class:`~.neighbours.Entry` with ``dev``).
 
     ``mac`` is set only in a state where the kernel sends to it (REACHABLE,
