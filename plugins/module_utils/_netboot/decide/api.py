@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 
@@ -73,33 +75,33 @@ class ApiAnswer:
     payload: dict
     headers: tuple = ()
 
-    def body(self):
+    def body(self) -> bytes:
         return json.dumps(self.payload, sort_keys=True).encode("utf-8")
 
 
-def status_of(code):
+def status_of(code: str) -> int:
     """The HTTP status of a refusal's ``code`` (:class:`~.agent_report.RegistryError`)."""
     return _STATUS_OF_CODE.get(code, 400)
 
 
-def failure(status, message, code, headers=()):
+def failure(status: int, message: str, code: str, headers: Iterable[tuple[str, str]] = ()) -> ApiAnswer:
     """The API's error shape: ``{"ok": false, "error": <what to do>, "code": <stable name>}``."""
     return ApiAnswer(status, {"ok": False, "error": message, "code": code}, tuple(headers))
 
 
-def body_too_large(max_body):
+def body_too_large(max_body: int) -> ApiAnswer:
     return failure(413, "the request body is larger than %d bytes; send a smaller report" % max_body, "body_too_large")
 
 
-def body_timeout():
+def body_timeout() -> ApiAnswer:
     return failure(408, "the request body did not arrive within %gs; send it in one go" % BODY_TIMEOUT, "body_timeout")
 
 
-def internal_error():
+def internal_error() -> ApiAnswer:
     return failure(500, "internal server error; see the pxe_server log", "internal")
 
 
-def decode_json_body(raw):
+def decode_json_body(raw: bytes) -> Any:
     """The JSON document in a request body; ValueError when it is not UTF-8 JSON.
 
     Nesting too deep for the decoder (a few thousand ``[`` fit in the body limit) is
@@ -111,7 +113,7 @@ def decode_json_body(raw):
         raise ValueError("the JSON document nests too deep") from None
 
 
-def bearer_token(headers):
+def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The Bearer token of ``Authorization`` in ``headers`` (lower-case names), or None."""
     parts = headers.get("authorization", "").strip().split(None, 1)
     if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1].strip():
@@ -119,7 +121,7 @@ def bearer_token(headers):
     return parts[1].strip()
 
 
-def wait_params(query, max_wait):
+def wait_params(query: Mapping[str, str], max_wait: float) -> tuple[float, int | None]:
     """``(wait seconds, after seq or None)`` of a long-poll query; ValueError with a message."""
     try:
         wait = float(query.get("wait", "0"))
@@ -140,7 +142,7 @@ def wait_params(query, max_wait):
     return wait, after
 
 
-def endpoint(method, path):
+def endpoint(method: str, path: str) -> tuple[str, str | None] | ApiAnswer:
     """``(handler name, path MAC or None)`` for a request, or the error :class:`ApiAnswer` (404/405)."""
     methods = _ENDPOINTS.get(path)
     mac = None

@@ -24,6 +24,7 @@ so EFI-stub kernels find the image by that name.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
@@ -42,12 +43,12 @@ DEFAULT_DHCP_DELAYS = (1, 2, 4)
 DEFAULT_FAIL_DELAY = 10
 
 
-def is_token_value(token):
+def is_token_value(token: object) -> bool:
     """True when ``token`` has the shape of a host token (16-128 URL-safe characters)."""
     return isinstance(token, str) and bool(_TOKEN_VALUE.match(token))
 
 
-def check_token(token):
+def check_token(token: str) -> str:
     """Return ``token`` if it is a safe kernel command-line token, else raise ValueError."""
     if not isinstance(token, str) or not _SAFE_TOKEN.match(token):
         raise ValueError(
@@ -56,7 +57,7 @@ def check_token(token):
     return token
 
 
-def split_cmdline(extra):
+def split_cmdline(extra: str | Sequence[str] | None) -> list[str]:
     """Turn the operator's extra kernel arguments into a checked list of tokens.
 
     ``extra`` is None, a string (split on white space) or a list of strings.
@@ -87,7 +88,7 @@ def split_cmdline(extra):
     return tokens
 
 
-def check_base_url(base_url):
+def check_base_url(base_url: str) -> str:
     """Return ``base_url`` without a trailing slash if it is a plain http(s) URL, else raise ValueError."""
     if not isinstance(base_url, str):
         raise ValueError("base URL must be a string such as http://192.0.2.1:8080; got %r" % (base_url,))
@@ -98,7 +99,7 @@ def check_base_url(base_url):
     return url
 
 
-def kernel_arguments(api_url, token, mac, extra=None):
+def kernel_arguments(api_url: str, token: str, mac: str, extra: str | Sequence[str] | None = None) -> list[str]:
     """The kernel command line (as a list) given to the installer, after ``initrd=initrd``."""
     mac_norm = normalize_mac(mac)
     if mac_norm is None:
@@ -113,8 +114,9 @@ def kernel_arguments(api_url, token, mac, extra=None):
     ]
 
 
-def render_script(base_url, mac, token, extra_cmdline=None, host_name=None, api_url=None,
-                  dhcp_delays=DEFAULT_DHCP_DELAYS, fail_delay=DEFAULT_FAIL_DELAY, address_setting="ip"):
+def render_script(base_url: str, mac: str, token: str, extra_cmdline: str | Sequence[str] | None = None,
+                  host_name: str | None = None, api_url: str | None = None, dhcp_delays: Sequence[float] = DEFAULT_DHCP_DELAYS,
+                  fail_delay: float = DEFAULT_FAIL_DELAY, address_setting: str = "ip") -> str:
     """Return the iPXE script (text ending in a newline) for one host.
 
     ``base_url``: where iPXE reaches this server, e.g. ``http://192.0.2.1:8080``.

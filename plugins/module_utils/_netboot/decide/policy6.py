@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import struct
+from collections.abc import Mapping
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
@@ -80,7 +81,7 @@ class ServerConfig6:
     preferred_lifetime: int = 3600
     valid_lifetime: int = 7200
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         address = ipaddress.IPv6Address(self.server_ip.split("%", 1)[0])
         if address.is_link_local or address.is_multicast or address.is_unspecified:
             raise ValueError("the IPv6 server address must be global or unique-local, got %s" % self.server_ip)
@@ -140,7 +141,7 @@ def boot_url(client: dhcp6.BootClient6, config: ServerConfig6) -> str | None:
 
 
 def decide6(message: dhcp6.Message, port: int, source: tuple, host: policy.HostView | None,
-            config: ServerConfig6, known_macs=None) -> policy.Ignore | Reply6:
+            config: ServerConfig6, known_macs: Mapping[bytes, str] | None = None) -> policy.Ignore | Reply6:
     """Decide the answer to a decoded DHCPv6 ``message`` received on ``port`` (547 or 4011) from ``source``.
 
     ``source`` is the sender's socket address (its first item the IPv6
@@ -210,18 +211,19 @@ _NEEDS_SERVER_ID = frozenset((dhcp6.REQUEST, dhcp6.RENEW, dhcp6.RELEASE, dhcp6.D
 _LEASE_TYPES = frozenset((dhcp6.CONFIRM, dhcp6.RENEW, dhcp6.REBIND, dhcp6.RELEASE, dhcp6.DECLINE))
 
 
-def _looks_netboot(message):
+def _looks_netboot(message: dhcp6.Message) -> bool:
     return bool(message.vendor_classes or message.user_classes)
 
 
-def _common_options(message, config):
+def _common_options(message: dhcp6.Message, config: ServerConfig6) -> list[tuple[int, bytes]]:
     return [
         (dhcp6.OPT_SERVERID, config.duid),
         (dhcp6.OPT_CLIENTID, message.client_id),
     ]
 
 
-def _boot_reply(message, port, client, config, destination, url, script):
+def _boot_reply(message: dhcp6.Message, port: int, client: dhcp6.BootClient6, config: ServerConfig6,
+                destination: policy.Destination, url: str, script: bool) -> Reply6:
     mtype = message.msg_type
     options = _common_options(message, config)
     address = None
@@ -250,7 +252,7 @@ def _boot_reply(message, port, client, config, destination, url, script):
     return Reply6(reply, destination, event, client, url, address)
 
 
-def _ia_options(message, config, address):
+def _ia_options(message: dhcp6.Message, config: ServerConfig6, address: str) -> list[tuple[int, bytes]]:
     """An IA_NA holding ``address`` for each IA_NA of the request (same IAID)."""
     lifetimes = (address, config.preferred_lifetime, config.valid_lifetime)
     options = []
@@ -261,7 +263,8 @@ def _ia_options(message, config, address):
     return options
 
 
-def _lease_reply(message, mac, host, config, destination):
+def _lease_reply(message: dhcp6.Message, mac: str | None, host: policy.HostView | None, config: ServerConfig6,
+                 destination: policy.Destination) -> policy.Ignore | Reply6:
     """Renew/Rebind -> the host's address again; Confirm -> on-link or not; Release/Decline -> success."""
     mtype = message.msg_type
     if mac is None:

@@ -21,10 +21,13 @@ This file is private to the collection: its interface may change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import normal_address
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry, normal_address
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
 
 MATCH = "match"
 IMPOSTOR = "impostor"
@@ -54,7 +57,7 @@ class Verdict:
     reason: str | None = None
 
 
-def verdict(request_ip, expected_mac, neighbour_entry):
+def verdict(request_ip: object, expected_mac: str, neighbour_entry: Entry | None) -> Verdict:
     """The :class:`Verdict` on a request from ``request_ip`` for the host with ``expected_mac``.
 
     ``neighbour_entry``: the :class:`~..wire.neighbours.Entry` of ``request_ip`` on the
@@ -80,7 +83,7 @@ def verdict(request_ip, expected_mac, neighbour_entry):
     return Verdict(IMPOSTOR, ip, seen_mac=neighbour_entry.mac)
 
 
-def scope_of(route):
+def scope_of(route: Route | None) -> str:
     """LOCAL, ROUTED or ON_SEGMENT: where a peer is, from the kernel's route to it (a :class:`..wire.netlink.Route`).
 
     A peer whose address is this machine's own (loopback included) is the
@@ -114,26 +117,26 @@ class Binding:
     interface: str | None = None
 
     @property
-    def method(self):
+    def method(self) -> str:
         if self.verdict is None:
             return "none"
         return "ndp" if ":" in self.peer else "arp"
 
     @property
-    def checked(self):
+    def checked(self) -> bool:
         return self.verdict is not None
 
     @property
-    def seen_mac(self):
+    def seen_mac(self) -> str | None:
         return self.verdict.seen_mac if self.verdict is not None else None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         """The JSON form the API and wait_for_agent report."""
         return {"checked": self.checked, "method": self.method, "scope": self.scope, "mac_seen": self.seen_mac,
                 "interface": self.interface}
 
 
-def needs_resolving(binding):
+def needs_resolving(binding: Binding) -> bool:
     """Whether ``binding`` is an on-segment peer the kernel has no usable entry for (yet)."""
     return binding.verdict is not None and binding.verdict.outcome == UNVERIFIED
 
@@ -153,7 +156,7 @@ class Admission:
     reason: str | None = None
 
 
-def admit(route_name, binding, claim, epoch):
+def admit(route_name: str, binding: Binding, claim: Mapping[str, Any] | None, epoch: int) -> Admission:
     """Whether a request for a host's ``route_name`` (script, kernel, initrd, phone_home) is let in.
 
     ``binding``: the request's :class:`Binding` (its verdict already made against the
@@ -201,7 +204,7 @@ _REFUSAL_WORDS = {
 }
 
 
-def refusal_warnings(host):
+def refusal_warnings(host: Mapping[str, Any]) -> list[str]:
     """One line per refused peer of a host snapshot (``name``, ``impostors``, ``impostors_dropped``), for a run's output.
 
     Empty when nothing was refused: the line a recap prints only when someone
@@ -218,7 +221,7 @@ def refusal_warnings(host):
     return lines
 
 
-def refusal_text(name, mac, binding, reason, claimed_by=None):
+def refusal_text(name: str, mac: str, binding: Binding, reason: str, claimed_by: str | None = None) -> str:
     """Why a request of ``binding``'s peer for host ``name`` (``mac``) was refused, and what to do."""
     if reason == IMPOSTOR:
         return ("refused: %s is MAC %s on this segment, not host %s's MAC %s; only the machine itself is served "

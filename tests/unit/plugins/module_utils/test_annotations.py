@@ -23,10 +23,6 @@ MODULE_UTILS = pathlib.Path(__file__).resolve().parents[4] / "plugins" / "module
 NOT_YET_ANNOTATED = frozenset((
     "_host_status.py",
     "_hosts.py",
-    "_netboot/decide/api.py",
-    "_netboot/decide/ipxe.py",
-    "_netboot/decide/policy6.py",
-    "_netboot/decide/trust.py",
     "_netboot/serve/api_http.py",
     "_netboot/serve/api_service.py",
     "_netboot/serve/http.py",
