@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Collection, Iterable
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
@@ -20,7 +21,7 @@ TFTP_PORT = 69
 TCP_LISTEN = "0A"  # /proc/net/tcp's state column for a listening socket
 
 
-def wanted_ports(http_port):
+def wanted_ports(http_port: int) -> list[tuple[str, int, str]]:
     """(protocol, port, role) the server binds with its default options and ``http_port``."""
     return [("udp", dhcp.SERVER_PORT, "proxyDHCP"), ("udp", dhcp.PXE_PORT, "PXE boot server"),
             ("udp", TFTP_PORT, "TFTP"), ("tcp", http_port, "HTTP")]
@@ -28,7 +29,7 @@ def wanted_ports(http_port):
 
 # -- binding, as the server does ------------------------------------------------------
 
-def bind_like_server(protocol, port, interface, address):
+def bind_like_server(protocol: str, port: int, interface: str, address: str | None) -> OSError | None:
     """Bind (and at once release) what the server would; return None, or the OSError it would meet."""
     try:
         if protocol == "tcp":
@@ -55,7 +56,7 @@ def bind_like_server(protocol, port, interface, address):
 
 # -- who holds a port ----------------------------------------------------------------
 
-def socket_inodes(proc_net_text, port, listening_only=False):
+def socket_inodes(proc_net_text: str, port: int, listening_only: bool = False) -> set[str]:
     """Inodes of the sockets in a /proc/net/{udp,tcp}[6] table bound to local ``port``."""
     inodes = set()
     for line in proc_net_text.splitlines()[1:]:
@@ -72,7 +73,7 @@ def socket_inodes(proc_net_text, port, listening_only=False):
     return inodes
 
 
-def processes_with_sockets(inodes, proc="/proc"):
+def processes_with_sockets(inodes: Collection[str], proc: str = "/proc") -> list[tuple[int, str]]:
     """``[(pid, name)]`` of the processes that have one of the socket ``inodes`` open."""
     wanted = {"socket:[%s]" % inode for inode in inodes}
     found = []
@@ -102,7 +103,7 @@ def processes_with_sockets(inodes, proc="/proc"):
     return sorted(found)
 
 
-def holders(protocol, port, proc="/proc"):
+def holders(protocol: str, port: int, proc: str = "/proc") -> list[tuple[int, str]]:
     inodes = set()
     for table in (protocol, protocol + "6"):
         try:
@@ -115,7 +116,7 @@ def holders(protocol, port, proc="/proc"):
 
 # -- the verdict -----------------------------------------------------------------------
 
-def ports_row(results):
+def ports_row(results: Iterable[tuple[str, int, str, OSError | None, list[tuple[int, str]]]]) -> report.Row:
     """The verdict from ``[(protocol, port, role, error or None, [(pid, name)] holding it)]``."""
     taken, hints = [], []
     for protocol, port, role, error, holding in results:
@@ -143,7 +144,7 @@ def ports_row(results):
     return report.passed(report.PORTS, "free: %s" % free)
 
 
-def read_ports(interface, address, http_port):
+def read_ports(interface: str, address: str | None, http_port: int) -> report.Row:
     results = []
     for protocol, port, role in wanted_ports(http_port):
         error = bind_like_server(protocol, port, interface, address)

@@ -22,6 +22,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
@@ -33,12 +34,12 @@ PXE_VENDOR = b"PXEClient:Arch:00007:UNDI:003000"
 REQUESTED = bytes((1, 3, 6, 43, 54, 60, 66, 67, 97))
 
 
-def made_up_mac(random_bytes):
+def made_up_mac(random_bytes: bytes) -> bytes:
     """A locally administered unicast MAC from 6 random bytes: no real NIC has it."""
     return bytes(((random_bytes[0] & 0xFC) | 0x02,)) + bytes(random_bytes[1:6])
 
 
-def discover(mac, xid, guid):
+def discover(mac: bytes, xid: int, guid: bytes) -> bytes:
     """The DHCPDISCOVER payload a UEFI x86-64 PXE client sends (broadcast flag set: answers come broadcast)."""
     options = {
         dhcp.OPT_MESSAGE_TYPE: bytes((dhcp.DHCPDISCOVER,)),
@@ -52,14 +53,14 @@ def discover(mac, xid, guid):
     return dhcp.encode(dhcp.DhcpPacket(op=dhcp.BOOTREQUEST, xid=xid, chaddr=mac, flags=dhcp.FLAG_BROADCAST, options=options))
 
 
-def _checksum(header):
+def _checksum(header: bytes) -> int:
     total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
-def frame(source_mac, payload):
+def frame(source_mac: bytes, payload: bytes) -> bytes:
     """Ethernet + IPv4 (0.0.0.0 -> 255.255.255.255) + UDP (68 -> 67) around ``payload``."""
     udp = struct.pack("!HHHH", dhcp.CLIENT_PORT, dhcp.SERVER_PORT, 8 + len(payload), 0) + payload  # checksum 0: none (RFC 768)
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
@@ -78,10 +79,10 @@ class Answer:
     boot: tuple  # ((what, value), ...), empty when the answer carries no boot options
 
     @property
-    def gives_address(self):
+    def gives_address(self) -> bool:
         return self.offered != "0.0.0.0"
 
-    def describe(self):
+    def describe(self) -> str:
         who = self.server_id or self.source
         if self.source != who:
             who += " (from %s)" % self.source
@@ -89,7 +90,7 @@ class Answer:
         return "%s %s" % (who, what)
 
 
-def boot_options(packet):
+def boot_options(packet: dhcp.DhcpPacket) -> tuple[tuple[str, str], ...]:
     """What in a reply would make firmware boot from it: ``((label, value), ...)``."""
     found = []
     vendor = packet.options.get(dhcp.OPT_VENDOR_CLASS)
@@ -107,7 +108,7 @@ def boot_options(packet):
     return tuple(found)
 
 
-def parse_answer(data, xid, mac):
+def parse_answer(data: bytes, xid: int, mac: bytes) -> Answer | None:
     """An Answer from one received Ethernet frame, or None when it is not a reply to our DISCOVER."""
     if len(data) < 14 + 20 + 8 or data[12:14] != struct.pack("!H", ETH_P_IP):
         return None
@@ -129,7 +130,7 @@ def parse_answer(data, xid, mac):
     return Answer(socket.inet_ntoa(ip[12:16]), packet.server_id, packet.yiaddr, boot_options(packet))
 
 
-def site_dhcp_row(answers, interface, waited):
+def site_dhcp_row(answers: Sequence[Answer], interface: str, waited: float) -> report.Row:
     """The verdict on the answers to one DISCOVER sent on ``interface``, collected for ``waited`` seconds."""
     with_boot = [answer for answer in answers if answer.boot]
     addressing = [answer for answer in answers if answer.gives_address]
@@ -152,13 +153,13 @@ def site_dhcp_row(answers, interface, waited):
     return report.passed(report.SITE_DHCP, "%s; no boot options" % heard)
 
 
-def bound_mac(sock):
+def bound_mac(sock: socket.socket) -> bytes:
     """The MAC of the interface a bound AF_PACKET socket is on (from the kernel, not /sys, which shows
     the network namespace it was mounted in, not necessarily ours)."""
     return sock.getsockname()[4]
 
 
-def exchange(interface, wait=DEFAULT_WAIT):
+def exchange(interface: str, wait: float = DEFAULT_WAIT) -> list[Answer]:
     """Send one DISCOVER on ``interface`` and return the Answers heard within ``wait`` seconds."""
     mac = made_up_mac(os.urandom(6))
     xid = struct.unpack("!I", os.urandom(4))[0]
@@ -191,7 +192,7 @@ def exchange(interface, wait=DEFAULT_WAIT):
         sock.close()
 
 
-def read_site_dhcp(interface, wait=DEFAULT_WAIT):
+def read_site_dhcp(interface: str, wait: float = DEFAULT_WAIT) -> report.Row:
     try:
         answers = exchange(interface, wait)
     except OSError as exc:

@@ -14,7 +14,10 @@ import asyncio
 import logging
 import select
 import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.tftp_transfer import DataBlocks, Transfer
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.tftp import ERR_UNDEFINED, MAX_REQUEST, build_error
 
 log = logging.getLogger(__name__)
@@ -43,14 +46,14 @@ class Poller:
     back to ``loop.add_reader`` per socket where epoll is missing.
     """
 
-    def __init__(self, loop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.handlers = {}
         self.ep = select.epoll() if hasattr(select, "epoll") else None
         if self.ep is not None:
             loop.add_reader(self.ep.fileno(), self._dispatch)
 
-    def add(self, fd: int, callback) -> None:
+    def add(self, fd: int, callback: Callable[[], object]) -> None:
         if self.ep is None:
             self.loop.add_reader(fd, callback)
             return
@@ -87,7 +90,8 @@ class Session:
     (EAGAIN) counts as a lost datagram: the retransmission timer recovers.
     """
 
-    def __init__(self, server, sock, client, filename, transfer, timeout, t0, plain_blocks=None) -> None:
+    def __init__(self, server: Any, sock: socket.socket, client: tuple, filename: str, transfer: Transfer, timeout: float,
+                 t0: float, plain_blocks: DataBlocks | None = None) -> None:
         self.server = server
         self.sock = sock
         self.client = client
@@ -111,7 +115,7 @@ class Session:
         self.timer = self.loop.call_at(self.deadline, self._on_timer)
         self._check()
 
-    def _send(self, packets) -> None:
+    def _send(self, packets: Iterable[bytes | memoryview]) -> None:
         send = self.sock.send
         for p in packets:
             try:

@@ -33,13 +33,10 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/server.py",
     "_netboot/serve/server6.py",
     "_netboot/serve/tftp.py",
-    "_netboot/serve/tftp_session.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
     "_power/plan.py",
     "_preflight/firewall.py",
-    "_preflight/ports.py",
-    "_preflight/site_dhcp.py",
     "_pxe_server.py",
     "_wol.py",
 ))
