@@ -27,6 +27,8 @@ import errno
 import select
 import socket
 import struct
+from collections.abc import Container
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import netlink
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import netlink_socket
@@ -55,7 +57,7 @@ _MAC_STATE_BITS = 0x02 | 0x04 | 0x08 | 0x10 | 0x80
 MAX_KEPT = 65536
 
 
-def notices(data, wanted=None):
+def notices(data: bytes, wanted: Container[tuple[int, str]] | None = None) -> list[tuple[str, Any, Any]]:
     """One datagram of notices -> [("neighbour", (ifindex, ip), (state, lladdr) or None) | ("routes", None, None)] (pure).
 
     A neighbour added or changed gives its NUD state bits and its link-layer
@@ -90,7 +92,8 @@ def notices(data, wanted=None):
     return found
 
 
-def _neighbour_notice(data, offset, end, kind, wanted):
+def _neighbour_notice(data: bytes, offset: int, end: int, kind: int,
+                      wanted: Container[tuple[int, str]] | None) -> tuple[str, Any, Any] | None:
     """The ("neighbour", key, change) of the RTM_NEWNEIGH/RTM_DELNEIGH at ``offset``, or None when it does not matter."""
     if end - offset < _NDMSG_HEAD.size:
         return None
@@ -119,7 +122,7 @@ def _neighbour_notice(data, offset, end, kind, wanted):
     return ("neighbour", key, (state, attrs.get(netlink.NDA_LLADDR)))
 
 
-def state_name(state):
+def state_name(state: int) -> str:
     """The name of the first NUD state bit set (netlink.NUD_NAMES), or NONE."""
     return next((name for bit, name in netlink.NUD_NAMES if state & bit), "NONE")
 
@@ -131,7 +134,7 @@ class NeighbourWatch:
     ``resyncs`` counts the times notices were lost and everything kept was forgotten.
     """
 
-    def __init__(self, lookup=None, receive_buffer=RECEIVE_BUFFER):
+    def __init__(self, lookup: netlink_socket.RouteNeighbours | None = None, receive_buffer: int = RECEIVE_BUFFER) -> None:
         self._lookup = lookup or netlink_socket.RouteNeighbours()
         self._neighbours = {}
         self._routes = {}
@@ -152,11 +155,11 @@ class NeighbourWatch:
             self._lookup.close()
             raise
 
-    def _forget(self):
+    def _forget(self) -> None:
         self._neighbours.clear()
         self._routes.clear()
 
-    def drain(self):
+    def drain(self) -> None:
         """Apply every notice queued so far (the kernel queued them before the request now being judged).
 
         Once per checked request, before :meth:`route` and :meth:`neighbour`.
@@ -174,7 +177,7 @@ class NeighbourWatch:
                 continue
             self.apply(data)
 
-    def apply(self, data):
+    def apply(self, data: bytes) -> None:
         """Apply one datagram of notices; one that does not parse makes everything kept be forgotten."""
         try:
             found = notices(data, self._neighbours)
@@ -196,7 +199,7 @@ class NeighbourWatch:
                 if kept.mac != mac:
                     self._neighbours[key] = Entry(ip=key[1], dev=kept.dev, mac=mac, state=state_name(state))
 
-    def route(self, ip):
+    def route(self, ip: object) -> netlink.Route | None:
         """The route to ``ip`` as last asked, unless a notice since said routes changed. Call :meth:`drain` first."""
         key = str(ip)
         if key not in self._routes:
@@ -205,7 +208,7 @@ class NeighbourWatch:
             self._routes[key] = self._lookup.route(ip)
         return self._routes[key]
 
-    def neighbour(self, ip, ifindex):
+    def neighbour(self, ip: object, ifindex: int) -> Entry | None:
         """The entry of ``ip`` on ``ifindex`` as the notices left it, else asked. Call :meth:`drain` first."""
         key = (ifindex, normal_address(ip))
         entry = self._neighbours.get(key)
@@ -217,13 +220,13 @@ class NeighbourWatch:
                 self._neighbours[key] = entry
         return entry
 
-    def ifname(self, ifindex):
+    def ifname(self, ifindex: int) -> str | None:
         return self._lookup.ifname(ifindex)
 
     @staticmethod
-    def resolve(ip):
+    def resolve(ip: object) -> None:
         netlink_socket.RouteNeighbours.resolve(ip)
 
-    def close(self):
+    def close(self) -> None:
         self._sock.close()
         self._lookup.close()

@@ -15,14 +15,15 @@ import socket
 import time
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import (
-    NETLINK_EXT_ACK, SOL_NETLINK, UNREACHABLE_ERRNOS, NetlinkError, address_text, neighbour_request, packed_address, parse_neighbour,
-    parse_route, reply, route_request)
+    NETLINK_EXT_ACK, SOL_NETLINK, UNREACHABLE_ERRNOS, Message, NetlinkError, Route, address_text, neighbour_request, packed_address,
+    parse_neighbour, parse_route, reply, route_request)
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
 
 _RECV_SIZE = 65536
 DISCARD_PORT = 9
 
 
-def _scope_index(scope):
+def _scope_index(scope: str) -> int:
     """An IPv6 zone (``eth0`` or ``3``) -> its interface index; ValueError when there is no such interface."""
     if scope.isdigit():
         return int(scope)
@@ -41,7 +42,7 @@ class RouteNeighbours:
     does not answer. Not thread-safe (one caller: the event loop).
     """
 
-    def __init__(self, timeout=0.5):
+    def __init__(self, timeout: float = 0.5) -> None:
         self.timeout = timeout
         self._names = {}
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
@@ -58,16 +59,16 @@ class RouteNeighbours:
             raise
         self._seq = 0
 
-    def __enter__(self):
+    def __enter__(self) -> RouteNeighbours:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         self._sock.close()
 
-    def _ask(self, request, seq, what):
+    def _ask(self, request: bytes, seq: int, what: str) -> Message:
         deadline = time.monotonic() + self.timeout
         try:
             self._sock.settimeout(self.timeout)
@@ -88,11 +89,11 @@ class RouteNeighbours:
         except OSError as exc:
             raise NetlinkError(exc.errno, "%s: %s" % (what, exc.strerror or exc)) from None
 
-    def _next_seq(self):
+    def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         return self._seq
 
-    def route(self, ip):
+    def route(self, ip: object) -> Route | None:
         """The kernel's :class:`Route` to ``ip``, or None when it refuses one (no route, unreachable, prohibit).
 
         A blackhole route is refused with EINVAL, which is also the answer to a bad
@@ -114,7 +115,7 @@ class RouteNeighbours:
             raise
         return parse_route(message, what)
 
-    def neighbour(self, ip, ifindex):
+    def neighbour(self, ip: object, ifindex: int) -> Entry | None:
         """The kernel's neighbour entry of ``ip`` on interface ``ifindex``, or None when it has none.
 
         An :class:`~..wire.neighbours.Entry` with ``ip`` normalised (IPv4-mapped -> IPv4), ``dev``
@@ -138,10 +139,10 @@ class RouteNeighbours:
                                % (what, entry.ip, answered_index))
         return entry
 
-    def drain(self):
+    def drain(self) -> None:
         """Nothing to do: every answer is asked for (NeighbourWatch keeps answers and applies notices here)."""
 
-    def ifname(self, ifindex):
+    def ifname(self, ifindex: int) -> str | None:
         """The name of interface ``ifindex``, or None when there is none (cached once found)."""
         name = self._names.get(ifindex)
         if name is None:
@@ -153,7 +154,7 @@ class RouteNeighbours:
         return name
 
     @staticmethod
-    def resolve(ip):
+    def resolve(ip: object) -> None:
         """Make the kernel resolve ``ip`` (ARP or NDP) when it has no entry yet; never raises.
 
         One empty datagram to the discard port from an unprivileged UDP socket:
