@@ -35,6 +35,8 @@ import ctypes
 import json
 import os
 import pwd
+from collections.abc import Iterable
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
@@ -62,7 +64,7 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def privilege_status(pid="self"):
+def privilege_status(pid: int | str = "self") -> dict[str, Any]:
     """``{Uid, Gid, Groups, CapInh, CapPrm, CapEff, CapBnd, CapAmb, NoNewPrivs}`` of a process, from /proc.
 
     Uid, Gid and Groups are lists of integers, the others integers.
@@ -78,7 +80,7 @@ def privilege_status(pid="self"):
     return found
 
 
-def find_account(name):
+def find_account(name: str) -> Account | None:
     """The account called ``name`` with the ID of its primary group, or None when there is none."""
     try:
         entry = pwd.getpwnam(name)
@@ -87,18 +89,18 @@ def find_account(name):
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def switches_to(account):
+def switches_to(account: Account | None) -> bool:
     """Whether this process would change its user ID for ``account``: only root can, and only to another one."""
     return account is not None and os.geteuid() == 0 and (account.uid, account.gid) != (0, 0)
 
 
-def _become(account):
+def _become(account: Account) -> None:
     os.setgroups([])
     os.setresgid(account.gid, account.gid, account.gid)
     os.setresuid(account.uid, account.uid, account.uid)
 
 
-def missing_to_switch(account):
+def missing_to_switch(account: Account | None) -> list[str]:
     """Names of the capabilities this process lacks to switch to ``account`` (a container may withhold them)."""
     if not switches_to(account):
         return []
@@ -106,7 +108,7 @@ def missing_to_switch(account):
     return [name for name, bit in (("CAP_SETGID", CAP_SETGID), ("CAP_SETUID", CAP_SETUID)) if not effective & (1 << bit)]
 
 
-def unreadable_as(account, paths):
+def unreadable_as(account: Account | None, paths: Iterable[str]) -> list[tuple]:
     """``[(path, reason)]`` of the files ``account`` could not open for reading; ``[]`` when it can open them all.
 
     A short-lived child process takes the account's IDs (no supplementary groups,
@@ -143,7 +145,7 @@ def unreadable_as(account, paths):
     return [tuple(entry) for entry in json.loads(answer)]
 
 
-def threads_still_privileged(account):
+def threads_still_privileged(account: Account | None) -> list[int]:
     """Thread IDs of this process that hold a capability or, when ``account`` is given, another user or group ID or any group.
 
     Capabilities are per thread on Linux; a thread that ran before the drop keeps its own.
@@ -162,7 +164,7 @@ def threads_still_privileged(account):
     return found
 
 
-def _last_capability():
+def _last_capability() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
             return int(handle.read())
@@ -170,17 +172,17 @@ def _last_capability():
         return 63
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> None:
     if result != 0:
         code = ctypes.get_errno()
         raise OSError(code, "%s: %s" % (what, os.strerror(code)))
 
 
-def _set_capabilities(libc, mask):
+def _set_capabilities(libc: ctypes.CDLL, mask: int) -> None:
     """Effective and permitted capabilities of the calling thread: exactly ``mask``; inheritable: none."""
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
@@ -189,7 +191,7 @@ def _set_capabilities(libc, mask):
     _check(libc.capset(ctypes.byref(header), data), "capset")
 
 
-def drop_privileges(account=None):
+def drop_privileges(account: Account | None = None) -> dict[str, Any]:
     """Give up every privilege for good; return the process's :func:`privilege_status` afterwards.
 
     Sets no_new_privs, drops the bounding set, the ambient set and every
@@ -217,7 +219,7 @@ def drop_privileges(account=None):
     return privilege_status()
 
 
-def die_with_parent(parent_pid, signum):
+def die_with_parent(parent_pid: int, signum: int) -> None:
     """Have the kernel send ``signum`` to this process when ``parent_pid`` (its parent's thread) ends.
 
     Call it after :func:`drop_privileges`: a change of user ID clears it. A
@@ -229,7 +231,7 @@ def die_with_parent(parent_pid, signum):
         os.kill(os.getpid(), signum)
 
 
-def parent_death_signal():
+def parent_death_signal() -> int:
     """The signal this process gets when its parent ends (0: none)."""
     value = ctypes.c_int(0)
     _check(_libc().prctl(PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0), "prctl(PR_GET_PDEATHSIG)")

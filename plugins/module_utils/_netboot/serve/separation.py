@@ -22,13 +22,18 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges, server
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def serve(options, account, bound, on_progress=None, watch=None):
+def serve(options: ServerOptions, account: privileges.Account | None, bound: Callable[[Any, int], object],
+          on_progress: Callable[[dict[str, Any]], object] | None = None,
+          watch: Callable[[server.NetbootServer], Awaitable[object] | None] | None = None) -> Any:
     """Serve ``options`` from a child that gives up root once bound; return its result (:func:`.server.serve`'s).
 
     ``account``: the :class:`~.privileges.Account` the child switches to (None keeps
@@ -75,14 +80,14 @@ def serve(options, account, bound, on_progress=None, watch=None):
     return outcome["result"]
 
 
-def _pass_on(child, signum):
+def _pass_on(child: int, signum: int) -> None:
     try:
         os.kill(child, signum)
     except ProcessLookupError:
         pass
 
 
-def _reap(child, wait, grace=2.0):
+def _reap(child: int, wait: bool, grace: float = 2.0) -> int:
     """Wait for the child; without a result, one still running ``grace`` seconds after its pipe closed is killed."""
     deadline = time.monotonic() + grace
     while not wait and time.monotonic() < deadline:
@@ -96,26 +101,28 @@ def _reap(child, wait, grace=2.0):
     return status
 
 
-def _describe_exit(status):
+def _describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         return "killed by %s" % signal.Signals(os.WTERMSIG(status)).name
     return "exit code %d" % os.waitstatus_to_exitcode(status)
 
 
-def _serve_in_child(options, channel_fd, account, parent, on_progress, watch):
+def _serve_in_child(options: ServerOptions, channel_fd: int, account: privileges.Account | None, parent: int,
+                    on_progress: Callable[[dict[str, Any]], object] | None,
+                    watch: Callable[[server.NetbootServer], Awaitable[object] | None] | None) -> NoReturn:
     """The serving child: bind, give up root, serve, send the result; never returns."""
     code = 1
     try:
         channel = os.fdopen(channel_fd, "w", encoding="utf-8")
 
-        def send(message):
+        def send(message: dict[str, Any]) -> None:
             channel.write(json.dumps(message) + "\n")
             channel.flush()
 
         watchers = []
         late_imports = _LateImports()
 
-        def ready(netboot_server):
+        def ready(netboot_server: server.NetbootServer) -> None:
             _load_what_serving_imports_later()
             switching = privileges.switches_to(account)  # asked before the switch: it depends on being root
             try:
@@ -162,14 +169,14 @@ class _LateImports:
     the account could read it; the module warns about it (tests fail on it).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.names = []
 
-    def find_spec(self, fullname, path=None, target=None):  # pylint: disable=unused-argument
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:  # pylint: disable=unused-argument
         self.names.append(fullname)
 
 
-def _load_what_serving_imports_later():
+def _load_what_serving_imports_later() -> None:
     """Import now, as root, what serving imports on first use: the account switched to may not read it later.
 
     Python reads a module's file when it is first imported, and root's files may be

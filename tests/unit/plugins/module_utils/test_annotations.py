@@ -26,8 +26,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/api_http.py",
     "_netboot/serve/api_service.py",
     "_netboot/serve/http.py",
-    "_netboot/serve/privileges.py",
-    "_netboot/serve/separation.py",
     "_netboot/serve/server.py",
     "_netboot/serve/server6.py",
     "_netboot/serve/tftp.py",
