@@ -26,6 +26,8 @@ import re
 import socket
 import time
 import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 
@@ -54,7 +56,7 @@ class WolError(Exception):
     ``sent`` lists what had already gone out when sending stopped half-way.
     """
 
-    def __init__(self, message, sent=None):
+    def __init__(self, message: str, sent: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.sent = sent or []
 
@@ -78,7 +80,7 @@ class Plan:
 
 # -- pure parts ----------------------------------------------------------------------
 
-def from_sexagesimal(text):
+def from_sexagesimal(text: object) -> str | None:
     """The MAC that YAML 1.1 read as a base-60 number, or None.
 
     Unquoted, ``52:54:00:12:34:01`` is the integer 41135085241 to YAML 1.1
@@ -101,7 +103,7 @@ def from_sexagesimal(text):
     return ":".join("%02d" % group for group in reversed(groups))
 
 
-def parse_macs(entries, warnings=None):
+def parse_macs(entries: Iterable[object], warnings: list[str] | None = None) -> list[str]:
     """Normalise a list of MAC addresses in any usual spelling; duplicates are dropped.
 
     A bad entry is named by its position and value. A MAC that YAML turned
@@ -124,7 +126,7 @@ def parse_macs(entries, warnings=None):
     return macs
 
 
-def parse_password(text, warnings=None):
+def parse_password(text: str | None, warnings: list[str] | None = None) -> bytes:
     """The SecureOn password as bytes: 6 bytes in a MAC spelling, or 4 bytes in IPv4 dotted form.
 
     Error messages and warnings never repeat the password.
@@ -148,7 +150,7 @@ def parse_password(text, warnings=None):
                    "(or another MAC spelling) or 4 bytes as a.b.c.d (each 0-255)")
 
 
-def magic_packet(mac, password=b""):
+def magic_packet(mac: str, password: bytes = b"") -> bytes:
     """The UDP payload that wakes ``mac``: 102 bytes, plus 4 or 6 with a SecureOn password.
 
     The library builds the 102 bytes. It also takes a SecureOn password, but
@@ -166,7 +168,7 @@ def magic_packet(mac, password=b""):
     return packet + password
 
 
-def parse_destination(text, interface=None):
+def parse_destination(text: str, interface: str | None = None) -> tuple[int | None, str, str | None, bool]:
     """``(family, address, scope, scoped)`` for the destination option.
 
     ``family`` is None for a host name (resolved by ``prepare``). An IPv6
@@ -197,7 +199,7 @@ def parse_destination(text, interface=None):
     return socket.AF_INET6, bare, scope, scoped
 
 
-def plan(params):
+def plan(params: Mapping[str, Any]) -> Plan:
     """Check the module's parameters and build the payloads; no I/O."""
     warnings = []
     macs = parse_macs(params.get("mac"), warnings)
@@ -233,14 +235,14 @@ def plan(params):
                 family=family, scoped=scoped, warnings=warnings)
 
 
-def describe(the_plan, counts=None):
+def describe(the_plan: Plan, counts: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """The module's ``sent`` list: one entry per MAC, never the password."""
     return [dict(mac=mac, destination=the_plan.address, port=the_plan.port, interface=the_plan.interface,
                  count=the_plan.repeat if counts is None else counts.get(mac, 0), bytes=len(the_plan.payloads[mac]))
             for mac in the_plan.macs]
 
 
-def explain_os_error(exc, action, the_plan):
+def explain_os_error(exc: OSError, action: str, the_plan: Plan) -> str:
     """One sentence for an OSError raised while ``action`` ("bind", "interface", "send")."""
     code = exc.errno
     where = the_plan.address + (" via %s" % the_plan.interface if the_plan.interface else "")
@@ -272,7 +274,8 @@ def explain_os_error(exc, action, the_plan):
 
 # -- edges: lookups and the socket ----------------------------------------------------
 
-def prepare(the_plan, if_nametoindex=None, getaddrinfo=None):
+def prepare(the_plan: Plan, if_nametoindex: Callable[[str], int] | None = None,
+            getaddrinfo: Callable[..., list] | None = None) -> Plan:
     """Look up the interface and resolve a host name; sends nothing (check mode stops here)."""
     if_nametoindex = if_nametoindex or socket.if_nametoindex
     getaddrinfo = getaddrinfo or socket.getaddrinfo
@@ -301,7 +304,7 @@ def prepare(the_plan, if_nametoindex=None, getaddrinfo=None):
     return the_plan
 
 
-def open_socket(the_plan, socket_factory=None):
+def open_socket(the_plan: Plan, socket_factory: Callable[..., socket.socket] | None = None) -> socket.socket:
     """A UDP socket pinned to the plan's interface and source address, ready to broadcast."""
     socket_factory = socket_factory or socket.socket
     sock = socket_factory(the_plan.family, socket.SOCK_DGRAM)
@@ -335,7 +338,8 @@ def open_socket(the_plan, socket_factory=None):
     return sock
 
 
-def send(the_plan, socket_factory=None, sleep=time.sleep):
+def send(the_plan: Plan, socket_factory: Callable[..., socket.socket] | None = None,
+         sleep: Callable[[float], object] = time.sleep) -> list[dict[str, Any]]:
     """Send every payload ``repeat`` times; returns the ``sent`` list.
 
     A round sends one packet per MAC back to back; rounds are ``interval``

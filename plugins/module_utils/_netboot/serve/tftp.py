@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+
 # Read-only asyncio TFTP server for the registered iPXE binaries.
 #
 # Protocol decisions are pure functions and a socket-free state machine
@@ -39,7 +41,7 @@ DEFAULT_PORT = 69
 # ------------------------------------------------------------------ files
 
 
-def load_files(directory: str = IPXE_DIR, names=IPXE_FILES, max_size: int = MAX_FILE_SIZE) -> dict:
+def load_files(directory: str = IPXE_DIR, names: Iterable[str] = IPXE_FILES, max_size: int = MAX_FILE_SIZE) -> dict:
     """Read the registered files found in ``directory`` into memory.
 
     Only the given bare ``names`` are looked up (symlinks are followed, as
@@ -81,7 +83,7 @@ class TftpEvent:
     error: str | None = None
 
 
-def _client_address(addr) -> tuple:
+def _client_address(addr: tuple) -> tuple:
     """(ip, port) of a socket address; IPv4-mapped IPv6 as plain IPv4."""
     ip = addr[0]
     if ip.startswith("::ffff:") and "." in ip:
@@ -93,10 +95,10 @@ class _Listener(asyncio.DatagramProtocol):
     def __init__(self, server: "TftpServer") -> None:
         self.server = server
 
-    def datagram_received(self, data, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.server._on_request(data, addr)
 
-    def error_received(self, exc) -> None:
+    def error_received(self, exc: Exception) -> None:
         log.debug("tftp listener: %s", exc)
 
 
@@ -120,8 +122,9 @@ class TftpServer:
     Event client addresses are ``(ip, port)``, IPv4-mapped IPv6 shown as IPv4.
     """
 
-    def __init__(self, files, on_event=None, max_transfers: int = 64, retries: int = 5, timeout: float = 1.0,
-                 mtu: int = 1500, max_blksize: int | None = None, max_windowsize: int = MAX_WINDOWSIZE, gso: bool = True,
+    def __init__(self, files: Mapping[str, bytes], on_event: Callable[[TftpEvent], object] | None = None,
+                 max_transfers: int = 64, retries: int = 5, timeout: float = 1.0, mtu: int = 1500,
+                 max_blksize: int | None = None, max_windowsize: int = MAX_WINDOWSIZE, gso: bool = True,
                  max_transfers_per_client: int | None = None) -> None:
         for name in files:
             if not is_bare_name(name):
@@ -154,7 +157,7 @@ class TftpServer:
         self._poller = tftp_session.Poller(loop)
 
     @property
-    def address(self):
+    def address(self) -> tuple | None:
         """(host, port) the listener is bound to (the real port when 0 was asked)."""
         return self._listener.get_extra_info("sockname")[:2] if self._listener else None
 
@@ -177,7 +180,8 @@ class TftpServer:
         await asyncio.sleep(0)
 
     # -- internals
-    def _emit(self, kind, session, error=None, client=None, filename=None) -> None:
+    def _emit(self, kind: str, session: tftp_session.Session | None, error: str | None = None, client: tuple | None = None,
+              filename: str | None = None) -> None:
         if self.on_event is None:
             return
         if session is not None:
@@ -191,7 +195,7 @@ class TftpServer:
         except Exception:  # the hook must never break the server
             log.exception("tftp on_event hook failed")
 
-    def _forget(self, session) -> None:
+    def _forget(self, session: tftp_session.Session) -> None:
         if self._sessions.get(session.client) is session:
             del self._sessions[session.client]
             ip = session.client[0]
@@ -201,7 +205,7 @@ class TftpServer:
             else:
                 self._per_client.pop(ip, None)
 
-    def _blocks_for(self, filename: str, blksize: int, gso: int = 0):
+    def _blocks_for(self, filename: str, blksize: int, gso: int = 0) -> DataBlocks | None:
         if len(self.files[filename]) // blksize >= MAX_CACHED_BLOCKS:
             return None
         key = (filename, blksize, gso)
@@ -215,12 +219,12 @@ class TftpServer:
             self._blocks.move_to_end(key)
         return blocks
 
-    def _refuse(self, addr, code, message, filename="") -> None:
+    def _refuse(self, addr: tuple, code: int, message: str, filename: str = "") -> None:
         if self._listener is not None:
             self._listener.sendto(build_error(code, message), addr)
         self._emit("refused", None, message, addr, filename)
 
-    def _on_request(self, data: bytes, addr) -> None:
+    def _on_request(self, data: bytes, addr: tuple) -> None:
         if len(data) < 2 or data[0] != 0 or data[1] not in (OP_RRQ, OP_WRQ):
             return  # not a request: stay silent on the well-known port
         if addr in self._sessions:
@@ -267,7 +271,7 @@ class TftpServer:
         self._per_client[addr[0]] = self._per_client.get(addr[0], 0) + 1
         session.open()
 
-    def _transfer_socket(self, addr):
+    def _transfer_socket(self, addr: tuple) -> socket.socket:
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         if self.gso and family not in self._gso_ok:
             self._gso_ok[family] = tftp_session.gso_probe(family)

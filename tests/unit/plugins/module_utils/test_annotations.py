@@ -28,13 +28,11 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/http.py",
     "_netboot/serve/server.py",
     "_netboot/serve/server6.py",
-    "_netboot/serve/tftp.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
     "_power/plan.py",
     "_preflight/firewall.py",
     "_pxe_server.py",
-    "_wol.py",
 ))
 
 
