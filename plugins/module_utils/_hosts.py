@@ -16,6 +16,8 @@ import ipaddress
 import json
 import re
 import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
 
 try:
     import jsonschema
@@ -182,7 +184,7 @@ class HostsFileError(Exception):
     """hosts.json cannot be used; the message says where and what to do."""
 
 
-def normalize_mac(text):
+def normalize_mac(text: object) -> str | None:
     """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one."""
     if not isinstance(text, str):
         return None
@@ -196,7 +198,7 @@ def normalize_mac(text):
     return None
 
 
-def _nic_mac_problem(mac):
+def _nic_mac_problem(mac: str) -> str | None:
     """Why a well-formed MAC cannot belong to a machine's NIC, or None."""
     first_octet = int(mac[:2], 16)
     if mac == "00:00:00:00:00:00":
@@ -206,7 +208,7 @@ def _nic_mac_problem(mac):
     return None
 
 
-def _where(path, host=None, field=None):
+def _where(path: object, host: str | None = None, field: object = None) -> str:
     where = str(path)
     if host is not None:
         where += ": host %r" % host
@@ -215,7 +217,7 @@ def _where(path, host=None, field=None):
     return where
 
 
-def _describe_schema_error(error, path):
+def _describe_schema_error(error: Any, path: str) -> str:
     """Turn one jsonschema error into a sentence naming the host and field."""
     location = list(error.absolute_path)
     host = location[0] if location else None
@@ -289,7 +291,7 @@ def _describe_schema_error(error, path):
     return "%s: %s" % (_where(path, host, field), error.message)
 
 
-def _json_type_name(schema_type):
+def _json_type_name(schema_type: str | list[str]) -> str:
     names = {"object": "an object", "array": "a list", "string": "a string", "boolean": "true or false",
              "integer": "an integer", "number": "a number", "null": "null"}
     if isinstance(schema_type, list):
@@ -297,7 +299,7 @@ def _json_type_name(schema_type):
     return names.get(schema_type, schema_type)
 
 
-def _json_type(value):
+def _json_type(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -314,7 +316,7 @@ def _json_type(value):
 _validator = None
 
 
-def _schema_validator():
+def _schema_validator() -> Any:
     global _validator
     if jsonschema is None:
         raise HostsFileError(
@@ -327,8 +329,8 @@ def _schema_validator():
     return _validator
 
 
-def _reject_duplicate_keys(path):
-    def hook(pairs):
+def _reject_duplicate_keys(path: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen = set()
         for key, dummy in pairs:
             if key in seen:
@@ -338,7 +340,7 @@ def _reject_duplicate_keys(path):
     return hook
 
 
-def parse_hosts(text, path="hosts.json"):
+def parse_hosts(text: str, path: str = "hosts.json") -> list[dict[str, Any]]:
     """Validate and normalise the text of a hosts.json file.
 
     Returns a list of host dicts, sorted by name, each with ``name``,
@@ -359,7 +361,7 @@ def parse_hosts(text, path="hosts.json"):
     return normalize_hosts(document, path)
 
 
-def normalize_hosts(document, path="hosts.json"):
+def normalize_hosts(document: object, path: str = "hosts.json") -> list[dict[str, Any]]:
     """Validate an already-decoded hosts.json document and normalise it (see parse_hosts)."""
     validator = _schema_validator()
     if not validator.is_valid(document):
@@ -411,7 +413,7 @@ def normalize_hosts(document, path="hosts.json"):
     return hosts
 
 
-def _power_problems(path, name, power):
+def _power_problems(path: str, name: str, power: Mapping[str, Any]) -> list[str]:
     """What is wrong with a schema-valid ``power`` entry, one sentence each (the schema cannot say it as well)."""
     driver = power["driver"]
     given = sorted(field for field in power if field != "driver")
@@ -433,7 +435,7 @@ def _power_problems(path, name, power):
     return problems
 
 
-def load_hosts(path):
+def load_hosts(path: str) -> list[dict[str, Any]]:
     """Read, validate and normalise the hosts.json file at ``path`` (see parse_hosts)."""
     try:
         with open(path, "rb") as handle:

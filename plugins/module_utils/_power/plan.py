@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Container, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 DRIVERS = ("redfish", "ipmi")
@@ -52,7 +54,7 @@ class PowerError(Exception):
     the module's failure result can still report it.
     """
 
-    def __init__(self, message, partial=None):
+    def __init__(self, message: str, partial: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.partial = dict(partial or {})
 
@@ -71,7 +73,7 @@ class Boot:
     persistent: bool = False
     mode: str | None = None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {"device": self.device, "persistent": self.persistent, "mode": self.mode}
 
 
@@ -80,12 +82,12 @@ NO_OVERRIDE = Boot()
 
 # -- what to do ---------------------------------------------------------------------
 
-def settled(power):
+def settled(power: str) -> str:
     """The state a power state is heading to: a machine powering on counts as on."""
     return {"powering_on": "on", "powering_off": "off"}.get(power, power)
 
 
-def boot_satisfied(current, device, mode=None):
+def boot_satisfied(current: Boot, device: str | None, mode: str | None = None) -> bool:
     """Whether the next boot already comes from ``device`` (in ``mode``, when one is asked for).
 
     A persistent override counts: the next boot comes from that device either way.
@@ -95,7 +97,8 @@ def boot_satisfied(current, device, mode=None):
     return mode is None or current.mode == mode
 
 
-def plan(power, boot, state=None, device=None, mode=None, bmc="the BMC"):
+def plan(power: str, boot: Boot, state: str | None = None, device: str | None = None, mode: str | None = None,
+         bmc: str = "the BMC") -> list[str]:
     """The steps that take a BMC from (``power``, ``boot``) to what the task asks for.
 
     ``state``: None (leave the power alone), ``on``, ``off`` or ``reset``; ``reset``
@@ -125,7 +128,7 @@ def plan(power, boot, state=None, device=None, mode=None, bmc="the BMC"):
     return steps
 
 
-def power_after(power, steps):
+def power_after(power: str, steps: Sequence[str]) -> str:
     """The power state the BMC should report once ``steps`` are done."""
     if POWER_OFF in steps:
         return "off"
@@ -134,14 +137,14 @@ def power_after(power, steps):
     return power
 
 
-def boot_after(boot, steps, device, mode=None):
+def boot_after(boot: Boot, steps: Sequence[str], device: str | None, mode: str | None = None) -> Boot:
     """The boot override the BMC should report once ``steps`` are done (before the machine boots)."""
     if SET_BOOT not in steps:
         return boot
     return Boot(device=device, persistent=False, mode=mode if mode is not None else boot.mode)
 
 
-def describe_steps(steps, device=None, mode=None):
+def describe_steps(steps: Iterable[str], device: str | None = None, mode: str | None = None) -> list[str]:
     """Human words for the steps, as the module returns them in ``actions``."""
     words = {
         SET_BOOT: "boot once from %s%s" % (device, " (%s)" % mode if mode else ""),
@@ -152,7 +155,7 @@ def describe_steps(steps, device=None, mode=None):
     return [words[step] for step in steps]
 
 
-def check_boot_applied(label, wanted, reported):
+def check_boot_applied(label: str, wanted: str, reported: Boot) -> tuple[bool, str] | None:
     """``(is_error, sentence)`` when the BMC accepted a boot override but reports another, else None.
 
     For a network boot that is an error: the machine would not reach the installer, and
@@ -171,7 +174,7 @@ def check_boot_applied(label, wanted, reported):
                    "next start, put %s first in its firmware's boot order" % (label, wanted, shown, shown, wanted))
 
 
-def persistence_warning(label, reported):
+def persistence_warning(label: str, reported: Boot) -> str | None:
     """A warning when the BMC keeps a network boot set for one boot only (some do), else None."""
     if reported.persistent and reported.device == "network":
         return ("%s keeps the network boot override beyond the next boot: the machine boots from the network until "
@@ -181,7 +184,7 @@ def persistence_warning(label, reported):
 
 # -- Redfish ------------------------------------------------------------------------
 
-def redfish_base_url(address, port=None):
+def redfish_base_url(address: str, port: int | None = None) -> str:
     """The base URL of a Redfish service: ``https://address[:port]`` unless ``address`` is a URL.
 
     ``address`` may be a host name, an IPv4 or IPv6 address, or an ``http(s)://`` URL
@@ -218,7 +221,7 @@ def redfish_base_url(address, port=None):
     return "%s://%s" % (scheme, netloc)
 
 
-def _bare_host(text):
+def _bare_host(text: str) -> str:
     """A host name or IP address without brackets; anything else is refused."""
     candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
@@ -231,7 +234,7 @@ def _bare_host(text):
         text, "; give the port separately (port)" if candidate.count(":") == 1 else ""))
 
 
-def redfish_system_path(system):
+def redfish_system_path(system: object) -> str:
     """The path of a ComputerSystem from an Id (``1``, ``System.Embedded.1``) or a path."""
     text = str(system).strip()
     if text.startswith("/"):
@@ -242,7 +245,7 @@ def redfish_system_path(system):
     return "/redfish/v1/Systems/%s" % text
 
 
-def choose_system(label, members, wanted=None):
+def choose_system(label: str, members: Sequence[str], wanted: str | None = None) -> str:
     """The path of the system to drive among a BMC's ``members`` (paths of its Systems collection).
 
     Without ``wanted`` the BMC must have exactly one system. With it, ``wanted``
@@ -264,12 +267,12 @@ def choose_system(label, members, wanted=None):
     return path
 
 
-def redfish_power(value):
+def redfish_power(value: str | None) -> str:
     """A Redfish PowerState as this module names it."""
     return REDFISH_POWER.get(value, "unknown")
 
 
-def redfish_boot(boot):
+def redfish_boot(boot: Mapping[str, Any] | None) -> Boot:
     """A Redfish ``Boot`` object (a dict from the ComputerSystem) as a ``Boot``."""
     boot = boot or {}
     enabled = boot.get("BootSourceOverrideEnabled")
@@ -283,7 +286,7 @@ def redfish_boot(boot):
     return Boot(device=device, persistent=enabled == "Continuous", mode=mode)
 
 
-def redfish_override_problem(label, boot, device, mode=None):
+def redfish_override_problem(label: str, boot: Mapping[str, Any] | None, device: str, mode: str | None = None) -> str | None:
     """Why the BMC cannot take a one-time override to ``device``, from what it advertises; else None.
 
     BMCs list the values they accept in ``...@Redfish.AllowableValues``; a BMC that
@@ -304,7 +307,7 @@ def redfish_override_problem(label, boot, device, mode=None):
     return None
 
 
-def redfish_boot_patch(device, mode=None):
+def redfish_boot_patch(device: str, mode: str | None = None) -> dict[str, Any]:
     """The ``Boot`` object of the PATCH that sets a one-time override."""
     patch = {"BootSourceOverrideTarget": REDFISH_TARGETS[device], "BootSourceOverrideEnabled": "Once"}
     if mode is not None:
@@ -325,7 +328,7 @@ _CONNECTION_CAUSES = (
 )
 
 
-def explain_connection_error(text, timeout):
+def explain_connection_error(text: str, timeout: float) -> str:
     """A short cause for a failed HTTP connection, from the error's text (requests/urllib3 wording)."""
     for needles, cause in _CONNECTION_CAUSES:
         if any(needle in text for needle in needles):
@@ -334,7 +337,7 @@ def explain_connection_error(text, timeout):
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def redfish_reset_type(step, allowed):
+def redfish_reset_type(step: str, allowed: Container[str]) -> str | None:
     """The ResetType that performs ``step`` among those the BMC allows (None: it allows none)."""
     for candidate in REDFISH_RESET_TYPES[step]:
         if candidate in allowed:
@@ -344,7 +347,7 @@ def redfish_reset_type(step, allowed):
 
 # -- IPMI ---------------------------------------------------------------------------
 
-def ipmi_target(address, port=None):
+def ipmi_target(address: str, port: int | None = None) -> tuple[str, int]:
     """``(host, port)`` of an IPMI BMC; URLs and ``host:port`` are refused with a hint."""
     text = str(address or "").strip()
     if not text:
@@ -358,7 +361,7 @@ def ipmi_target(address, port=None):
     return host, port
 
 
-def ipmi_boot(answer):
+def ipmi_boot(answer: Mapping[str, Any] | None) -> Boot:
     """pyghmi's ``get_bootdev()`` answer as a ``Boot``."""
     answer = answer or {}
     device = answer.get("bootdev")
@@ -376,7 +379,7 @@ _IPMI_CREDENTIAL_ERRORS = ("Incorrect password", "Unauthorized name", "Invalid u
                            "Unauthorized role", "Invalid role", "Unauthorized GUID")
 
 
-def explain_ipmi_error(bmc, action, text, user, login_seconds):
+def explain_ipmi_error(bmc: str, action: str, text: str, user: str, login_seconds: int) -> str:
     """The message for a pyghmi IpmiException raised while trying to ``action`` the BMC.
 
     pyghmi raises it with no text when the BMC never answered its login.
@@ -392,7 +395,7 @@ def explain_ipmi_error(bmc, action, text, user, login_seconds):
     return "%s: could not %s it: %s" % (bmc, action, text)
 
 
-def bmc_label(driver, where, system=None):
+def bmc_label(driver: str, where: str, system: str | None = None) -> str:
     """How messages name a BMC: ``redfish BMC https://10.0.0.5 (system 1)``, ``IPMI BMC 10.0.0.6:623``."""
     text = "%s BMC %s" % ("IPMI" if driver == "ipmi" else "Redfish", where)
     if system:
