@@ -87,7 +87,7 @@ def test_evaluate_uses_the_run_overrides_and_leaves_the_lock_file(tmp_path):
         return 0, '["/dev/vda"]\n', "warning: not writing modified lock file of flake 'path:/site':\nwarning: other\n"
 
     result = nix_calls.evaluate("nix", "/site#nixosConfigurations.a.config.disko.devices.disk", apply="d: d", runner=runner,
-                           override_inputs={"disko": "path:/d"}, agent_flake=root, timeout=7, offline=True)
+                                override_inputs={"disko": "path:/d"}, agent_flake=root, timeout=7, offline=True)
     argv, copy_there, timeout = seen[0]
     assert copy_there and timeout == 7
     assert argv[:8] == ["nix", "--extra-experimental-features", "nix-command flakes", "--log-format", "internal-json",

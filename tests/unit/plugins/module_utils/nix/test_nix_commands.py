@@ -35,8 +35,8 @@ def test_netboot_installables():
 
 def test_build_command_puts_everything_in_one_call():
     argv = nix_commands.build_command("nix", ["./e#a", "./e#b"], dry_run=True, impure=True, offline=True,
-                              options={"cores": 4, "keep-going": True, "extra-platforms": ["aarch64-linux", "i686-linux"]},
-                              extra_args=["--show-trace"])
+                                      options={"cores": 4, "keep-going": True, "extra-platforms": ["aarch64-linux", "i686-linux"]},
+                                      extra_args=["--show-trace"])
     assert argv == [
         "nix", "--extra-experimental-features", "nix-command flakes", "--log-format", "internal-json",
         "build", "--no-link", "--json", "--dry-run", "--impure", "--offline",
