@@ -19,6 +19,8 @@ import json
 import shlex
 import shutil
 import subprocess
+from collections.abc import Container, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 
@@ -35,7 +37,7 @@ class Probe:
     port: int
     pkttype: str = "host"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%s %d" % (self.protocol.upper(), self.port)
 
 
@@ -47,7 +49,7 @@ class Cond:
     values: tuple = ()
     negate: bool = False
 
-    def decide(self, probe):
+    def decide(self, probe: Probe) -> bool | None:
         """True, False, or None when this condition depends on what the probe does not fix."""
         if self.kind == "unknown":
             return None
@@ -67,7 +69,7 @@ class Cond:
             return None
         return hit != self.negate
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.kind == "unknown":
             return self.values[0] if self.values else "?"
         values = ",".join("%d-%d" % v if isinstance(v, tuple) and v[0] != v[1] else str(v[0] if isinstance(v, tuple) else v)
@@ -82,7 +84,7 @@ class Rule:
     target: str | None = None
     where: str = ""
 
-    def __str__(self):
+    def __str__(self) -> str:
         verdict = "%s %s" % (self.verdict, self.target) if self.target else (self.verdict or "")
         return "%s: %s" % (self.where, " ".join([str(c) for c in self.conds] + [verdict]).strip())
 
@@ -107,7 +109,7 @@ class Outcome:
 
 # -- nftables JSON -----------------------------------------------------------------------
 
-def _values(right):
+def _values(right: Any) -> list:
     if isinstance(right, dict) and "set" in right:
         return list(right["set"])
     if isinstance(right, list):
@@ -115,7 +117,7 @@ def _values(right):
     return [right]
 
 
-def _ports(right):
+def _ports(right: Any) -> list[tuple[int, int]] | None:
     ports = []
     for item in _values(right):
         if isinstance(item, dict) and "range" in item:
@@ -129,7 +131,7 @@ def _ports(right):
     return ports
 
 
-def _nft_match(match):
+def _nft_match(match: Mapping[str, Any]) -> list[Cond]:
     """The conditions one nft ``match`` expression stands for."""
     left, right, negate = match.get("left"), match.get("right"), match.get("op") == "!="
     text = json.dumps(match, sort_keys=True)
@@ -162,7 +164,7 @@ def _nft_match(match):
     return [Cond("unknown", (text,))]
 
 
-def _nft_rule(rule, where):
+def _nft_rule(rule: Mapping[str, Any], where: str) -> Rule:
     conds, verdict, target = [], None, None
     for expr in rule.get("expr", []):
         if "match" in expr:
@@ -187,7 +189,7 @@ def _nft_rule(rule, where):
     return Rule(tuple(conds), verdict, target, "%s (handle %s)" % (where, rule.get("handle", "?")))
 
 
-def chains_from_nft(document, interface):
+def chains_from_nft(document: Mapping[str, Any], interface: str) -> dict[str, Chain]:
     """``{key: Chain}`` of the ip/inet tables, and netdev ingress chains on ``interface``, from ``nft -j list ruleset``."""
     chains = {}
     items = document.get("nftables", []) if isinstance(document, dict) else []
@@ -222,7 +224,7 @@ _IPT_TERMINAL = {"ACCEPT": ACCEPT, "DROP": DROP, "REJECT": DROP, "RETURN": "retu
 _IPT_IGNORED_WITH_VALUE = {"--comment", "--log-prefix", "--log-level", "--reject-with", "--set-mark", "--set-xmark"}
 
 
-def _ipt_rule(tokens, where, chain_names=()):
+def _ipt_rule(tokens: Sequence[str], where: str, chain_names: Container[str] = ()) -> Rule:
     conds, verdict, target, negate, i = [], None, None, False, 0
     while i < len(tokens):
         token = tokens[i]
@@ -265,7 +267,7 @@ def _ipt_rule(tokens, where, chain_names=()):
     return Rule(tuple(conds), verdict, target, where)
 
 
-def chains_from_iptables_save(text):
+def chains_from_iptables_save(text: str) -> dict[str, Chain]:
     """``{key: Chain}`` of the filter table in ``iptables-save`` output (INPUT is the base chain)."""
     chains, table = {}, None
     for line in (text or "").splitlines():
@@ -290,7 +292,7 @@ def chains_from_iptables_save(text):
 
 # -- the walk ------------------------------------------------------------------------------
 
-def walk(chains, key, probe, depth=0):
+def walk(chains: Mapping[str, Chain], key: str, probe: Probe, depth: int = 0) -> Outcome:
     """Outcome of chain ``key`` for ``probe``: accept, drop, or continue (fell off the end or returned)."""
     chain = chains.get(key)
     if chain is None or depth > 16:
@@ -330,18 +332,18 @@ def walk(chains, key, probe, depth=0):
     return Outcome(CONTINUE, maybe=maybe)
 
 
-def walk_rest(chains, chain, after, probe, depth):
+def walk_rest(chains: Mapping[str, Chain], chain: Chain, after: Rule, probe: Probe, depth: int) -> Outcome:
     rest = Chain(chain.name, chain.rules[chain.rules.index(after) + 1:], chain.base, chain.policy, chain.where)
     key = "__rest__%d" % depth
     return walk(dict(chains, **{key: rest}), key, probe, depth + 1)
 
 
-def _first_drop(maybe_drop, rest):
+def _first_drop(maybe_drop: Outcome, rest: Outcome) -> Outcome:
     # A certain drop later in the chain says more than a maybe; otherwise the maybe stands.
     return rest if rest.verdict == DROP and not rest.maybe else maybe_drop
 
 
-def judge(chains, probe):
+def judge(chains: Mapping[str, Chain], probe: Probe) -> Outcome:
     """The probe's fate through every base chain: an Outcome whose verdict is drop or accept."""
     for key, chain in sorted(chains.items()):
         if chain.base:
@@ -351,12 +353,13 @@ def judge(chains, probe):
     return Outcome(ACCEPT)
 
 
-def probes(interface, http_port):
+def probes(interface: str, http_port: int) -> list[Probe]:
     return [Probe(interface, "udp", 67, "broadcast"), Probe(interface, "udp", 4011), Probe(interface, "udp", 69),
             Probe(interface, "tcp", http_port)]
 
 
-def firewall_row(chains, interface, http_port, sources, errors=()):
+def firewall_row(chains: Mapping[str, Chain], interface: str, http_port: int, sources: Sequence[str],
+                 errors: Sequence[str] = ()) -> report.Row:
     """The verdict over the parsed ``chains``; ``sources`` names what was read, ``errors`` what could not be."""
     dropped, maybe = [], []
     for probe in probes(interface, http_port):
@@ -378,7 +381,7 @@ def firewall_row(chains, interface, http_port, sources, errors=()):
 
 # -- reading --------------------------------------------------------------------------------
 
-def _run(argv):
+def _run(argv: list[str]) -> tuple[str | None, str | None]:
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -388,7 +391,7 @@ def _run(argv):
     return result.stdout, None
 
 
-def read_firewall(interface, http_port):
+def read_firewall(interface: str, http_port: int) -> report.Row:
     chains, sources, errors = {}, [], []
     if shutil.which("nft"):
         output, error = _run(["nft", "-j", "list", "ruleset"])

@@ -29,7 +29,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/server6.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
-    "_preflight/firewall.py",
     "_pxe_server.py",
 ))
 
