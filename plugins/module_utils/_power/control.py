@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Union
 
 from ansible_collections.nixie.metal.plugins.module_utils._power import ipmi, plan, redfish
 
 POLL_SECONDS = 1.0
 
 # The BMC of either protocol: the same methods, the same errors (plan.PowerError).
-Bmc = ipmi.IpmiBmc | redfish.RedfishBmc
+Bmc = Union[ipmi.IpmiBmc, redfish.RedfishBmc]
 
 
 def missing_library(driver: str) -> tuple[str, str | None] | None:

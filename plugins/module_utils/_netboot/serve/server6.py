@@ -19,6 +19,8 @@ import fcntl
 import logging
 import socket
 import struct
+from collections.abc import Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6, ndp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6
@@ -50,15 +52,15 @@ class Ipv6Error(Exception):
 class Dhcp6Endpoint(asyncio.DatagramProtocol):
     """One DHCPv6 socket (547 or 4011): decode and hand over to the IPv6 side."""
 
-    def __init__(self, side, port):
+    def __init__(self, side: Ipv6Side, port: int) -> None:
         self.side = side
         self.port = port
         self.transport = None
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
-    def datagram_received(self, data, addr):
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
         if len(data) > MAX_DHCP6_DATAGRAM:
             return
         try:
@@ -68,11 +70,11 @@ class Dhcp6Endpoint(asyncio.DatagramProtocol):
             return
         self.side.on_request(self, message, addr)
 
-    def error_received(self, exc):
+    def error_received(self, exc: Exception) -> None:
         log.debug("DHCPv6 socket on port %d: %s", self.port, exc)
 
 
-def interface_mac(interface):
+def interface_mac(interface: str) -> str:
     """The interface's MAC address (for the server's DUID-LL and the RA's link-layer option).
 
     Asked of the kernel (SIOCGIFHWADDR) rather than read from /sys, which shows
@@ -87,7 +89,7 @@ def interface_mac(interface):
     return dhcp.format_mac(answer[18:24])
 
 
-def _udp6_socket(host, port, interface, ifindex, group=None):
+def _udp6_socket(host: str, port: int, interface: str, ifindex: int, group: str | None = None) -> socket.socket:
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -111,7 +113,7 @@ def _udp6_socket(host, port, interface, ifindex, group=None):
 class RouterAdvertiser:
     """Sends router advertisements on one interface (``addresses`` mode only)."""
 
-    def __init__(self, interface, ifindex, mac, prefix):
+    def __init__(self, interface: str, ifindex: int, mac: str, prefix: str) -> None:
         self.interface = interface
         self.ifindex = ifindex
         self.packet = ndp.router_advertisement(mac, prefix)
@@ -119,7 +121,7 @@ class RouterAdvertiser:
         self.task = None
         self.sent = 0
 
-    def open(self):
+    def open(self) -> None:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
@@ -143,14 +145,14 @@ class RouterAdvertiser:
         loop.add_reader(sock.fileno(), self._on_readable)
         self.task = loop.create_task(self._periodic())
 
-    def advertise(self):
+    def advertise(self) -> None:
         try:
             self.sock.sendto(self.packet, (ndp.ALL_NODES, 0, 0, self.ifindex))
             self.sent += 1
         except OSError as exc:
             log.warning("cannot send a router advertisement on %s: %s", self.interface, exc)
 
-    def _on_readable(self):
+    def _on_readable(self) -> None:
         try:
             data = self.sock.recv(1500)
         except OSError:
@@ -158,7 +160,7 @@ class RouterAdvertiser:
         if ndp.is_router_solicitation(data):
             self.advertise()
 
-    async def _periodic(self):
+    async def _periodic(self) -> None:
         previous = 0.0
         for at in RA_INITIAL:
             await asyncio.sleep(at - previous)
@@ -168,7 +170,7 @@ class RouterAdvertiser:
             await asyncio.sleep(RA_INTERVAL)
             self.advertise()
 
-    async def close(self):
+    async def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
             try:
@@ -185,8 +187,8 @@ class RouterAdvertiser:
 class Ipv6Side:
     """DHCPv6, TFTP over IPv6 and (in ``addresses`` mode) router advertisements for one server."""
 
-    def __init__(self, server, config6, interface, tftp_files, tftp_port=69, dhcp_port=dhcp6.SERVER_PORT,
-                 proxy_port=dhcp6.PXE_PORT):
+    def __init__(self, server: Any, config6: policy6.ServerConfig6, interface: str, tftp_files: Mapping[str, bytes],
+                 tftp_port: int = 69, dhcp_port: int = dhcp6.SERVER_PORT, proxy_port: int = dhcp6.PXE_PORT) -> None:
         self.server = server
         self.config = config6
         self.interface = interface
@@ -199,7 +201,7 @@ class Ipv6Side:
         self.advertiser = None
         self.duid_macs = {}  # client DUID -> MAC, learnt from link-local (EUI-64) sources
 
-    async def start(self):
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             ifindex = socket.if_nametoindex(self.interface)
@@ -226,7 +228,7 @@ class Ipv6Side:
             except OSError as exc:
                 raise Ipv6Error("cannot send router advertisements on %s: %s" % (self.interface, exc)) from None
 
-    async def close(self):
+    async def close(self) -> None:
         for transport in self.transports:
             transport.close()
         self.transports = []
@@ -237,13 +239,13 @@ class Ipv6Side:
             await self.advertiser.close()
             self.advertiser = None
 
-    def host_view(self, mac):
+    def host_view(self, mac: str) -> policy.HostView | None:
         registry = self.server.registry
         if mac is None or not registry.is_known(mac):
             return None
         return policy.HostView(mac=mac, arch=registry.arch(mac), finished=registry.is_finished(mac))
 
-    def _snoop(self, message, source, mac):
+    def _snoop(self, message: dhcp6.Message, source: tuple, mac: str) -> None:
         """Remember the addresses a client uses (for TFTP and HTTP attribution), like DHCPv4's option 50."""
         remember = self.server._remember_client
         ip = source[0].split("%", 1)[0]
@@ -256,14 +258,14 @@ class Ipv6Side:
             except dhcp6.MalformedPacket:
                 continue
 
-    def _learn(self, duid, mac):
+    def _learn(self, duid: bytes | None, mac: str | None) -> None:
         if duid is None:
             return
         if len(self.duid_macs) >= MAX_KNOWN_DUIDS and duid not in self.duid_macs:
             self.duid_macs.pop(next(iter(self.duid_macs)))
         self.duid_macs[duid] = mac
 
-    def _send(self, endpoint, wire, destination, mac):
+    def _send(self, endpoint: Dhcp6Endpoint, wire: bytes, destination: tuple, mac: str | None) -> bool:
         if endpoint.transport is None or endpoint.transport.is_closing():
             return False
         try:
@@ -274,7 +276,7 @@ class Ipv6Side:
             return False
         return True
 
-    def _note_ignored(self, mac, decision):
+    def _note_ignored(self, mac: str | None, decision: policy.Ignore) -> None:
         """Like the DHCPv4 side: strangers are counted, refused hosts of ours get the reason in their timeline."""
         if mac is None:
             return
@@ -284,7 +286,7 @@ class Ipv6Side:
         elif registry.is_known(mac) and decision.reason in REFUSALS_WORTH_TELLING:
             registry.record(mac, "dhcp_refused", reason=decision.reason, detail=decision.detail, family="ipv6")
 
-    def on_request(self, endpoint, message, source):
+    def on_request(self, endpoint: Dhcp6Endpoint, message: dhcp6.Message, source: tuple) -> None:
         counters = self.server.counters
         mac, how = dhcp6.client_mac(message, source[0], self.duid_macs) if message.relay is None else (None, None)
         if mac is not None:
@@ -314,6 +316,6 @@ class Ipv6Side:
             self.server.registry.record(decision.client.mac, decision.event, **details)
 
 
-def _bind_message(protocol, port, role, exc):
+def _bind_message(protocol: str, port: int, role: str, exc: OSError) -> str:
     return "cannot bind %s/%d (%s) on IPv6: %s; another DHCPv6 or TFTP server on this machine? Stop it, or set dhcp6=off" % (
         protocol, port, role, exc.strerror or exc)

@@ -26,7 +26,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/api_service.py",
     "_netboot/serve/http.py",
     "_netboot/serve/server.py",
-    "_netboot/serve/server6.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
     "_pxe_server.py",
