@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import RegistryError
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import (
-    API_PREFIX, BEARER_CHALLENGE, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT, ApiAnswer, bearer_token, decode_json_body, endpoint, failure,
+    API_PREFIX, BEARER_CHALLENGE, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT, ApiAnswer, ApiRequest, bearer_token, decode_json_body, endpoint, failure,
     status_of, wait_params)
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.binding import SegmentCheck
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 # Long-polls are answered once registry events pause this long, and at most WAKE_MAX_DELAY
 # after the first (see ChangeNotifier), in seconds.
@@ -38,7 +43,7 @@ class ChangeNotifier:
     controller's long-polls after (docs/performance.md).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._loop = None
         self._waiters = {}  # MAC or None -> set of futures
         self._changed = set()  # MACs with events not yet told to their waiters
@@ -46,10 +51,10 @@ class ChangeNotifier:
         self._flush = None
         self.closing = False
 
-    def attach(self, loop):
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def __call__(self, event=None):
+    def __call__(self, event: Mapping[str, Any] | None = None) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -63,7 +68,7 @@ class ChangeNotifier:
         else:
             loop.call_soon_threadsafe(self._changed_now, key)
 
-    def _changed_now(self, key):
+    def _changed_now(self, key: str | None) -> None:
         now = self._loop.time()
         self._last = now
         if key is not None:
@@ -72,7 +77,7 @@ class ChangeNotifier:
             self._first = now
             self._flush = self._loop.call_at(now + WAKE_QUIET, self._wake_changed)
 
-    def _wake_changed(self):
+    def _wake_changed(self) -> None:
         settled_at = min(self._last + WAKE_QUIET, self._first + WAKE_MAX_DELAY)
         if self._loop.time() < settled_at:
             self._flush = self._loop.call_at(settled_at, self._wake_changed)
@@ -81,20 +86,20 @@ class ChangeNotifier:
         changed, self._changed = self._changed, set()
         self._wake(list(changed) + [None])
 
-    def _wake(self, keys):
+    def _wake(self, keys: Iterable[str | None]) -> None:
         for each in keys:
             for future in self._waiters.pop(each, ()):
                 if not future.done():
                     future.set_result(None)
 
-    def close(self):
+    def close(self) -> None:
         self.closing = True
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
         self._wake(list(self._waiters))
 
-    async def wait_for(self, predicate, timeout, key=None):
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float, key: str | None = None) -> bool:
         """Wait until ``predicate()`` is true or ``timeout`` seconds pass; return predicate().
 
         ``key``: the MAC whose events can make the predicate true, or None for any event.
@@ -119,7 +124,7 @@ class ChangeNotifier:
         return predicate()
 
 
-def _set_if_pending(future):
+def _set_if_pending(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -132,8 +137,9 @@ class AgentApi:
     ``notifier``.
     """
 
-    def __init__(self, registry, on_event=None, admin_token=None, max_wait=DEFAULT_MAX_WAIT, run_id=None, logger=None,
-                 max_body=DEFAULT_MAX_BODY, segment=None):
+    def __init__(self, registry: Registry, on_event: Callable[[dict[str, Any]], object] | None = None,
+                 admin_token: str | None = None, max_wait: float = DEFAULT_MAX_WAIT, run_id: str | None = None,
+                 logger: logging.Logger | None = None, max_body: int = DEFAULT_MAX_BODY, segment: SegmentCheck | None = None) -> None:
         self.registry = registry
         self.segment = segment
         self.on_event = on_event
@@ -149,20 +155,20 @@ class AgentApi:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def attach(self, loop):
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start answering in ``loop``: long-polls wake on registry events from now on."""
         self.notifier.attach(loop)
         self.stop_requested = asyncio.Event()
         self._remove_listener = self.registry.add_listener(self.notifier)
 
-    def close(self):
+    def close(self) -> None:
         """Answer every waiting long-poll now (``stopping: true``) and stop listening to the registry."""
         self.notifier.close()
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
 
-    def emit(self, event):
+    def emit(self, event: Mapping[str, Any] | None) -> None:
         if event is None or self.on_event is None:
             return
         try:
@@ -172,7 +178,7 @@ class AgentApi:
 
     # -- dispatch ------------------------------------------------------------
 
-    def answer(self, request):
+    def answer(self, request: ApiRequest) -> ApiAnswer | Coroutine[Any, Any, ApiAnswer]:
         """The :class:`ApiAnswer` to ``request``, or for a long-poll a coroutine that returns it.
 
         Everything but a long-poll is answered at once, without a task: a rack's
@@ -202,24 +208,26 @@ class AgentApi:
         return self._long_poll(lambda timed_out: self.host_answer(normal, timed_out),
                                lambda: self.registry.last_seq(normal) > after, wait, after, key=normal)
 
-    def _long_poll(self, answer, has_news, wait, after, key=None):
+    def _long_poll(self, answer: Callable[[bool], ApiAnswer], has_news: Callable[[], bool], wait: float, after: int | None,
+                   key: str | None = None) -> ApiAnswer | Coroutine[Any, Any, ApiAnswer]:
         if after is None or wait <= 0 or has_news():
             return answer(False)
         if self.notifier.closing:
             return answer(True)
         return self._wait_then(answer, has_news, wait, key)
 
-    async def _wait_then(self, answer, has_news, wait, key):
+    async def _wait_then(self, answer: Callable[[bool], ApiAnswer], has_news: Callable[[], bool], wait: float,
+                         key: str | None) -> ApiAnswer:
         news = await self.notifier.wait_for(has_news, wait, key=key)
         return answer(not news)
 
     # -- endpoints -----------------------------------------------------------
 
-    def health(self):
+    def health(self) -> ApiAnswer:
         return ApiAnswer(200, {"ok": True, "service": "nixie.metal", "run_id": self.run_id,
                                "seq": self.registry.seq, "all_done": self.registry.all_done()})
 
-    def phone_home(self, request):
+    def phone_home(self, request: ApiRequest) -> ApiAnswer | Coroutine[Any, Any, ApiAnswer]:
         """The phone-home, judged first by who sent it: the token's host must be the peer's MAC on the segment.
 
         The check is synchronous (two netlink round trips); only a peer the
@@ -234,10 +242,10 @@ class AgentApi:
             return self._phone_home_settled(request, token, mac)
         return self._phone_home(request, token, binding)
 
-    async def _phone_home_settled(self, request, token, mac):
+    async def _phone_home_settled(self, request: ApiRequest, token: str | None, mac: str) -> ApiAnswer:
         return self._phone_home(request, token, await self.segment.settled(request.peer, mac))
 
-    def _phone_home(self, request, token, binding):
+    def _phone_home(self, request: ApiRequest, token: str | None, binding: trust.Binding | None) -> ApiAnswer:
         peer = request.peer
         report = None
         if token is not None:  # without one the registry refuses (401) before the body matters
@@ -260,16 +268,16 @@ class AgentApi:
             self.emit(self.registry.last_event(accepted["mac"]))
         return ApiAnswer(200, dict(accepted, ok=True))
 
-    def hosts_answer(self, timed_out):
+    def hosts_answer(self, timed_out: bool) -> ApiAnswer:
         payload = self.registry.snapshot()
         payload.update(ok=True, timed_out=timed_out, stopping=self.notifier.closing, run_id=self.run_id)
         return ApiAnswer(200, payload)
 
-    def host_answer(self, mac, timed_out):
+    def host_answer(self, mac: str, timed_out: bool) -> ApiAnswer:
         return ApiAnswer(200, {"ok": True, "host": self.registry.host_snapshot(mac), "seq": self.registry.seq,
                                "timed_out": timed_out, "stopping": self.notifier.closing, "run_id": self.run_id})
 
-    def stop(self, request):
+    def stop(self, request: ApiRequest) -> ApiAnswer:
         peer = request.peer
         if not self.admin_token:
             return failure(403, "stopping through the API is disabled on this server; stop the pxe_server job instead", "stop_disabled")
