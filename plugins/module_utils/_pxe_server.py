@@ -18,6 +18,8 @@ import secrets
 import signal
 import time
 import urllib.error
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
 from ansible.module_utils.urls import open_url
 
@@ -35,7 +37,7 @@ class ControlError(Exception):
 
 # -- the serving address ---------------------------------------------------------
 
-def choose_address(links, interface=None, address=None):
+def choose_address(links: list, interface: str | None = None, address: str | None = None) -> tuple[str, str]:
     """Pick ``(interface, IPv4 address)`` to serve on from ``ip -j -4 addr`` output.
 
     With neither given, the one up, non-loopback interface with an IPv4
@@ -66,7 +68,8 @@ def choose_address(links, interface=None, address=None):
 UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
 
 
-def choose_address6(links, interface=None, address6=None):
+def choose_address6(links: list, interface: str | None = None,
+                    address6: str | None = None) -> tuple[str, str, int] | None:
     """Pick ``(interface, IPv6 address, prefix length)`` from ``ip -j addr`` output, or None when there is none.
 
     ``address6`` must then be configured (on ``interface`` when given); without
@@ -97,7 +100,7 @@ def choose_address6(links, interface=None, address6=None):
     return mine[0].interface, mine[0].text, mine[0].prefixlen
 
 
-def read_links():
+def read_links() -> list:
     try:
         return _interfaces.read_links()
     except _interfaces.InterfacesError as exc:
@@ -107,7 +110,7 @@ def read_links():
 
 # -- planning ----------------------------------------------------------------------
 
-def _hosts_from(hosts_file, hosts):
+def _hosts_from(hosts_file: str | None, hosts: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     if hosts_file is not None and hosts:
         raise ControlError("give hosts_file or hosts, not both")
     try:
@@ -128,7 +131,8 @@ def _hosts_from(hosts_file, hosts):
     raise ControlError("no hosts to serve: give hosts_file (a hosts.json) or hosts (a list of name and mac)")
 
 
-def _artifacts(kernel, initrd, artifacts, hosts):
+def _artifacts(kernel: str | None, initrd: str | None, artifacts: Mapping[str, Mapping[str, str]] | None,
+               hosts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     merged = {}
     if kernel or initrd:
         if not (kernel and initrd):
@@ -148,7 +152,7 @@ def _artifacts(kernel, initrd, artifacts, hosts):
     return merged
 
 
-def _ipxe_files(ipxe_dir):
+def _ipxe_files(ipxe_dir: str) -> dict[str, str]:
     if not os.path.isdir(ipxe_dir):
         raise ControlError("iPXE directory %s does not exist; install Debian/Ubuntu's ipxe package or set ipxe_dir" % ipxe_dir)
     found = {name: os.path.join(ipxe_dir, name) for name in tftp.IPXE_FILES if os.path.isfile(os.path.join(ipxe_dir, name))}
@@ -157,7 +161,7 @@ def _ipxe_files(ipxe_dir):
     return found
 
 
-def plan(params, links=None):
+def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
     """Check every input of a run and return ServerOptions; binds nothing."""
     hosts = _hosts_from(params.get("hosts_file"), params.get("hosts"))
     if params.get("address") is not None:
@@ -206,7 +210,7 @@ def plan(params, links=None):
 DEFAULT_USER = "nobody"
 
 
-def check_switch(account, paths):
+def check_switch(account: privileges.Account | None, paths: Iterable[str]) -> None:
     """Refuse, before anything binds, a switch to ``account`` that could not happen or could not serve ``paths``."""
     missing = privileges.missing_to_switch(account)
     if missing:
@@ -223,13 +227,13 @@ def check_switch(account, paths):
                            % (account.name, account.name, ", ".join("%s (%s)" % pair for pair in unreadable)))
 
 
-def has_ipv4(links, interface=None):
+def has_ipv4(links: list, interface: str | None = None) -> bool:
     """Whether ``interface`` (or, without it, any up non-loopback interface) has an IPv4 address."""
     return any(found.version == 4 and (found.interface == interface if interface is not None else found.serves)
                for found in addresses_of(links))
 
 
-def choose_addresses(links, params):
+def choose_addresses(links: list, params: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """``(interface, IPv4 address or None, IPv6 ServerOptions fields)`` for a run.
 
     IPv4 is served when the interface has an IPv4 address; IPv6 (DHCPv6 in
@@ -271,7 +275,7 @@ def choose_addresses(links, params):
 
 # -- running and stopping --------------------------------------------------------
 
-def claim(run_dir):
+def claim(run_dir: str) -> str | None:
     """Refuse to start beside a live server; return a note when a stale state file was cleaned up."""
     record = runtime.read_state(run_dir)
     if record is None:
@@ -284,7 +288,7 @@ def claim(run_dir):
     return "removed the state of an earlier server (pid %s) that ended without cleaning up" % record.get("pid")
 
 
-def owner_of(pid):
+def owner_of(pid: int) -> dict[str, int] | None:
     """The process a run belongs to, as ``{"pid", "start_time"}``; the server stops when it is gone."""
     if pid is None:
         return None
@@ -294,7 +298,7 @@ def owner_of(pid):
     return {"pid": pid, "start_time": start_time}
 
 
-async def _stop_when_owner_ends(netboot_server, owner, interval=1.0):
+async def _stop_when_owner_ends(netboot_server: server.NetbootServer, owner: Mapping[str, Any], interval: float = 1.0) -> None:
     # An interrupted ansible-playbook cannot stop an async job (it is detached from the
     # play's process group), so the server watches the playbook itself.
     while runtime.is_alive(owner):
@@ -302,7 +306,7 @@ async def _stop_when_owner_ends(netboot_server, owner, interval=1.0):
     netboot_server.request_stop("the ansible-playbook run that started the server (pid %d) ended" % owner["pid"])
 
 
-def tokens_to_keep(record, hosts):
+def tokens_to_keep(record: Mapping[str, Any] | None, hosts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """The per-host tokens of a dead server's state ``record`` that this run's ``hosts`` can keep: ``{mac: token}``.
 
     An installer that server booted carries its token on its kernel command line and keeps
@@ -319,7 +323,8 @@ def tokens_to_keep(record, hosts):
     return kept
 
 
-def run(options, run_dir, on_progress=None, owner=None):
+def run(options: ServerOptions, run_dir: str, on_progress: Callable[[dict[str, Any]], object] | None = None,
+        owner: Mapping[str, Any] | None = None) -> Any:
     """Serve until a stop condition; the state file exists exactly while serving.
 
     Privilege separation (:mod:`.separation`): this process stays root and never
@@ -337,11 +342,11 @@ def run(options, run_dir, on_progress=None, owner=None):
             note += "; its %d host(s) keep their tokens, so installers it booted can still phone home" % len(kept)
     account = _account(options.user)
 
-    def bound(tokens, child_pid):
+    def bound(tokens: Any, child_pid: int) -> None:
         runtime.write_state(run_dir, {"api_url": options.api_url, "admin_token": options.admin_token, "run_id": options.run_id,
                                       "started": time.time(), "server_pid": child_pid, "tokens": tokens})
 
-    def watch(netboot_server):
+    def watch(netboot_server: server.NetbootServer) -> Coroutine[Any, Any, None] | None:
         return _stop_when_owner_ends(netboot_server, owner) if owner is not None else None
     try:
         result = separation.serve(options, account, bound, on_progress=on_progress, watch=watch)
@@ -354,7 +359,7 @@ def run(options, run_dir, on_progress=None, owner=None):
     return result
 
 
-def _account(user):
+def _account(user: str | None) -> privileges.Account | None:
     """The account named ``user``, for the serving child; None (options not made by :func:`plan`) keeps this process's user."""
     if user is None:
         return None
@@ -365,7 +370,7 @@ def _account(user):
     return found
 
 
-def stop(run_dir, timeout=30.0):
+def stop(run_dir: str, timeout: float = 30.0) -> bool:
     """Stop the server the state file names; True if one was running."""
     record = runtime.read_state(run_dir)
     if record is None:

@@ -27,7 +27,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/server.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
-    "_pxe_server.py",
 ))
 
 
