@@ -20,10 +20,13 @@ import logging
 import resource
 import secrets
 import signal
+import socket
 import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
@@ -62,7 +65,7 @@ class ServerError(Exception):
 
 
 class NetbootServer:
-    def __init__(self, options: ServerOptions):
+    def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.registry = Registry(options.hosts, token_factory=_token_factory(options))
         self.config = policy.ServerConfig(
@@ -88,21 +91,21 @@ class NetbootServer:
 
     # -- events ----------------------------------------------------------------
 
-    def _on_registry_event(self, event):
+    def _on_registry_event(self, event: dict[str, Any]) -> None:
         self._last_activity = time.monotonic()
         if self.on_progress is not None:
             self.on_progress(event)
         if self.registry.all_done() and self._all_done_at is None:
             self._all_done_at = time.monotonic()
 
-    def _remember_client(self, ip, mac):
+    def _remember_client(self, ip: str, mac: str) -> None:
         if not ip or ip == "0.0.0.0":
             return
         if len(self.client_macs) >= MAX_KNOWN_CLIENT_ADDRESSES and ip not in self.client_macs:
             self.client_macs.pop(next(iter(self.client_macs)))
         self.client_macs[ip] = mac
 
-    def on_dhcp_request(self, endpoint, request, source):
+    def on_dhcp_request(self, endpoint: dhcp_socket.DhcpEndpoint, request: dhcp.DhcpPacket, source: tuple) -> None:
         mac = request.mac
         if mac is None:
             self.counters["dhcp_ignored"] += 1
@@ -135,10 +138,10 @@ class NetbootServer:
         self.registry.record(mac, decision.event, port=endpoint.port, arch=decision.client.arch,
                              firmware=decision.client.firmware, boot_file=decision.boot_file)
 
-    def _schedule(self, delay, callback, *args):
+    def _schedule(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
         asyncio.get_running_loop().call_later(delay, callback, *args)
 
-    def _send_dhcp(self, endpoint, wire, address, mac):
+    def _send_dhcp(self, endpoint: dhcp_socket.DhcpEndpoint, wire: bytes, address: tuple, mac: str) -> bool:
         try:
             endpoint.transport.sendto(wire, address)
         except OSError as exc:
@@ -147,7 +150,7 @@ class NetbootServer:
             return False
         return True
 
-    def _on_http_event(self, event):
+    def _on_http_event(self, event: dict[str, Any]) -> None:
         """Hook of the HTTP app: tie iPXE binaries fetched by UEFI HTTP boot to a MAC.
 
         The HTTP app cannot know the MAC of a GET /ipxe/<file>; the DHCP side
@@ -163,7 +166,7 @@ class NetbootServer:
         mac, name, details = record
         self.registry.record(mac, name, **details)
 
-    def _on_tftp_event(self, event):
+    def _on_tftp_event(self, event: tftp.TftpEvent) -> None:
         mac = self.client_macs.get(event.client[0])
         if mac is None:
             log.info("TFTP %s of %s to %s (no DHCP seen from that address)", event.kind, event.filename, event.client[0])
@@ -174,13 +177,13 @@ class NetbootServer:
 
     # -- sockets -----------------------------------------------------------------
 
-    def _dhcp_socket(self, port):
+    def _dhcp_socket(self, port: int) -> socket.socket:
         try:
             return dhcp_socket.open_socket(self.options.bind_ip, port, self.options.interface)
         except OSError as exc:
             raise _bind_error(exc, "udp", port, "proxyDHCP") from None
 
-    async def start(self):
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -222,13 +225,13 @@ class NetbootServer:
             await self.close()
             raise
 
-    def request_stop(self, reason):
+    def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         if self._stop is not None:
             self._stop.set()
 
-    def _stop_condition(self, started):
+    def _stop_condition(self, started: float) -> str | None:
         now = time.monotonic()
         http_stop = self._http_state.api.stop_requested if self._http_state is not None else None
         if http_stop is not None and http_stop.is_set():
@@ -241,7 +244,7 @@ class NetbootServer:
             return "idle_timeout: no activity for %gs" % self.options.idle_timeout
         return None
 
-    async def run_until_stopped(self, tick=0.25):
+    async def run_until_stopped(self, tick: float = 0.25) -> str | None:
         started = time.monotonic()
         self._last_activity = started
         if self.registry.all_done():
@@ -257,7 +260,7 @@ class NetbootServer:
                 pass
         return self.stop_reason
 
-    async def _start_ipv6(self, tftp_files):
+    async def _start_ipv6(self, tftp_files: Mapping[str, bytes]) -> None:
         options = self.options
         if not options.interface:
             raise ServerError("serving IPv6 needs the interface (DHCPv6 listens on its multicast group)")
@@ -276,7 +279,7 @@ class NetbootServer:
         except server6.Ipv6Error as exc:
             raise ServerError(str(exc)) from None
 
-    async def close(self):
+    async def close(self) -> None:
         for transport in self._transports:
             transport.close()
         self._transports = []
@@ -299,7 +302,7 @@ class NetbootServer:
         self.counters.update(peer_check_errors=self.segment.errors, peer_check_resyncs=self.segment.resyncs)
         self.segment.close()
 
-    def result(self):
+    def result(self) -> dict[str, Any]:
         snapshot = self.registry.snapshot()
         del snapshot["seq"]
         for host in snapshot["hosts"]:
@@ -307,7 +310,7 @@ class NetbootServer:
         return dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
 
 
-def http_ipxe_record(event, client_macs):
+def http_ipxe_record(event: Mapping[str, Any], client_macs: Mapping[str, str]) -> tuple[str, str, dict[str, Any]] | None:
     """``(mac, event name, details)`` to record for an HTTP app hook event, or None.
 
     Only the app's iPXE binary events count (``ipxe_file_served`` /
@@ -326,7 +329,7 @@ def http_ipxe_record(event, client_macs):
     return mac, recorded, {"file": event.get("file"), "client": event.get("peer"), "via": "http", "status": event.get("status")}
 
 
-def _token_factory(options):
+def _token_factory(options: ServerOptions) -> Callable[[], str] | None:
     """Tokens for the hosts in order: kept ones (``options.tokens``) first, fresh ones otherwise; None: all fresh."""
     if not options.tokens:
         return None
@@ -334,7 +337,7 @@ def _token_factory(options):
     return iter(tokens).__next__
 
 
-def _read_files(named_paths):
+def _read_files(named_paths: Mapping[str, str]) -> dict[str, bytes]:
     files = {}
     for name, path in named_paths.items():
         with open(path, "rb") as handle:
@@ -342,7 +345,7 @@ def _read_files(named_paths):
     return files
 
 
-def _bind_error(exc, protocol, port, role):
+def _bind_error(exc: OSError, protocol: str, port: int, role: str) -> ServerError:
     if exc.errno == errno.EADDRINUSE:
         return ServerError("%s/%d (%s) is already in use by %s; stop it, or run the server on another "
                            "interface" % (protocol.upper(), port, role, describe_port_holders(port, protocol)))
@@ -355,7 +358,7 @@ def _bind_error(exc, protocol, port, role):
 
 
 @contextlib.contextmanager
-def startup_objects_frozen():
+def startup_objects_frozen() -> Iterator[None]:
     """Keep the garbage collector off every object that exists once the server has started.
 
     Imports, the hosts file's schema and aiohttp leave tens of thousands of
@@ -373,7 +376,8 @@ def startup_objects_frozen():
         gc.unfreeze()
 
 
-async def serve(options, on_progress=None, ready=None):
+async def serve(options: ServerOptions, on_progress: Callable[[dict[str, Any]], object] | None = None,
+                ready: Callable[[NetbootServer], object] | None = None) -> dict[str, Any]:
     """Run one netboot server until a stop condition; return the run's result.
 
     ``ready``: called once every socket is bound (tests use it to start clients).

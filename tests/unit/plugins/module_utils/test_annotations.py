@@ -24,7 +24,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_host_status.py",
     "_netboot/serve/api_http.py",
     "_netboot/serve/http.py",
-    "_netboot/serve/server.py",
     "_netboot/state/registry.py",
     "_nixos_anywhere.py",
 ))
