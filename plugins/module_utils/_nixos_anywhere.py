@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._nix.commands import configuration_installable
 
@@ -68,7 +70,7 @@ _VERSION_LINE = re.compile(r"^\s*nixos-anywhere(?:\s+version)?\s+v?(\d+)\.(\d+)(
 _BARE_VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?\s*$")
 
 
-def parse_version(text):
+def parse_version(text: str | None) -> str | None:
     """The nixos-anywhere version named in ``text``, as "X.Y.Z", else None.
 
     ``text`` is the output of ``nixos-anywhere --version`` (should a release gain one), or
@@ -82,11 +84,11 @@ def parse_version(text):
     return "%d.%d.%d" % (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
-def version_tuple(version):
+def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-def minimum_version(argv):
+def minimum_version(argv: Iterable[str]) -> tuple[str | None, dict[str, str]]:
     """(the minimum version for ``argv``, {option: version} of the options that need one)."""
     needs = {flag: version for flag, version in MINIMUM_VERSIONS if flag in argv}
     if not needs:
@@ -94,7 +96,7 @@ def minimum_version(argv):
     return max(needs.values(), key=version_tuple), needs
 
 
-def check_version(text, argv, executable="nixos-anywhere"):
+def check_version(text: str | None, argv: Iterable[str], executable: str = "nixos-anywhere") -> dict[str, Any]:
     """Whether the nixos-anywhere described by ``text`` can run ``argv``.
 
     Returns ``ok`` (True, False, or None when the version cannot be told), ``version``,
@@ -120,18 +122,18 @@ def check_version(text, argv, executable="nixos-anywhere"):
     return result
 
 
-def known_hosts_name(host, port):
+def known_hosts_name(host: str, port: int | str) -> str:
     """How known_hosts names ``host`` on ``port`` (ssh writes [host]:port off port 22)."""
     return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
 
 
-def _phase_problems(phases_text, phases):
+def _phase_problems(phases_text: str, phases: Sequence[str]) -> list[str]:
     if not phases or set(phases) - set(PHASES):
         return ["nixos_anywhere_phases must name some of kexec, disko, install, reboot: %s" % phases_text]
     return []
 
 
-def _ignored_options(args, phases):
+def _ignored_options(args: Mapping[str, Any], phases: Sequence[str]) -> list[str]:
     """Options the given phases would ignore: refused, since dropping them silently installs something else."""
     problems = []
     listed = ",".join(phases)
@@ -150,7 +152,7 @@ def _ignored_options(args, phases):
     return problems
 
 
-def remote_path_problem(path):
+def remote_path_problem(path: str) -> str | None:
     """Why ``path`` cannot be a disk encryption key's path on the target, or None."""
     if not path.startswith("/"):
         return "the disk encryption key path %r on the target must be absolute (start with /)" % path
@@ -161,7 +163,7 @@ def remote_path_problem(path):
     return None
 
 
-def ssh_option_problem(option):
+def ssh_option_problem(option: str) -> str | None:
     """Why ``option`` cannot be passed as --ssh-option, or None."""
     if re.search(r"\s", option):
         return ("nixos_anywhere_ssh_options entry %r holds whitespace: nixos-anywhere joins the SSH options with spaces "
@@ -172,7 +174,7 @@ def ssh_option_problem(option):
     return None
 
 
-def _build_problems(args, build):
+def _build_problems(args: Mapping[str, Any], build: str) -> list[str]:
     """Arguments that do not fit where the system is built."""
     if build not in BUILDS:
         return ["nixos_anywhere_build must be controller or flake: %s" % build]
@@ -199,14 +201,14 @@ def _build_problems(args, build):
     return problems
 
 
-def _disk_problems(disks):
+def _disk_problems(disks: Iterable[str] | None) -> list[str]:
     if disks is None:
         return []
     return ["nixos_anywhere_disks entry %r must be an absolute device path without whitespace (such as "
             "/dev/disk/by-id/...)" % disk for disk in disks if not re.fullmatch(r"/\S+", disk)]
 
 
-def plan(args):
+def plan(args: Mapping[str, Any]) -> dict[str, Any]:
     """The role's decisions from its settled arguments (a dict; see the role's tasks/main.yml).
 
     ``build`` is where the system is built (:data:`BUILDS`); with ``controller``, ``store_paths``
@@ -318,7 +320,7 @@ def plan(args):
     }
 
 
-def disk_check(host, disks, rc, stdout, stderr):
+def disk_check(host: str, disks: Sequence[str], rc: int, stdout: str, stderr: str) -> dict[str, Any]:
     """Reads the target's answer to the disk guard (``present PATH``, ``missing PATH``,
     ``by-id LINK -> DEVICE`` lines); returns ``ok``, ``missing``, ``by_id`` and a ``message``."""
     present, missing_seen, by_id = set(), set(), []
@@ -346,7 +348,7 @@ def disk_check(host, disks, rc, stdout, stderr):
         % (host, ", ".join(missing), held))}
 
 
-def outcome(rc, stdout, stderr, executable, what, timeout):
+def outcome(rc: int, stdout: str, stderr: str, executable: str, what: str, timeout: object) -> dict[str, str]:
     """What a nixos-anywhere run under ``timeout`` ended as: ``kind`` (ok, timeout, not_started,
     failed) and a ``message`` with the last lines of its output."""
     out_lines = (stdout or "").splitlines()
@@ -368,25 +370,25 @@ def outcome(rc, stdout, stderr, executable, what, timeout):
     return {"kind": "failed", "message": "nixos-anywhere failed (exit %d) installing %s.%s Last output: %s" % (rc, what, hint, tail)}
 
 
-def _given(value):
+def _given(value: object) -> bool:
     """None and '' mean not given (an argument set to an empty variable); anything else is given."""
     return value is not None and value != ""
 
 
-def _truth(value):
+def _truth(value: object) -> bool:
     """Ansible's truth of an argument that may arrive as a string (-e x=false)."""
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
     return bool(value)
 
 
-def _address(value):
+def _address(value: object) -> str:
     """An address as nixos-anywhere and ssh want it: no surrounding space or IPv6 brackets, lower case."""
     text = str(value).strip() if _given(value) else ""
     return re.sub(r"^\[(.*)\]$", r"\1", text).lower()
 
 
-def public_keys(values, unique=True):
+def public_keys(values: Iterable[str] | None, unique: bool = True) -> list[str]:
     """SSH public keys as ``type base64``, the form ssh-keyscan and known_hosts use (comments dropped, blanks left out)."""
     found = []
     for value in values or []:
@@ -399,7 +401,7 @@ def public_keys(values, unique=True):
     return found
 
 
-def settle(given, resolve=lambda path: path):
+def settle(given: Mapping[str, Any], resolve: Callable[[str], str] = lambda path: path) -> dict[str, Any]:
     """The role's arguments, as its tasks and :func:`plan` use them, from what the role was given.
 
     ``given`` maps each argument's name without its ``nixos_anywhere_`` prefix to its value; an
@@ -408,11 +410,11 @@ def settle(given, resolve=lambda path: path):
     Returns the settled values, ``plan_args`` (the input of :func:`plan`), ``installed_keys``
     (what the installed system will present) and ``local_files`` (the controller files to check).
     """
-    def text(name, default=""):
+    def text(name: str, default: str = "") -> str:
         value = given.get(name)
         return str(value) if _given(value) else default
 
-    def path(name):
+    def path(name: str) -> str:
         value = text(name)
         return resolve(value) if value else ""
 
@@ -461,7 +463,7 @@ def settle(given, resolve=lambda path: path):
     return settled
 
 
-def missing_files(stats, key, extra_files):
+def missing_files(stats: Iterable[tuple[str, Mapping[str, Any]]], key: str | None, extra_files: str | None) -> list[str]:
     """What is wrong with the controller files the run needs, from ``stat`` of each (item, stat) pair: sentences."""
     by_kind = {"key": [], "extra_files": [], "disk_key": []}
     for item, stat in stats:
@@ -476,7 +478,7 @@ def missing_files(stats, key, extra_files):
     return by_kind["key"] + by_kind["extra_files"] + by_kind["disk_key"]
 
 
-def programs_needed(settled, phases):
+def programs_needed(settled: Mapping[str, Any], phases: Sequence[str]) -> list[str]:
     """The programs the role runs on the controller, each once: nixos-anywhere, timeout, and ssh's when it logs in itself."""
     wanted = [settled["plan_args"]["executable"], "timeout"]
     if settled["expected_keys"]:
@@ -488,7 +490,7 @@ def programs_needed(settled, phases):
     return list(dict.fromkeys(wanted))
 
 
-def programs_found(lookups, executable, path):
+def programs_found(lookups: Iterable[tuple[str, int, str]], executable: str, path: str) -> dict[str, Any]:
     """From ``command -v`` of each program ((item, rc, stdout) triples): the paths found, what is missing and what to do."""
     found = {item: stdout for item, rc, stdout in lookups if rc == 0 and stdout}
     missing = [item for item, rc, _stdout in lookups if rc != 0] + [item for item, rc, stdout in lookups if rc == 0 and not stdout]
@@ -504,7 +506,7 @@ def programs_found(lookups, executable, path):
             "uses_ssh": "ssh" in [item for item, _rc, _stdout in lookups]}
 
 
-def logins(settled, argv, ssh_options, pin_host_key):
+def logins(settled: Mapping[str, Any], argv: Sequence[str], ssh_options: Sequence[str] | None, pin_host_key: object) -> dict[str, Any]:
     """How the role runs nixos-anywhere and its own ssh logins: the bounded command, ssh's options, whether pinned."""
     args = ["-T", "-p", str(settled["port"]), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     if settled["key"]:
@@ -515,7 +517,8 @@ def logins(settled, argv, ssh_options, pin_host_key):
             "pinned": bool(settled["expected_keys"]) and _truth(pin_host_key)}
 
 
-def would_run(host, command, expected_keys, pinned, phases, disks):
+def would_run(host: str, command: Sequence[object], expected_keys: Sequence[str], pinned: bool, phases: Sequence[str],
+              disks: Sequence[str] | None) -> str:
     """Check mode's line: the command that would run, whether the host key is checked, which disks are."""
     if expected_keys:
         keys = "(host key checked against %d expected key(s) first%s)" % (

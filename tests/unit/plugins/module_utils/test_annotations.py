@@ -25,7 +25,6 @@ NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/api_http.py",
     "_netboot/serve/http.py",
     "_netboot/state/registry.py",
-    "_nixos_anywhere.py",
 ))
 
 
