@@ -33,6 +33,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _ssh
 from ansible_collections.nixie.metal.plugins.module_utils._nix import (
@@ -78,7 +80,7 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 class HostStatusError(Exception):
     """The check itself could not be made; the message says why and what to do."""
 
-    def __init__(self, msg, **result):
+    def __init__(self, msg: str, **result: Any) -> None:
         super().__init__(msg)
         self.msg = msg
         self.result = result
@@ -87,7 +89,7 @@ class HostStatusError(Exception):
 # --- pure: parsing ---------------------------------------------------------------------
 
 
-def parse_os_release(text):
+def parse_os_release(text: str) -> dict[str, str]:
     """os-release(5) text -> dict. Handles comments, blank lines, single/double quotes, escapes."""
     values = {}
     for raw in (text or "").splitlines():
@@ -108,7 +110,7 @@ def parse_os_release(text):
     return values
 
 
-def parse_probe_output(stdout):
+def parse_probe_output(stdout: str) -> tuple[dict[str, str], str | None] | None:
     """Output of :data:`REMOTE_COMMAND` -> (os_release dict, current_system or None).
 
     Returns None when the markers are missing (the command did not run as written:
@@ -128,7 +130,7 @@ def parse_probe_output(stdout):
     return os_release, normalize_store_path(current) or None
 
 
-def normalize_store_path(path):
+def normalize_store_path(path: str | None) -> str | None:
     """Strip whitespace and trailing slashes ('/nix/store/x-sys/' -> '/nix/store/x-sys')."""
     path = (path or "").strip()
     while len(path) > 1 and path.endswith("/"):
@@ -136,7 +138,7 @@ def normalize_store_path(path):
     return path
 
 
-def parse_neighbours(text):
+def parse_neighbours(text: str) -> list[dict[str, Any]]:
     """``ip -j neigh show`` -> [{ip, dev, mac, states}] (mac lower-case or None)."""
     try:
         entries = json.loads(text or "[]")
@@ -159,7 +161,7 @@ def parse_neighbours(text):
     return result
 
 
-def _address_order(ip):
+def _address_order(ip: str) -> tuple | None:
     """IPv4 first, then global IPv6; link-local IPv6 is never used (it needs a scope)."""
     try:
         addr = ipaddress.ip_address(ip)
@@ -170,7 +172,8 @@ def _address_order(ip):
     return (addr.version, addr)
 
 
-def neighbour_candidates(neighbours, mac, interface=None):
+def neighbour_candidates(neighbours: Iterable[Mapping[str, Any]], mac: str,
+                         interface: str | None = None) -> tuple[list[str], list[str]]:
     """Addresses the neighbour table holds for ``mac``: (trusted, stale), IPv4 first."""
     trusted, stale = [], []
     for entry in neighbours:
@@ -183,18 +186,19 @@ def neighbour_candidates(neighbours, mac, interface=None):
             continue
         (trusted if states & TRUSTED_NEIGHBOUR_STATES else stale).append(entry["ip"])
 
-    def order(ips):
+    def order(ips: Iterable[str]) -> list[str]:
         return sorted(dict.fromkeys(ips), key=_address_order)
 
     return order(trusted), order(stale)
 
 
-def serving_ipv4(links):
+def serving_ipv4(links: list) -> list[tuple[str, ipaddress.IPv4Interface]]:
     """``ip -j addr`` output (parsed) -> [(ifname, IPv4Interface)] of up, non-loopback interfaces."""
     return [(found.interface, found.ip) for found in addresses_of(links) if found.version == 4 and found.serves]
 
 
-def sweep_targets(addresses, interface=None, subnet=None, warnings=None):
+def sweep_targets(addresses: Sequence[tuple[str, ipaddress.IPv4Interface]], interface: str | None = None,
+                  subnet: str | None = None, warnings: list[str] | None = None) -> list[tuple[str, ipaddress.IPv4Network]]:
     """Where to sweep: [(ifname, IPv4Network)], from the controller's addresses.
 
     ``subnet`` given: that subnet, on ``interface`` or else on the interface whose address
@@ -240,7 +244,7 @@ def sweep_targets(addresses, interface=None, subnet=None, warnings=None):
     return result
 
 
-def known_hosts_lines(keys, alias=HOST_KEY_ALIAS):
+def known_hosts_lines(keys: Iterable[str], alias: str = HOST_KEY_ALIAS) -> list[str]:
     """known_hosts lines for "type base64 [comment]" keys, all under ``alias``."""
     lines = []
     for key in keys:
@@ -253,8 +257,9 @@ def known_hosts_lines(keys, alias=HOST_KEY_ALIAS):
     return lines
 
 
-def ssh_command(ssh, ip, known_hosts_file, user="root", port=22, key=None, strict=False,
-                timeout=DEFAULT_TIMEOUT, remote=REMOTE_COMMAND, ssh_version=None):
+def ssh_command(ssh: str, ip: str, known_hosts_file: str, user: str = "root", port: int = 22, key: str | None = None,
+                strict: bool = False, timeout: float = DEFAULT_TIMEOUT, remote: str = REMOTE_COMMAND,
+                ssh_version: Sequence[int] | None = None) -> list[str]:
     """argv of the one SSH call; ``strict``: only the keys in known_hosts_file are accepted.
 
     ``ssh_version``: the client's (major, minor), for :func:`_ssh.pinned_options`. Without ``strict`` the
@@ -293,7 +298,7 @@ _REACHABLE_PATTERNS = (
 )
 
 
-def classify_ssh_failure(stderr):
+def classify_ssh_failure(stderr: str) -> str:
     """ssh's stderr after exit status 255 -> closed|unreachable|auth|host_key|other."""
     for kind, pattern in _ABSENT_PATTERNS + _REACHABLE_PATTERNS:
         if pattern.search(stderr or ""):
@@ -301,12 +306,12 @@ def classify_ssh_failure(stderr):
     return "other"
 
 
-def last_line(text):
+def last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
-def classify(ip, probe, expected_system=None):
+def classify(ip: str | None, probe: Mapping[str, Any] | None, expected_system: str | None = None) -> tuple[str, str]:
     """(state, reason) from what was found. Pure.
 
     ``probe``: None when no address was found, else a dict with ``outcome`` (``ok``,
@@ -345,7 +350,7 @@ def classify(ip, probe, expected_system=None):
 # --- processes and sockets (the edges) -------------------------------------------------
 
 
-def run(argv, timeout=None, env=None):
+def run(argv: Sequence[str], timeout: float | None = None, env: Mapping[str, str] | None = None) -> tuple[int | None, str, str]:
     """(rc, stdout, stderr); rc None on timeout. Raises FileNotFoundError when argv[0] is missing."""
     try:
         proc = subprocess.run(argv, check=False, capture_output=True, text=True, errors="replace",
@@ -357,7 +362,7 @@ def run(argv, timeout=None, env=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def read_neighbours(interface=None, runner=run):
+def read_neighbours(interface: str | None = None, runner: Callable[..., tuple[int | None, str, str]] = run) -> list[dict[str, Any]]:
     """The kernel's neighbour table; [] when ``ip`` is missing or fails."""
     argv = ["ip", "-j", "neigh", "show"] + (["dev", interface] if interface else [])
     try:
@@ -367,7 +372,7 @@ def read_neighbours(interface=None, runner=run):
     return parse_neighbours(out) if rc == 0 else []
 
 
-def read_addresses():
+def read_addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
     """The controller's IPv4 interfaces (the shared ``ip -j addr show`` reader)."""
     try:
         links = _interfaces.read_links()
@@ -377,7 +382,7 @@ def read_addresses():
     return serving_ipv4(links)
 
 
-def arp_sweep(targets, mac, timeout=DEFAULT_ARP_TIMEOUT):
+def arp_sweep(targets: Iterable[tuple[str, ipaddress.IPv4Network]], mac: str, timeout: float = DEFAULT_ARP_TIMEOUT) -> list[str]:
     """Ask every address of each (ifname, network) who has it; return the IPv4 addresses ``mac`` answered from.
 
     scapy is imported here, not at module load: it costs 0.2-0.4 s and tens of MiB, and
@@ -394,7 +399,7 @@ def arp_sweep(targets, mac, timeout=DEFAULT_ARP_TIMEOUT):
             "the ARP sweep needs the Python library scapy on the controller (pip install scapy); "
             "or give the machine's address") from None
 
-    def is_answer(packet):
+    def is_answer(packet: Any) -> bool:
         return ARP in packet and packet[ARP].op == 2 and str(packet[ARP].hwsrc).lower() == mac
 
     found = []
@@ -419,15 +424,16 @@ def arp_sweep(targets, mac, timeout=DEFAULT_ARP_TIMEOUT):
     return found
 
 
-def find_ssh(executable=None):
+def find_ssh(executable: str | None = None) -> str:
     found = shutil.which(executable or "ssh")
     if not found:
         raise HostStatusError("%s not found: %s" % (executable or "ssh", SSH_INSTALL_HINT))
     return found
 
 
-def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, timeout=DEFAULT_TIMEOUT, runner=run,
-              ssh_version=None):
+def ssh_probe(ssh: str, ip: str, user: str = "root", port: int = 22, key: str | None = None,
+              known_host_keys: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
+              runner: Callable[..., tuple[int | None, str, str]] = run, ssh_version: Sequence[int] | None = None) -> dict[str, Any]:
     """Connect once and read os-release and /run/current-system. Returns the probe dict for :func:`classify`.
 
     Raises HostStatusError when known_host_keys were given and the machine showed another key.
@@ -471,8 +477,10 @@ def ssh_probe(ssh, ip, user="root", port=22, key=None, known_host_keys=None, tim
     return probe
 
 
-def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TIMEOUT, runner=nix_process.run, cwd=None,
-                             override_inputs=None, agent_flake=None, warnings=None):
+def evaluate_expected_system(flake: str, attribute: str, nix: str | None = None, timeout: float = DEFAULT_EVAL_TIMEOUT,
+                             runner: nix_process.Runner = nix_process.run, cwd: str | None = None,
+                             override_inputs: Mapping[Any, Any] | None = None, agent_flake: str | None = None,
+                             warnings: list[str] | None = None) -> str | None:
     """The store path the flake builds for the host (``nix eval``, nothing is built).
 
     Evaluated with the run's input overrides (``_nix.overrides.run_overrides``), as nix_build builds it:
@@ -502,8 +510,10 @@ def evaluate_expected_system(flake, attribute, nix=None, timeout=DEFAULT_EVAL_TI
 # --- one run ------------------------------------------------------------------------------
 
 
-def discover_address(mac, interface=None, subnet=None, arp_timeout=DEFAULT_ARP_TIMEOUT, warnings=None,
-                     neighbours=read_neighbours, addresses=read_addresses, sweep=arp_sweep):
+def discover_address(mac: str, interface: str | None = None, subnet: str | None = None, arp_timeout: float = DEFAULT_ARP_TIMEOUT,
+                     warnings: list[str] | None = None, neighbours: Callable[..., list[dict[str, Any]]] = read_neighbours,
+                     addresses: Callable[[], list[tuple[str, ipaddress.IPv4Interface]]] = read_addresses,
+                     sweep: Callable[..., list[str]] = arp_sweep) -> tuple[str | None, str | None]:
     """(ip or None, source) with source one of neighbour, arp, stale_neighbour, None."""
     warnings = warnings if warnings is not None else []
     trusted, stale = neighbour_candidates(neighbours(interface), mac, interface)
@@ -527,8 +537,9 @@ def discover_address(mac, interface=None, subnet=None, arp_timeout=DEFAULT_ARP_T
     return None, None
 
 
-def host_status(params, warnings=None, discover=discover_address, probe=ssh_probe, evaluate=evaluate_expected_system,
-                read_ssh_version=_ssh.read_version):
+def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, discover: Callable[..., tuple[str | None, str | None]] = discover_address,
+                probe: Callable[..., dict[str, Any]] = ssh_probe, evaluate: Callable[..., str | None] = evaluate_expected_system,
+                read_ssh_version: Callable[[str], str] = _ssh.read_version) -> dict[str, Any]:
     """The module's result for ``params`` (the module's options). Raises HostStatusError."""
     warnings = warnings if warnings is not None else []
     mac = normalize_mac(params["mac"])
