@@ -20,6 +20,8 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
@@ -56,11 +58,11 @@ _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-def _token_digest(token):
+def _token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
-def _clean_detail(value, depth=0):
+def _clean_detail(value: object, depth: int = 0) -> Any:
     """Turn an event detail into plain JSON data of bounded size."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
@@ -80,7 +82,7 @@ class _Host:
                  "report", "peer_ip", "phoned_home_at", "failed_reason", "last_seq",
                  "epoch", "claim", "impostors", "impostors_dropped", "unchecked_noted", "binding")
 
-    def __init__(self, name, mac, arch, token):
+    def __init__(self, name: str, mac: str, arch: str, token: str) -> None:
         self.name = name
         self.mac = mac
         self.arch = arch
@@ -101,11 +103,11 @@ class _Host:
         self.binding = None
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
 
-def _host_fields(host):
+def _host_fields(host: Mapping[str, Any] | Sequence[str]) -> tuple[Any, Any, str]:
     """Read name, mac and arch from a mapping or a (name, mac[, arch]) sequence."""
     if isinstance(host, dict):
         return host.get("name"), host.get("mac"), host.get("arch") or DEFAULT_ARCH
@@ -123,8 +125,9 @@ class Registry:
     secret string (default ``secrets.token_urlsafe(24)``, 32 URL-safe characters).
     """
 
-    def __init__(self, hosts, clock=None, token_factory=None,
-                 max_events_per_host=MAX_EVENTS_PER_HOST, max_ignored_macs=MAX_IGNORED_MACS):
+    def __init__(self, hosts: Iterable[Mapping[str, Any] | Sequence[str]], clock: Callable[[], float] | None = None,
+                 token_factory: Callable[[], str] | None = None, max_events_per_host: int = MAX_EVENTS_PER_HOST,
+                 max_ignored_macs: int = MAX_IGNORED_MACS) -> None:
         self._clock = clock or time.time
         self._token_factory = token_factory or (lambda: secrets.token_urlsafe(24))
         self._max_events = max(1, int(max_events_per_host))
@@ -166,7 +169,7 @@ class Registry:
 
     # -- queries -------------------------------------------------------------
 
-    def _host(self, mac):
+    def _host(self, mac: object) -> _Host | None:
         """The entry of ``mac`` in any spelling, or None.
 
         The server passes MACs already normalised (DHCP's chaddr, the routes'
@@ -178,63 +181,63 @@ class Registry:
         return host
 
     @property
-    def seq(self):
+    def seq(self) -> int:
         """Sequence number of the newest event (0 before any)."""
         return self._seq
 
-    def macs(self):
+    def macs(self) -> list[str]:
         """The normalised MACs of all hosts, in the order given."""
         return list(self._hosts)
 
-    def is_known(self, mac):
+    def is_known(self, mac: object) -> bool:
         return self._host(mac) is not None
 
-    def host_name(self, mac):
+    def host_name(self, mac: object) -> str | None:
         host = self._host(mac)
         return host.name if host else None
 
-    def arch(self, mac):
+    def arch(self, mac: object) -> str | None:
         host = self._host(mac)
         return host.arch if host else None
 
-    def state(self, mac):
+    def state(self, mac: object) -> str | None:
         host = self._host(mac)
         return host.state if host else None
 
-    def token_for(self, mac):
+    def token_for(self, mac: object) -> str | None:
         """The host's secret token, for the iPXE script only; None for unknown MACs."""
         host = self._host(mac)
         return host.token if host else None
 
-    def is_finished(self, mac):
+    def is_finished(self, mac: object) -> bool:
         """True once the host phoned home or failed; False for unknown MACs."""
         host = self._host(mac)
         return bool(host and host.finished)
 
-    def all_done(self):
+    def all_done(self) -> bool:
         """True when every host is finished (also when there are no hosts)."""
         return self._finished == len(self._hosts)
 
-    def last_seq(self, mac=None):
+    def last_seq(self, mac: object = None) -> int:
         """Newest event seq of one host, or of the whole registry when mac is None."""
         if mac is None:
             return self._seq
         host = self._host(mac)
         return host.last_seq if host else 0
 
-    def last_event(self, mac):
+    def last_event(self, mac: object) -> dict[str, Any] | None:
         """The newest event of a host (a copy), or None."""
         host = self._host(mac)
         return dict(host.events[-1]) if host is not None and host.events else None
 
-    def events_after(self, seq, mac=None):
+    def events_after(self, seq: int, mac: object = None) -> list[dict[str, Any]]:
         """Events newer than ``seq`` (of one host or all), oldest first."""
         hosts = [self._host(mac)] if mac is not None else list(self._hosts.values())
         found = [dict(e) for h in hosts if h for e in h.events if e["seq"] > seq]
         found.sort(key=lambda e: e["seq"])
         return found
 
-    def host_snapshot(self, mac):
+    def host_snapshot(self, mac: object) -> dict[str, Any] | None:
         """A JSON-ready dict of one host (no token); None for unknown MACs."""
         host = self._host(mac)
         if host is None:
@@ -262,7 +265,7 @@ class Registry:
             "events_dropped": host.events_dropped,
         }
 
-    def ignored_snapshot(self):
+    def ignored_snapshot(self) -> dict[str, Any]:
         """Requests seen from MACs that are not hosts of this run."""
         return {
             "macs": {mac: dict(v, events=dict(v["events"])) for mac, v in self._ignored.items()},
@@ -270,7 +273,7 @@ class Registry:
             "max_macs": self._max_ignored,
         }
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole run (no tokens)."""
         hosts = [self.host_snapshot(mac) for mac in self._hosts]
         counts = {state: 0 for state in STATES}
@@ -288,21 +291,21 @@ class Registry:
 
     # -- listeners -----------------------------------------------------------
 
-    def add_listener(self, callback):
+    def add_listener(self, callback: Callable[[dict[str, Any]], object]) -> Callable[[], None]:
         """Call ``callback(event_dict)`` after every host event; returns a remover."""
         self._listeners.append(callback)
 
-        def remove():
+        def remove() -> None:
             self.remove_listener(callback)
         return remove
 
-    def remove_listener(self, callback):
+    def remove_listener(self, callback: Callable[[dict[str, Any]], object]) -> None:
         try:
             self._listeners.remove(callback)
         except ValueError:
             pass
 
-    def _notify(self, event):
+    def _notify(self, event: dict[str, Any]) -> None:
         for callback in list(self._listeners):
             try:
                 callback(dict(event))
@@ -312,7 +315,7 @@ class Registry:
 
     # -- changes -------------------------------------------------------------
 
-    def _append(self, host, name, details):
+    def _append(self, host: _Host, name: str, details: Mapping[str, Any]) -> dict[str, Any]:
         self._seq += 1
         event = {
             "seq": self._seq,
@@ -334,7 +337,7 @@ class Registry:
         self._notify(event)
         return dict(event)
 
-    def _ignore(self, mac_text, name):
+    def _ignore(self, mac_text: object, name: str) -> None:
         mac = normalize_mac(mac_text)
         entry = self._ignored.get(mac) if mac else None
         if entry is None:
@@ -348,7 +351,7 @@ class Registry:
             entry["events"][name] = entry["events"].get(name, 0) + 1
         return None
 
-    def record(self, mac, event, **details):
+    def record(self, mac: object, event: str, **details: Any) -> dict[str, Any] | None:
         """Record ``event`` for the host with ``mac`` and move its state forward.
 
         ``event`` is a lower-case identifier. A progress state name (offered,
@@ -379,7 +382,7 @@ class Registry:
             host.epoch = self._seq + 1
         return self._append(host, event, details)
 
-    def admit(self, mac, route_name, binding):
+    def admit(self, mac: object, route_name: str, binding: trust.Binding) -> trust.Admission:
         """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
 
         ``binding``: the :class:`~..decide.trust.Binding` of the request, judged against the
@@ -405,7 +408,7 @@ class Registry:
             self._append(host, "binding_unchecked", {"peer": binding.peer, "scope": binding.scope, "route": route_name})
         return admission
 
-    def _remember_refusal(self, host, route_name, binding, reason):
+    def _remember_refusal(self, host: _Host, route_name: str, binding: trust.Binding, reason: str) -> None:
         key = (binding.peer, binding.seen_mac, reason)
         row = host.impostors.get(key)
         now = self._clock()
@@ -423,21 +426,21 @@ class Registry:
         row["last"] = now
         row["routes"].add(route_name)
 
-    def claimed_by(self, mac):
+    def claimed_by(self, mac: object) -> str | None:
         """The address that claimed the host's token for its current boot, or None."""
         host = self._host(mac)
         return host.claim["ip"] if host is not None and host.claim else None
 
-    def mac_for_token(self, token):
+    def mac_for_token(self, token: str | None) -> str | None:
         """The MAC of the host ``token`` belongs to, or None (so the API can check the peer before anything else)."""
         host = self._find_by_token(token) if token and isinstance(token, str) else None
         return host.mac if host else None
 
-    def fail(self, mac, reason):
+    def fail(self, mac: object, reason: str) -> dict[str, Any] | None:
         """Mark a host failed with a human-readable reason (no-op once finished)."""
         return self.record(mac, "failed", reason=reason)
 
-    def _find_by_token(self, token):
+    def _find_by_token(self, token: str | None) -> _Host | None:
         # One dictionary lookup by the token's digest, then a constant-time comparison: the
         # lookup's timing depends on a SHA-256 of the presented token, which says nothing about
         # the real tokens, and the work no longer grows with the number of hosts.
@@ -446,7 +449,8 @@ class Registry:
             return host
         return None
 
-    def phone_home(self, token, report, peer_ip=None, binding=None):
+    def phone_home(self, token: str | None, report: object, peer_ip: str | None = None,
+                   binding: trust.Binding | None = None) -> dict[str, Any]:
         """Accept the agent's report for the host that ``token`` belongs to.
 
         ``binding``: the request's :class:`~..decide.trust.Binding`, judged against the
@@ -509,7 +513,7 @@ class Registry:
         return self._phone_home_answer(host, repeat=False)
 
     @staticmethod
-    def _phone_home_answer(host, repeat):
+    def _phone_home_answer(host: _Host, repeat: bool) -> dict[str, Any]:
         return {
             "host": host.name,
             "mac": host.mac,

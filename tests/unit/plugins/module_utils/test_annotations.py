@@ -23,7 +23,6 @@ MODULE_UTILS = pathlib.Path(__file__).resolve().parents[4] / "plugins" / "module
 NOT_YET_ANNOTATED = frozenset((
     "_netboot/serve/api_http.py",
     "_netboot/serve/http.py",
-    "_netboot/state/registry.py",
 ))
 
 
