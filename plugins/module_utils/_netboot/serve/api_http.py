@@ -31,8 +31,11 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.api_service import AgentApi
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.http_api import HAND_OVER, MAX_HEAD, NEED_MORE, RequestHead, encode_answer, read_head
 
 # A connection that has not sent a whole request head this long after it opened is closed.
@@ -50,18 +53,18 @@ DEFER_ACCEPT_SECONDS = 5
 class _HttpDate:
     """The Date header's value, formatted once a second."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._second = None
         self._text = None
 
-    def __call__(self):
+    def __call__(self) -> str:
         now = int(time.time())
         if now != self._second:
             self._second, self._text = now, email.utils.formatdate(now, usegmt=True)
         return self._text
 
 
-def listening_socket(host, port, backlog):
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     """A non-blocking TCP socket listening on ``host``:``port``; OSError when it cannot bind.
 
     With ``TCP_DEFER_ACCEPT`` (Linux) the kernel hands a connection over once its
@@ -104,7 +107,8 @@ class ApiConnections:
     take the file descriptors TFTP transfers need.
     """
 
-    def __init__(self, api, hand_over, access_log=None, max_connections=DEFAULT_MAX_CONNECTIONS):
+    def __init__(self, api: AgentApi, hand_over: Any, access_log: logging.Logger | None = None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.api = api
         self.hand_over = hand_over
         self.access_log = access_log or logging.getLogger("nixie.metal.netboot.http.access")
@@ -120,21 +124,21 @@ class ApiConnections:
 
     # -- listening -------------------------------------------------------------
 
-    def listen(self, host, port, backlog):
+    def listen(self, host: str, port: int, backlog: int) -> None:
         """Accept connections on ``host``:``port`` from now on; OSError when it cannot bind."""
         self._loop = asyncio.get_running_loop()
         sock = listening_socket(host, port, backlog)
         self.sockets.append(sock)
         self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
 
-    def stop_accepting(self):
+    def stop_accepting(self) -> None:
         for sock in self.sockets:
             if not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())
             sock.close()
         self.sockets = []
 
-    def _accept_ready(self, listener):
+    def _accept_ready(self, listener: socket.socket) -> None:
         for dummy in range(ACCEPT_BATCH):
             try:
                 conn, dummy = listener.accept()
@@ -149,15 +153,15 @@ class ApiConnections:
                 return
             self._accepted(conn)
 
-    def _resume(self, listener):
+    def _resume(self, listener: socket.socket) -> None:
         if listener in self.sockets:
             self._loop.add_reader(listener.fileno(), self._accept_ready, listener)
 
-    def full(self):
+    def full(self) -> bool:
         """Whether the port already has ``max_connections`` open."""
         return len(self.live) + len(self.hand_over.connections) >= self.max_connections
 
-    def _accepted(self, conn):
+    def _accepted(self, conn: socket.socket) -> None:
         if self.full():
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
@@ -191,7 +195,7 @@ class ApiConnections:
         else:
             self._adopt(conn, _Remainder(wire[sent:]))
 
-    def _answer_at_once(self, conn, data, started):
+    def _answer_at_once(self, conn: socket.socket, data: bytes, started: float) -> bytes | None:
         """The bytes answering ``data`` when it is a whole API request answered without waiting, else None."""
         head = read_head(data, self.api.max_body)
         if not isinstance(head, RequestHead) or len(data) - head.size < head.content_length:
@@ -209,12 +213,12 @@ class ApiConnections:
         self.answered_at_once += 1
         return self.wire(head, answer, peer, started)
 
-    def _adopt(self, conn, protocol):
+    def _adopt(self, conn: socket.socket, protocol: asyncio.Protocol) -> None:
         task = self._loop.create_task(self._make_transport(conn, protocol))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
 
-    async def _make_transport(self, conn, protocol):
+    async def _make_transport(self, conn: socket.socket, protocol: asyncio.Protocol) -> None:
         try:
             await self._loop.connect_accepted_socket(lambda: protocol, conn)
         except OSError:
@@ -222,7 +226,7 @@ class ApiConnections:
 
     # -- connections -----------------------------------------------------------
 
-    def wire(self, head, answer, peer, started):
+    def wire(self, head: RequestHead, answer: agent_api.ApiAnswer, peer: str | None, started: float) -> bytes:
         """The bytes of ``answer`` to ``head`` (an access log line when that log is on)."""
         data = encode_answer(answer, head_only=head.method == "HEAD", date=self.date())
         if self.access_log.isEnabledFor(logging.INFO):
@@ -230,18 +234,18 @@ class ApiConnections:
                                  answer.status, len(data), time.monotonic() - started, head.headers.get("user-agent", "-")[:200])
         return data
 
-    def opened(self, connection):
+    def opened(self, connection: _ApiConnection) -> None:
         self.live.add(connection)
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def _sweep(self):
+    def _sweep(self) -> None:
         now = time.monotonic()
         for connection in [c for c in self.live if c.deadline is not None and c.deadline <= now]:
             connection.timed_out()
         self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep) if self.live else None
 
-    async def close(self, grace=1.0):
+    async def close(self, grace: float = 1.0) -> None:
         """Stop accepting; close every connection still here once long-polls the API already answered are sent.
 
         A long-poll still waiting after ``grace`` seconds is cancelled with its connection.
@@ -259,7 +263,7 @@ class ApiConnections:
             connection.close()
 
 
-def _answer(api, request):
+def _answer(api: AgentApi, request: agent_api.ApiRequest) -> agent_api.ApiAnswer | Coroutine[Any, Any, agent_api.ApiAnswer]:
     """``api.answer(request)``, or a 500 answer (logged) when it fails."""
     try:
         return api.answer(request)
@@ -271,10 +275,10 @@ def _answer(api, request):
 class _Remainder(asyncio.Protocol):
     """Sends the rest of an answer that did not fit in the socket's buffer, then closes."""
 
-    def __init__(self, rest):
+    def __init__(self, rest: bytes) -> None:
         self.rest = rest
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         transport.write(self.rest)
         transport.close()
 
@@ -285,7 +289,7 @@ class _ApiConnection(asyncio.Protocol):
     ``initial``: the bytes read when the connection was accepted.
     """
 
-    def __init__(self, owner, initial=b"", started=None):
+    def __init__(self, owner: ApiConnections, initial: bytes = b"", started: float | None = None) -> None:
         self.owner = owner
         self.transport = None
         self.peer = None
@@ -297,14 +301,14 @@ class _ApiConnection(asyncio.Protocol):
         # Until when the request head (then its body) may take to arrive; None once it has.
         self.deadline = self.started + HEAD_TIMEOUT
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.owner.opened(self)
         initial, self.initial = self.initial, None
         if initial:
             self.data_received(initial)
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         if self.buffer is None:
             return  # anything after the request (pipelining) is dropped: the answer says Connection: close
         self.buffer += data
@@ -324,7 +328,7 @@ class _ApiConnection(asyncio.Protocol):
         if len(self.buffer) - self.head.size >= self.head.content_length:
             self._answer(bytes(self.buffer[self.head.size:self.head.size + self.head.content_length]))
 
-    def _hand_over(self):
+    def _hand_over(self) -> None:
         self.owner.live.discard(self)
         protocol = self.owner.hand_over()
         self.transport.set_protocol(protocol)
@@ -332,7 +336,7 @@ class _ApiConnection(asyncio.Protocol):
         protocol.data_received(bytes(self.buffer))
         self.buffer = None
 
-    def timed_out(self):
+    def timed_out(self) -> None:
         """The head or the body did not arrive in time: close, or answer 408 to a body that is late."""
         self.deadline = None
         if self.head is None:
@@ -341,7 +345,7 @@ class _ApiConnection(asyncio.Protocol):
             self.buffer = None
             self._send(agent_api.body_timeout())
 
-    def _answer(self, body):
+    def _answer(self, body: bytes) -> None:
         self.buffer = None
         self.deadline = None
         head = self.head
@@ -354,7 +358,7 @@ class _ApiConnection(asyncio.Protocol):
         else:
             self.task = asyncio.get_running_loop().create_task(self._send_when_done(answer))
 
-    async def _send_when_done(self, waiting):
+    async def _send_when_done(self, waiting: Coroutine[Any, Any, agent_api.ApiAnswer]) -> None:
         try:
             answer = await waiting
         except asyncio.CancelledError:
@@ -364,22 +368,22 @@ class _ApiConnection(asyncio.Protocol):
             answer = agent_api.internal_error()
         self._send(answer)
 
-    def _send(self, answer):
+    def _send(self, answer: agent_api.ApiAnswer) -> None:
         if self.transport.is_closing():
             return
         self.transport.write(self.owner.wire(self.head, answer, self.peer, self.started))
         self.transport.close()
 
-    def close(self):
+    def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.owner.live.discard(self)
 
 
-def _peer(transport):
+def _peer(transport: Any) -> str | None:
     peername = transport.get_extra_info("peername")
     return peername[0] if peername else None
