@@ -21,6 +21,8 @@ import asyncio
 import logging
 import os
 import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 try:
     from aiohttp import hdrs, web
@@ -37,6 +39,8 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import API_PREFIX, DEFAULT_MAX_BODY, DEFAULT_MAX_WAIT
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.trust import refusal_text
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.binding import SegmentCheck
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 # Bytes of a file handed to the kernel per sendfile call (nginx's sendfile_max_chunk is 2m).
 SENDFILE_SLICE = 4 * 1024 * 1024
@@ -64,11 +68,12 @@ if web is not None:
         next to the artifact is never served instead of it.
         """
 
-        def __init__(self, path, done, content_type="application/octet-stream"):
+        def __init__(self, path: str, done: Callable[[web.StreamResponse, bool], None],
+                     content_type: str = "application/octet-stream") -> None:
             super().__init__(path, headers={hdrs.CONTENT_TYPE: content_type})
             self._done = done
 
-        async def prepare(self, request):
+        async def prepare(self, request: web.BaseRequest) -> Any:
             plain = request
             if hdrs.ACCEPT_ENCODING in request.headers:
                 headers = request.headers.copy()
@@ -82,7 +87,7 @@ if web is not None:
             self._done(self, True)
             return writer
 
-        async def _sendfile(self, request, fobj, offset, count):
+        async def _sendfile(self, request: web.BaseRequest, fobj: Any, offset: int, count: int) -> Any:
             # aiohttp hands the whole body to loop.sendfile(), which asks the kernel for all of
             # it in one call. To a reader as fast as a local link that call returns only when
             # the file is sent: 0.1-0.7 s for an 800 MiB initrd, during which DHCP, TFTP and
@@ -108,7 +113,7 @@ else:  # pragma: no cover - only without aiohttp (ansible-test sanity import)
     STATE_KEY = None
 
 
-def ipxe_files_from_dir(directory, names=KNOWN_IPXE_FILES):
+def ipxe_files_from_dir(directory: str, names: Iterable[str] = KNOWN_IPXE_FILES) -> dict[str, str]:
     """Map the iPXE binaries found in ``directory`` (only ``names``) to their paths."""
     found = {}
     for name in names:
@@ -125,8 +130,10 @@ class NetbootHttp:
     ``stop_reason`` tell the server that POST /api/v1/stop was called).
     """
 
-    def __init__(self, registry, api, artifacts, ipxe_files, extra_cmdline, base_url, api_url, logger,
-                 arch_cmdlines=None, base_url6=None, segment=None):
+    def __init__(self, registry: Registry, api: api_service.AgentApi, artifacts: Mapping[str, Mapping[str, str]],
+                 ipxe_files: Mapping[str, str], extra_cmdline: list[str], base_url: str | None, api_url: str | None,
+                 logger: logging.Logger, arch_cmdlines: Mapping[str, list[str]] | None = None, base_url6: str | None = None,
+                 segment: SegmentCheck | None = None) -> None:
         self.registry = registry
         self.segment = segment
         self.api = api
@@ -141,26 +148,26 @@ class NetbootHttp:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def on_startup(self, _app):
+    async def on_startup(self, _app: web.Application) -> None:
         self.api.attach(asyncio.get_running_loop())
 
-    async def on_shutdown(self, _app):
+    async def on_shutdown(self, _app: web.Application) -> None:
         self.api.close()
 
     # -- helpers -------------------------------------------------------------
 
-    def emit(self, event):
+    def emit(self, event: Mapping[str, Any] | None) -> None:
         self.api.emit(event)
 
     @staticmethod
-    def text(status, message):
+    def text(status: int, message: str) -> web.Response:
         return web.Response(status=status, text="nixie.metal: %s\n" % message, content_type="text/plain")
 
     @staticmethod
-    def peer(request):
+    def peer(request: web.Request) -> str | None:
         return request.remote
 
-    def bases(self, request):
+    def bases(self, request: web.Request) -> tuple[str, str]:
         """(base_url, api_url) for this request: configured, or from the Host header.
 
         A request that came in over IPv6 gets the IPv6 URLs when they are configured:
@@ -174,7 +181,7 @@ class NetbootHttp:
         base = ipxe.check_base_url("%s://%s" % (request.scheme, request.host))
         return base, self.api_url or base + API_PREFIX
 
-    def boot_host(self, request, what):
+    def boot_host(self, request: web.Request, what: str) -> tuple[str | None, web.Response | None]:
         """The normalised MAC of a boot route, or a text error response."""
         raw = request.match_info["mac"]
         mac = normalize_mac(raw)
@@ -188,7 +195,7 @@ class NetbootHttp:
                                    % (self.registry.host_name(mac), mac, self.registry.state(mac)))
         return mac, None
 
-    async def refusal(self, request, mac, route_name):
+    async def refusal(self, request: web.Request, mac: str, route_name: str) -> web.Response | None:
         """None when the peer may have the host's ``route_name``; else the 403 that says why (and it is recorded)."""
         if self.segment is None:
             return None
@@ -205,7 +212,7 @@ class NetbootHttp:
 
     # -- boot routes ---------------------------------------------------------
 
-    async def script(self, request):
+    async def script(self, request: web.Request) -> web.StreamResponse:
         mac, failure = self.boot_host(request, "script")
         if failure is None:
             failure = await self.refusal(request, mac, "script")
@@ -224,7 +231,7 @@ class NetbootHttp:
             self.emit(self.registry.record(mac, "script_served", peer=self.peer(request)))
         return web.Response(text=body, content_type="text/plain", headers={hdrs.CACHE_CONTROL: "no-store"})
 
-    async def artifact(self, request):
+    async def artifact(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
         mac, failure = self.boot_host(request, kind)
         if failure is None:
@@ -239,7 +246,7 @@ class NetbootHttp:
         peer = self.peer(request)
         rng = request.headers.get(hdrs.RANGE)
 
-        def done(response, completed):
+        def done(response: web.StreamResponse, completed: bool) -> None:
             if request.method != hdrs.METH_GET:
                 return
             if completed and response.status in (200, 206):
@@ -249,7 +256,7 @@ class NetbootHttp:
                 self.emit(self.registry.record(mac, kind + "_aborted", peer=peer, range=rng))
         return _TrackedFileResponse(path, done)
 
-    async def ipxe_file(self, request):
+    async def ipxe_file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["filename"]
         path = self.ipxe_files.get(name)
         if not path or not os.path.isfile(path):
@@ -257,7 +264,7 @@ class NetbootHttp:
                              % (name[:64], ", ".join(sorted(self.ipxe_files)) or "none"))
         peer = self.peer(request)
 
-        def done(response, completed):
+        def done(response: web.StreamResponse, completed: bool) -> None:
             if request.method == hdrs.METH_GET:
                 self.emit({"event": "ipxe_file_served" if completed else "ipxe_file_aborted",
                            "file": name, "peer": peer, "status": response.status})
@@ -266,7 +273,7 @@ class NetbootHttp:
 
     # -- API ---------------------------------------------------------------
 
-    async def api_request(self, request):
+    async def api_request(self, request: web.Request) -> web.Response:
         """Any request under /api/ that reached aiohttp: the same answers as in front of it."""
         try:
             async with asyncio.timeout(agent_api.BODY_TIMEOUT):
@@ -288,14 +295,17 @@ class NetbootHttp:
         return self.api_response(request, answer)
 
     @staticmethod
-    def api_response(request, answer):
+    def api_response(request: web.Request, answer: agent_api.ApiAnswer) -> web.Response:
         return web.Response(status=answer.status, body=None if request.method == hdrs.METH_HEAD else answer.body(),
                             content_type="application/json", headers=dict(answer.headers))
 
 
-def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_url=None, api_url=None,
-               on_event=None, admin_token=None, max_wait=DEFAULT_MAX_WAIT, max_body=DEFAULT_MAX_BODY,
-               run_id=None, logger=None, base_url6=None, segment=None):
+def create_app(registry: Registry, artifacts: Mapping[str, Mapping[str, str]], ipxe_files: Mapping[str, str] | None = None,
+               extra_cmdline: str | Sequence[str] | None = None, base_url: str | None = None, api_url: str | None = None,
+               on_event: Callable[[dict[str, Any]], object] | None = None, admin_token: str | None = None,
+               max_wait: float = DEFAULT_MAX_WAIT, max_body: int = DEFAULT_MAX_BODY, run_id: str | None = None,
+               logger: logging.Logger | None = None, base_url6: str | None = None,
+               segment: SegmentCheck | None = None) -> web.Application:
     """Build the aiohttp application.
 
     ``registry``: the run's :class:`Registry`.
@@ -359,19 +369,19 @@ def create_app(registry, artifacts, ipxe_files=None, extra_cmdline=None, base_ur
     return app
 
 
-def arrived_over_ipv6(request):
+def arrived_over_ipv6(request: web.Request) -> bool:
     """Whether ``request`` reached an IPv6 listener (an IPv4-mapped address counts as IPv4)."""
     transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
     return isinstance(sockname, tuple) and len(sockname) == 4 and not str(sockname[0]).lower().startswith("::ffff:")
 
 
-def get_state(app):
+def get_state(app: web.Application) -> NetbootHttp:
     """The :class:`NetbootHttp` behind an app made by :func:`create_app`."""
     return app[STATE_KEY]
 
 
-def create_runner(app, logger=None):
+def create_runner(app: web.Application, logger: logging.Logger | None = None) -> web.AppRunner:
     """An ``aiohttp.web.AppRunner`` whose access log goes to ``logger`` (tokens never appear in it).
 
     Usage in the server::
@@ -395,23 +405,24 @@ class Listeners:
     runner's aiohttp server.
     """
 
-    def __init__(self, runner, access_log=None, max_connections=api_http.DEFAULT_MAX_CONNECTIONS):
+    def __init__(self, runner: web.AppRunner, access_log: logging.Logger | None = None,
+                 max_connections: int = api_http.DEFAULT_MAX_CONNECTIONS) -> None:
         self.connections = api_http.ApiConnections(get_state(runner.app).api, runner.server,
                                                    access_log=access_log or logging.getLogger(LOGGER_NAME + ".access"),
                                                    max_connections=max_connections)
 
-    async def listen(self, host, port, backlog):
+    async def listen(self, host: str, port: int, backlog: int) -> None:
         """Listen on ``host``:``port``; OSError when it cannot bind."""
         self.connections.listen(host, port, backlog)
 
     @property
-    def addresses(self):
+    def addresses(self) -> list[tuple]:
         """The ``(host, port, ...)`` each listening socket is bound to."""
         return [sock.getsockname() for sock in self.connections.sockets]
 
-    def stop_accepting(self):
+    def stop_accepting(self) -> None:
         self.connections.stop_accepting()
 
-    async def close(self):
+    async def close(self) -> None:
         """Stop accepting and close the connections still answered in front of aiohttp."""
         await self.connections.close()

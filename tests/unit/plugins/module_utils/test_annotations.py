@@ -3,10 +3,8 @@
 """Every function under plugins/module_utils/ says what it takes and what it returns.
 
 Read with ``ast``: every parameter of every ``def`` (nested ones and methods included;
-``self`` and ``cls`` aside) has an annotation, and so has the return. Files written
-before the rule are listed in NOT_YET_ANNOTATED, an allow-list that may only shrink:
-a listed file that has become complete fails too, so its entry is removed with the work.
-The checker is tested on source made to break the rule, so this test can fail.
+``self`` and ``cls`` aside) has an annotation, and so has the return. No file is
+exempt. The checker is tested on source made to break the rule, so this test can fail.
 """
 
 from __future__ import annotations
@@ -17,12 +15,6 @@ import pathlib
 import pytest
 
 MODULE_UTILS = pathlib.Path(__file__).resolve().parents[4] / "plugins" / "module_utils"
-
-# Allow-list, shrinking: files (relative to plugins/module_utils/) that still have functions
-# without annotations. Annotate a file, then delete its line; never add one.
-NOT_YET_ANNOTATED = frozenset((
-    "_netboot/serve/http.py",
-))
 
 
 def unannotated(source):
@@ -64,14 +56,6 @@ def test_the_module_utils_are_found():
 
 @pytest.mark.parametrize("path", files(), ids=lambda path: str(path.relative_to(MODULE_UTILS)))
 def test_every_signature_is_annotated(path):
-    name = str(path.relative_to(MODULE_UTILS))
     gaps = unannotated(path.read_text(encoding="utf-8"))
-    if name in NOT_YET_ANNOTATED:
-        assert gaps, "%s is annotated now: remove it from NOT_YET_ANNOTATED" % name
-    else:
-        assert not gaps, "plugins/module_utils/%s: annotate these parameters and returns: %s" % (name, "; ".join(gaps))
-
-
-def test_the_allow_list_names_only_files_that_exist():
-    names = {str(path.relative_to(MODULE_UTILS)) for path in files()}
-    assert sorted(NOT_YET_ANNOTATED - names) == []
+    assert not gaps, "plugins/module_utils/%s: annotate these parameters and returns: %s" % (
+        path.relative_to(MODULE_UTILS), "; ".join(gaps))
