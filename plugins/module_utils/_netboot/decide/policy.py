@@ -37,7 +37,7 @@ import socket
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 
 __all__ = (
-    "HostView", "ServerConfig", "Destination", "Ignore", "Reply", "decide", "boot_file_for",
+    "HostView", "ServerConfig", "Destination", "Ignore", "Reply", "decide", "boot_file_for", "BootFields", "boot_fields",
     "reply_destination", "IPXE_BINARIES", "SYSTEM_FOR_ARCH", "OFFER_REPEATS",
     "EVENT_OFFERED", "EVENT_SCRIPT_OFFERED", "EVENT_BOOT_FILE_ACKED", "EVENT_SCRIPT_ACKED",
 )
@@ -243,6 +243,25 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
     else:
         return Ignore(IGNORE_PORT, "port %r is neither 67 nor 4011" % (port,))
 
+    choice = _boot_choice(request, host, config)
+    if isinstance(choice, Ignore):
+        return choice
+    client, boot_file = choice
+
+    script = client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http
+    if reply_type == dhcp.DHCPOFFER:
+        event = EVENT_SCRIPT_OFFERED if script else EVENT_OFFERED
+    else:
+        event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
+
+    packet = _build_reply(request, reply_type, client, boot_file, config)
+    repeats = OFFER_REPEATS if reply_type == dhcp.DHCPOFFER else ()
+    return Reply(packet, reply_destination(request, port, source), event, client, boot_file, repeats)
+
+
+def _boot_choice(request: dhcp.DhcpPacket, host: HostView | None,
+                 config: ServerConfig) -> Ignore | tuple[dhcp.BootClient, str]:
+    """The client and its boot file, or why it gets none."""
     client = dhcp.classify(request)
     if client is None:
         return Ignore(IGNORE_NOT_NETBOOT, "no PXEClient/HTTPClient vendor class nor iPXE user class")
@@ -262,26 +281,44 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
     boot_file = boot_file_for(client, config)
     if boot_file is None:
         return Ignore(IGNORE_NO_BOOT_FILE, "no iPXE binary available for %s" % client.arch)
+    return client, boot_file
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BootFields:
+    """The boot part of an address server's answer to a network-boot client (``dhcp: addresses``):
+    header fields, options, and the boot stage to record (``EVENT_*``)."""
+
+    siaddr: str
+    sname: bytes
+    file: bytes
+    options: dict
+    event: str
+
+
+def boot_fields(request: dhcp.DhcpPacket, host: HostView | None, config: ServerConfig) -> Ignore | BootFields:
+    """What a DISCOVER (OFFER) or REQUEST (ACK) of a network-boot client adds to its lease, or
+    why it gets no boot file (then it gets its address alone)."""
+    choice = _boot_choice(request, host, config)
+    if isinstance(choice, Ignore):
+        return choice
+    client, boot_file = choice
+    offer = request.message_type == dhcp.DHCPDISCOVER
+    reply_type = dhcp.DHCPOFFER if offer else dhcp.DHCPACK
     script = client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http
-    if reply_type == dhcp.DHCPOFFER:
+    if offer:
         event = EVENT_SCRIPT_OFFERED if script else EVENT_OFFERED
     else:
         event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
-
-    packet = _build_reply(request, reply_type, client, boot_file, config)
-    repeats = OFFER_REPEATS if reply_type == dhcp.DHCPOFFER else ()
-    return Reply(packet, reply_destination(request, port, source), event, client, boot_file, repeats)
-
-
-def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: dhcp.BootClient, boot_file: str,
-                 config: ServerConfig) -> bytes:
+    options, file_bytes = _boot_options(reply_type, client, boot_file)
     server = config.server_ip
-    options = {
-        dhcp.OPT_MESSAGE_TYPE: bytes((reply_type,)),
-        dhcp.OPT_SERVER_ID: socket.inet_aton(server),
-        dhcp.OPT_VENDOR_CLASS: client.vendor_class.encode("ascii"),
-    }
+    return BootFields(server, server.encode("ascii"), file_bytes, options, event)
+
+
+def _boot_options(reply_type: int, client: dhcp.BootClient, boot_file: str) -> tuple[dict, bytes]:
+    """The boot options of an answer (vendor class, GUID, PXE option 43, long boot file) and the
+    ``file`` field."""
+    options = {dhcp.OPT_VENDOR_CLASS: client.vendor_class.encode("ascii")}
     if client.guid is not None:
         options[dhcp.OPT_CLIENT_GUID] = client.guid
     # PXE 2.1 option 43. BIOS: discovery control (6) bit 3 = take the boot
@@ -299,6 +336,18 @@ def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: dhcp.BootCli
     if len(file_bytes) > 127:
         options[dhcp.OPT_BOOTFILE] = file_bytes
         file_bytes = b""
+    return options, file_bytes
+
+
+def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: dhcp.BootClient, boot_file: str,
+                 config: ServerConfig) -> bytes:
+    server = config.server_ip
+    options = {
+        dhcp.OPT_MESSAGE_TYPE: bytes((reply_type,)),
+        dhcp.OPT_SERVER_ID: socket.inet_aton(server),
+    }
+    boot_options, file_bytes = _boot_options(reply_type, client, boot_file)
+    options.update(boot_options)
     # RFC 2131 table 3: ciaddr 0 in an OFFER, the client's own in an ACK.
     return dhcp.make_reply(
         request, options,
