@@ -295,6 +295,11 @@ class BootFields:
     options: dict
     event: str
 
+    @property
+    def boot_file(self) -> str:
+        """The boot file name or URL, wherever it is carried (``file``, or option 67 when long)."""
+        return (self.options.get(dhcp.OPT_BOOTFILE) or self.file).decode("ascii")
+
 
 def boot_fields(request: dhcp.DhcpPacket, host: HostView | None, config: ServerConfig) -> Ignore | BootFields:
     """What a DISCOVER (OFFER) or REQUEST (ACK) of a network-boot client adds to its lease, or

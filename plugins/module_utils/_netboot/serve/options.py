@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import API_PREFIX
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_server import AddressMode
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 
 # Where Debian's and Ubuntu's ipxe package puts its binaries.
@@ -53,6 +54,10 @@ class ServerOptions:
     user: str | None = None
     # Serve a host's script, kernel, initrd and phone-home only to its own MAC on the segment (docs/security.md).
     peer_check: bool = True
+    # DHCPv4: proxy (beside the site's server), addresses (the inventory's DHCP server; ``addresses`` holds its
+    # settings) or off (no DHCPv4 at all: the site's server names the boot file).
+    dhcp_mode: str = "proxy"
+    addresses: AddressMode | None = None
 
     @property
     def http_base(self) -> str | None:

@@ -29,6 +29,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._hosts import normaliz
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_server import LeaseServer
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
@@ -54,6 +55,7 @@ MAX_KNOWN_CLIENT_ADDRESSES = 4096
 # Hook events of the HTTP app for iPXE binaries fetched over HTTP (UEFI HTTP boot).
 HTTP_IPXE_SERVED = "ipxe_file_served"
 HTTP_IPXE_ABORTED = "ipxe_file_aborted"
+DHCP_OFF = "off"
 
 
 # Ignore reasons that mean "this host asked, and we cannot boot it as it is".
@@ -73,6 +75,8 @@ class NetbootServer:
             http_base=options.http_base,
             binaries=frozenset(options.ipxe_files) or policy.IPXE_BINARIES,
         ) if options.server_ip is not None else None
+        # dhcp: addresses: port 67 gives the run's MACs their leases (lease_server.py); 4011 stays the proxy's.
+        self.leases = LeaseServer(options.addresses, self.config) if options.addresses is not None and self.config else None
         self.ipv6 = None
         self.counters = {"dhcp_malformed": 0, "dhcp_ignored": 0, "dhcp_answered": 0, "dhcp_send_errors": 0}
         self.client_macs = {}
@@ -119,6 +123,9 @@ class NetbootServer:
         host = None
         if self.registry.is_known(mac):
             host = policy.HostView(mac=mac, arch=self.registry.arch(mac), finished=self.registry.is_finished(mac))
+        if self.leases is not None and endpoint.port == self.options.dhcp_port:
+            self._answer_with_lease(endpoint, request, mac, host)
+            return
         decision = policy.decide(request, endpoint.port, source, host, self.config)
         if isinstance(decision, policy.Ignore):
             self.counters["dhcp_ignored"] += 1
@@ -137,6 +144,23 @@ class NetbootServer:
         self.counters["dhcp_answered"] += 1
         self.registry.record(mac, decision.event, port=endpoint.port, arch=decision.client.arch,
                              firmware=decision.client.firmware, boot_file=decision.boot_file)
+
+    def _answer_with_lease(self, endpoint: dhcp_socket.DhcpEndpoint, request: dhcp.DhcpPacket, mac: str,
+                           host: policy.HostView | None) -> None:
+        answer = self.leases.answer(request, host)
+        if isinstance(answer, policy.Ignore):
+            self.counters["dhcp_ignored"] += 1
+            if answer.reason == policy.IGNORE_UNKNOWN_HOST or host is not None:
+                self.registry.record(mac, "dhcp_ignored", reason=answer.reason)
+            return
+        if answer.packet is not None:
+            if not self._send_dhcp(endpoint, answer.encode(), answer.destination.address, mac):
+                return
+            self.counters["dhcp_answered"] += 1
+        self.registry.record(mac, answer.change, address=answer.address, detail=answer.detail)
+        boot = answer.boot
+        if boot is not None:
+            self.registry.record(mac, boot.event, port=endpoint.port, boot_file=boot.boot_file)
 
     def _schedule(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
         asyncio.get_running_loop().call_later(delay, callback, *args)
@@ -187,7 +211,7 @@ class NetbootServer:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            for port in (self.options.dhcp_port, self.options.proxy_port) if self.config is not None else ():
+            for port in (self.options.dhcp_port, self.options.proxy_port) if self.config is not None and self.options.dhcp_mode != DHCP_OFF else ():
                 self._transports.append(dhcp_socket.BatchedDatagramTransport(loop, self._dhcp_socket(port), dhcp_socket.DhcpEndpoint(self, port)))
 
             tftp_files = _read_files(self.options.ipxe_files)
