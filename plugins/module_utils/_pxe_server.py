@@ -23,7 +23,7 @@ from typing import Any
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.nixie.metal.plugins.module_utils import _interfaces
+from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _pxe_dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
@@ -169,7 +169,12 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
             ipaddress.IPv4Address(params["address"])
         except ValueError:
             raise ControlError("address %r is not an IPv4 address" % params["address"]) from None
-    interface, server_ip, ipv6 = choose_addresses(links if links is not None else read_links(), params)
+    links = links if links is not None else read_links()
+    interface, server_ip, ipv6 = choose_addresses(links, params)
+    try:
+        addresses = _pxe_dhcp.plan_address_mode(params, hosts, server_ip, _prefixlen(links, interface, server_ip))
+    except _pxe_dhcp.DhcpModeError as exc:
+        raise ControlError(str(exc)) from None
     for name in ("max_duration", "idle_timeout"):
         if params.get(name) is not None and params[name] <= 0:
             raise ControlError("%s must be a positive number of seconds" % name)
@@ -189,8 +194,10 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
     check_switch(_account(user), [files[kind] for arch, files in sorted(artifacts.items()) for kind in ("kernel", "initrd")
                                   if files.get(kind)] + [path for name, path in sorted(ipxe_files.items())])
     # What was not given keeps ServerOptions' default, the only home of the server's defaults.
-    given = {name: params[name] for name in ("http_port", "max_duration", "idle_timeout", "linger")
+    given = {name: params[name] for name in ("http_port", "max_duration", "idle_timeout", "linger", "dhcp_lease_time")
              if params.get(name) is not None}
+    if params.get("dhcp") is not None:
+        given["dhcp_mode"] = params["dhcp"]
     return ServerOptions(
         hosts=[{"name": h["name"], "mac": h["mac"], "arch": h["arch"]} for h in hosts],
         server_ip=server_ip,
@@ -202,6 +209,7 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
         run_id=secrets.token_hex(8),
         user=user,
         peer_check=params.get("peer_check") is not False,
+        addresses=addresses,
         **given,
         **ipv6
     )
@@ -225,6 +233,26 @@ def check_switch(account: privileges.Account | None, paths: Iterable[str]) -> No
         raise ControlError("user: the server serves as %s once bound, and %s cannot read %s; put the files where every "
                            "user may read them (the Nix store is), or set user to root"
                            % (account.name, account.name, ", ".join("%s (%s)" % pair for pair in unreadable)))
+
+
+def refuse_other_address_servers(interface: str) -> None:
+    """Refuse to start the addresses mode where another DHCP server gives addresses (they would fight)."""
+    try:
+        others = _pxe_dhcp.other_address_servers(interface)
+    except _pxe_dhcp.DhcpModeError as exc:
+        raise ControlError(str(exc)) from None
+    if others:
+        raise ControlError("dhcp=addresses: another DHCP server gives addresses on %s (%s); two address servers on one "
+                           "segment fight over every client. Use dhcp=proxy beside it, or stop it; set dhcp_probe to false "
+                           "only if it is known to ignore the inventory's MACs" % (interface, "; ".join(others)))
+
+
+def _prefixlen(links: list, interface: str, server_ip: str | None) -> int | None:
+    """The prefix length of ``server_ip`` on ``interface`` (its subnet is the one served), None without IPv4."""
+    for found in addresses_of(links):
+        if found.interface == interface and found.text == server_ip:
+            return found.prefixlen
+    return None
 
 
 def has_ipv4(links: list, interface: str | None = None) -> bool:

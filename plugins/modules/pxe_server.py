@@ -11,8 +11,8 @@ version_added: 0.1.0
 description:
   - Runs an ephemeral network boot server on the controller, in the foreground, until the run is over.
     Meant to be started with C(async) and C(poll=0) so the play goes on while it serves.
-  - ProxyDHCP on UDP 67 and 4011 beside the site's own DHCP server, which keeps handing out addresses;
-    TFTP on UDP 69 for the iPXE binaries; HTTP for the per-machine iPXE script, the kernel and initrd,
+  - ProxyDHCP on UDP 67 and 4011 beside the site's own DHCP server, which keeps handing out addresses
+    (or, with O(dhcp=addresses), the inventory's own DHCP server on a segment without one); TFTP on UDP 69 for the iPXE binaries; HTTP for the per-machine iPXE script, the kernel and initrd,
     iPXE over HTTP for UEFI HTTP boot, and the API the installer's agent phones home to.
   - Only machines listed in O(hosts_file) or O(hosts) get an answer; every other request is ignored
     and counted. Once a machine has phoned home it gets no more offers, so after installation it boots
@@ -73,6 +73,54 @@ options:
         type: str
         choices: [x86_64-linux, aarch64-linux]
         default: x86_64-linux
+      ip:
+        description:
+          - The machine's address, the C(ip) of C(hosts.json). With O(dhcp=addresses), an IPv4 one is the address it
+            leases.
+        type: str
+  dhcp:
+    description:
+      - How machines that boot over IPv4 are answered (see C(docs/dhcp.md) in the collection).
+      - V(proxy) answers network-boot firmware beside the site's DHCP server, which keeps giving the addresses.
+      - V(addresses) makes the server the DHCP server of the inventory's MACs, and of nothing else, on a segment
+        with no other DHCP server, for all of their DHCP as long as the run lasts (firmware, iPXE, the installer and
+        the installed system). Each gets its C(ip), or an address from O(dhcp_ranges), with the subnet of the
+        serving address, O(dhcp_routers) and O(dhcp_dns_servers); firmware gets its boot file in the same answer.
+        Leases are kept by MAC, whatever client identifier a system sends. Unknown MACs get nothing.
+      - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served): the site's DHCP server must name the
+        boot file, or the machines use static addresses and UEFI HTTP boot.
+    type: str
+    choices: [proxy, addresses, "off"]
+    default: proxy
+  dhcp_ranges:
+    description:
+      - With O(dhcp=addresses), where machines without an C(ip) get theirs, as V(first-last) ranges (or single
+        addresses) of the serving subnet, for example V(10.0.0.100-10.0.0.199). Hosts are given addresses in
+        the inventory's order, so the same inventory gets the same addresses; what is left is kept for a machine
+        whose address another one turns out to hold (DHCPDECLINE).
+    type: list
+    elements: str
+  dhcp_routers:
+    description: With O(dhcp=addresses), the routers (option 3) the machines get, on the serving subnet; none when unset.
+    type: list
+    elements: str
+  dhcp_dns_servers:
+    description: With O(dhcp=addresses), the DNS servers (option 6) the machines get; none when unset.
+    type: list
+    elements: str
+  dhcp_lease_time:
+    description:
+      - With O(dhcp=addresses), the lease time in seconds. Clients renew at half of it while the run lasts; after the
+        run, nothing answers them, so an installed system that must keep its address needs its own network settings.
+    type: int
+    default: 3600
+  dhcp_probe:
+    description:
+      - With O(dhcp=addresses), before answering, send one DHCPDISCOVER of a made-up MAC on the segment and refuse to
+        start if another DHCP server offers an address (4 seconds): two address servers on one segment fight over every
+        client. V(false) skips the look, for a segment whose other server is known to ignore the inventory's MACs.
+    type: bool
+    default: true
   kernel:
     description:
       - The installer's kernel for V(x86_64-linux) machines, for example the C(kernel) that
@@ -255,16 +303,27 @@ counters:
           forgot what it kept and asked the kernel again. Nothing is let in by it; many of them mean a very busy segment.
       type: int
       sample: 0
+leases:
+  description:
+    - With O(dhcp=addresses), the address of every host when the run ended, the last thing its DHCP client did
+      (C(lease_offered), C(lease_acked), C(lease_released), C(lease_declined), C(lease_refused); V(null) if it never
+      asked) and the seconds left on its lease.
+    - A host whose address another machine held (C(lease_declined)) moved to a spare address of O(dhcp_ranges), or has
+      V(null) when none was left.
+  returned: when O(state=started) and O(dhcp=addresses), not in check mode
+  type: list
+  elements: dict
+  sample: [{mac: "52:54:00:12:34:01", address: 10.0.0.100, state: lease_acked, seconds_left: 3412}]
 server:
-  description: Where the server listens.
+  description: Where the server listens, and how it answers DHCPv4 (O(dhcp)) and DHCPv6 (O(dhcp6)); V(off) for a family it does not serve.
   returned: when O(state=started)
   type: dict
-  sample: {interface: enp3s0, address: 192.168.1.10, http_port: 8080, address6: "fd00:1::10", dhcp6: proxy}
+  sample: {interface: enp3s0, address: 192.168.1.10, http_port: 8080, address6: "fd00:1::10", dhcp: proxy, dhcp6: proxy}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_server
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_dhcp, _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.http import AIOHTTP_IMPORT_ERROR
@@ -279,7 +338,14 @@ def main():
                 name=dict(type="str", required=True),
                 mac=dict(type="str", required=True),
                 arch=dict(type="str", choices=["x86_64-linux", "aarch64-linux"], default="x86_64-linux"),
+                ip=dict(type="str"),
             )),
+            dhcp=dict(type="str", choices=list(_pxe_dhcp.MODES), default=ServerOptions.dhcp_mode),
+            dhcp_ranges=dict(type="list", elements="str"),
+            dhcp_routers=dict(type="list", elements="str"),
+            dhcp_dns_servers=dict(type="list", elements="str"),
+            dhcp_lease_time=dict(type="int", default=ServerOptions.dhcp_lease_time),
+            dhcp_probe=dict(type="bool", default=True),
             kernel=dict(type="path"),
             initrd=dict(type="path"),
             artifacts=dict(type="dict"),
@@ -314,11 +380,14 @@ def main():
     try:
         options = _pxe_server.plan(module.params)
         owner = _pxe_server.owner_of(module.params["owner_pid"])
+        if options.addresses is not None and module.params["dhcp_probe"]:
+            _pxe_server.refuse_other_address_servers(options.interface)
     except _pxe_server.ControlError as exc:
         module.fail_json(msg=str(exc))
     summary = dict(api_url=options.api_url,
                    server=dict(interface=options.interface, address=options.server_ip, http_port=options.http_port,
-                               address6=options.server_ip6, dhcp6=options.dhcp6_mode if options.server_ip6 else "off"))
+                               address6=options.server_ip6, dhcp6=options.dhcp6_mode if options.server_ip6 else "off",
+                               dhcp=options.dhcp_mode if options.server_ip else "off"))
     if module.check_mode:
         module.exit_json(changed=False, hosts=options.hosts, **summary)
     try:

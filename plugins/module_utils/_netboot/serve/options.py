@@ -58,6 +58,7 @@ class ServerOptions:
     # settings) or off (no DHCPv4 at all: the site's server names the boot file).
     dhcp_mode: str = "proxy"
     addresses: AddressMode | None = None
+    dhcp_lease_time: int = 3600
 
     @property
     def http_base(self) -> str | None:

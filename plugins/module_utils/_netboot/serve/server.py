@@ -331,7 +331,10 @@ class NetbootServer:
         del snapshot["seq"]
         for host in snapshot["hosts"]:
             host["warnings"] = trust.refusal_warnings(host)
-        return dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
+        result = dict(snapshot, api_url=self.options.api_url, stop_reason=self.stop_reason, counters=dict(self.counters))
+        if self.leases is not None:
+            result["leases"] = self.leases.snapshot()
+        return result
 
 
 def http_ipxe_record(event: Mapping[str, Any], client_macs: Mapping[str, str]) -> tuple[str, str, dict[str, Any]] | None:
