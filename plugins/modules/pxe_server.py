@@ -87,7 +87,7 @@ options:
         the installed system). Each gets its C(ip), or an address from O(dhcp_ranges), with the subnet of the
         serving address, O(dhcp_routers) and O(dhcp_dns_servers); firmware gets its boot file in the same answer.
         Leases are kept by MAC, whatever client identifier a system sends. Unknown MACs get nothing.
-      - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served): the site's DHCP server must name the
+      - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served). The site's DHCP server must name the
         boot file, or the machines use static addresses and UEFI HTTP boot.
     type: str
     choices: [proxy, addresses, "off"]
