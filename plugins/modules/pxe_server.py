@@ -117,7 +117,7 @@ options:
   dhcp_probe:
     description:
       - With O(dhcp=addresses), before answering, send one DHCPDISCOVER of a made-up MAC on the segment and refuse to
-        start if another DHCP server offers an address (4 seconds): two address servers on one segment fight over every
+        start if another DHCP server offers an address (4 seconds), as two address servers on one segment fight over every
         client. V(false) skips the look, for a segment whose other server is known to ignore the inventory's MACs.
     type: bool
     default: true
