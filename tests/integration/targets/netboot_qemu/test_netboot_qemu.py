@@ -40,10 +40,14 @@ def installer():
     return lab_installer.build(str(COLLECTION / "nix" / "agent" / "nixie-agent"))
 
 
-def start_play(lab, installer, hosts, expect_macs):
-    """Run serve_and_wait.yml in the lab namespace; return (process, result path)."""
+def start_play(lab, installer, hosts, expect_macs, **options):
+    """Run serve_and_wait.yml in the lab namespace; return (process, result path).
+
+    ``hosts``: name -> MAC, or name -> hosts.json entry; ``options``: more pxe_server options (dhcp...).
+    """
     hosts_file = lab.workdir / "hosts.json"
-    hosts_file.write_text(json.dumps({name: {"mac_address": mac} for name, mac in hosts.items()}), encoding="utf-8")
+    entries = {name: entry if isinstance(entry, dict) else {"mac_address": entry} for name, entry in hosts.items()}
+    hosts_file.write_text(json.dumps(entries), encoding="utf-8")
     result_file = lab.workdir / "result.json"
     variables = {
         "hosts_file": str(hosts_file),
@@ -58,6 +62,7 @@ def start_play(lab, installer, hosts, expect_macs):
         "result_file": str(result_file),
         "ansible_python_interpreter": sys.executable,
     }
+    variables.update(options)
     (lab.workdir / "vars.json").write_text(json.dumps(variables), encoding="utf-8")
     log = open(lab.workdir / "play.log", "wb")  # pylint: disable=consider-using-with
     play = lab.popen(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "@%s" % (lab.workdir / "vars.json"),
@@ -180,3 +185,25 @@ def test_two_machines_at_once(installer):
             assert_served(result, mac, vm, ["script_served", "kernel_served", "initrd_served"])
             addresses.add(agent_result(result, mac)["ip"])
         assert len(addresses) == 2
+
+
+def test_addresses_mode_on_a_segment_without_dhcp(installer):
+    """dhcp=addresses, no site DHCP server: OVMF's PXE and SeaBIOS's iPXE take their address and boot file from us,
+    the installer's own DHCP client gets the host's address, and a stranger gets nothing."""
+    with Lab(site_dhcp=False) as lab:
+        ovmf, bios, stranger = "52:54:00:12:34:41", "52:54:00:12:34:42", "52:54:00:12:34:77"
+        hosts = {"ovmf1": {"mac_address": ovmf, "ip": "%s.60" % lab.subnet}, "bios1": bios}
+        play, result_file = start_play(lab, installer, hosts, [ovmf, bios], dhcp="addresses",
+                                       dhcp_ranges=["%s.100-%s.109" % (lab.subnet, lab.subnet)])
+        stranger_vm = VM(lab, "seabios-ipxe", mac=stranger).start()
+        vms = {ovmf: VM(lab, "ovmf-pxe", mac=ovmf).start(), bios: VM(lab, "seabios-ipxe", mac=bios).start()}
+        result, log = finish_play(lab, play, result_file)
+        assert_served(result, ovmf, vms[ovmf], ["lease_offered", "offered", "lease_acked", "ipxe_served", "script_served",
+                                                "initrd_served", "phoned_home"])
+        assert_served(result, bios, vms[bios], ["lease_offered", "script_offered", "script_served", "phoned_home"])
+        assert agent_result(result, ovmf)["ip"] == "%s.60" % lab.subnet
+        assert agent_result(result, bios)["ip"] == "%s.100" % lab.subnet
+        assert stranger in result["server"]["ignored"]["macs"]
+        serial = stranger_vm.serial()
+        assert "nixie.metal" not in serial and "script.ipxe" not in serial, serial[-2000:]
+        assert "failed=0" in log
