@@ -320,7 +320,7 @@ def main():
                    server=dict(interface=options.interface, address=options.server_ip, http_port=options.http_port,
                                address6=options.server_ip6, dhcp6=options.dhcp6_mode if options.server_ip6 else "off"))
     if module.check_mode:
-        module.exit_json(changed=False, hosts=options.hosts, **summary)
+        module.exit_json(changed=False, hosts=_pxe_server.hosts_summary(options.hosts), **summary)
     try:
         result = _pxe_server.run(options, run_dir, owner=owner)
     except _pxe_server.ControlError as exc:
