@@ -168,7 +168,6 @@ class HostsFileError(Exception):
     """hosts.json cannot be used; the message says where and what to do."""
 
 
-
 def where(path: object, host: str | None = None, field: object = None) -> str:
     where = str(path)
     if host is not None:
