@@ -83,9 +83,10 @@ def serve_ours(port, path, log_path):
     from aiohttp import web
     from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as netboot_http
     from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
+    from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 
     logging.basicConfig(filename=log_path, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    registry = Registry([{"name": "bench01", "mac": MAC, "arch": "x86_64-linux"}])
+    registry = Registry([Host("bench01", MAC)])
     app = netboot_http.create_app(registry, {"x86_64-linux": {"kernel": path, "initrd": path}}, run_id="bench")
 
     async def main():

@@ -50,9 +50,9 @@ def equivalent_yaml_inventory(hosts_path):
 
     groups = {"nixie": {"hosts": {}}}
     for host in load_hosts(hosts_path):
-        groups["nixie"]["hosts"][host["name"]] = host_variables(host)
-        for group in host["groups"]:
-            groups.setdefault(group, {"hosts": {}})["hosts"][host["name"]] = None
+        groups["nixie"]["hosts"][host.name] = host_variables(host)
+        for group in host.groups:
+            groups.setdefault(group, {"hosts": {}})["hosts"][host.name] = None
     return {"all": {"children": groups}}
 
 

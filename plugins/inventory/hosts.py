@@ -78,7 +78,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.template import trust_as_template
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, HostsFileError, load_hosts
 
 CONFIG_SUFFIXES = (".nixie.yml", ".nixie.yaml")
 
@@ -115,22 +115,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 cached = None
             if cached and cached.get("stamp") == stamp:
-                return cached["hosts"]
+                try:
+                    return [Host.from_dict(entry) for entry in cached["hosts"]]
+                except (KeyError, TypeError, ValueError):
+                    pass  # written by another version of the collection: read the file again
         try:
             hosts = load_hosts(hosts_path)
         except HostsFileError as exc:
             raise AnsibleParserError(to_native(exc)) from None
         if use_cache:
-            self._cache[cache_key] = {"stamp": stamp, "hosts": hosts}
+            self._cache[cache_key] = {"stamp": stamp, "hosts": [host.to_dict() for host in hosts]}
         return hosts
 
     def _populate(self, hosts):
         group = self.inventory.add_group(self.get_option("group"))
         strict = self.get_option("strict")
         for host in hosts:
-            name = host["name"]
+            name = host.name
             self.inventory.add_host(name, group=group)
-            for extra_group in host["groups"]:
+            for extra_group in host.groups:
                 self.inventory.add_child(self.inventory.add_group(extra_group), name)
             for key, value in host_variables(host).items():
                 self.inventory.set_variable(name, key, value)
@@ -141,20 +144,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
 
 def host_variables(host):
-    """The Ansible variables of one normalised hosts.json entry."""
+    """The Ansible variables of one :class:`Host`: the one place a record becomes ``nixie_*`` host vars."""
     variables = {
-        "nixie_flake_attr": host["name"],
-        "nixie_mac": host["mac"],
-        "nixie_arch": host["arch"],
+        "nixie_flake_attr": host.name,
+        "nixie_mac": host.mac,
+        "nixie_arch": host.arch,
     }
-    if host["description"] is not None:
-        variables["nixie_description"] = host["description"]
-    if host["ip"] is not None:
-        variables["ansible_host"] = host["ip"]
-    if host.get("system") is not None:
-        variables["nixie_system"] = host["system"]
-    variables.update(power_variables(host["name"], host.get("power") or {"driver": "wol"}))
-    variables.update(host["vars"])
+    if host.description is not None:
+        variables["nixie_description"] = host.description
+    if host.ip is not None:
+        variables["ansible_host"] = host.ip
+    if host.system is not None:
+        variables["nixie_system"] = host.system
+    variables.update(power_variables(host.name, host.power))
+    variables.update(host.vars)
     return variables
 
 

@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.lease_plan import (
     LeasePlanError, WantedLease, plan_addresses,
 )
@@ -33,11 +34,11 @@ class DhcpModeError(Exception):
     """The DHCPv4 options cannot be served as given; the message says what to change."""
 
 
-def plan_address_mode(params: Mapping[str, Any], hosts: Sequence[Mapping[str, Any]], server_ip: str | None,
+def plan_address_mode(params: Mapping[str, Any], hosts: Sequence[Host], server_ip: str | None,
                       prefixlen: int | None) -> AddressMode | None:
     """The addresses mode's settings, None for ``proxy`` and ``off``.
 
-    ``hosts``: the run's hosts (name, mac, ip); ``server_ip``/``prefixlen``:
+    ``hosts``: the run's hosts; ``server_ip``/``prefixlen``:
     the serving IPv4 address and its prefix length on the interface, whose
     subnet is the one served.
     """
@@ -61,7 +62,7 @@ def plan_address_mode(params: Mapping[str, Any], hosts: Sequence[Mapping[str, An
         config = LeaseConfig(server_ip, str(network), routers, dns_servers, lease_time)
     except ValueError as exc:
         raise DhcpModeError("dhcp_routers, dhcp_dns_servers or dhcp_lease_time: %s" % exc) from None
-    wanted = [WantedLease(host["name"], host["mac"], _ipv4_of(host)) for host in hosts]
+    wanted = [WantedLease(host.name, host.mac, _ipv4_of(host)) for host in hosts]
     try:
         plan = plan_addresses(wanted, str(network), (server_ip,) + routers, params.get("dhcp_ranges") or ())
     except LeasePlanError as exc:
@@ -69,12 +70,11 @@ def plan_address_mode(params: Mapping[str, Any], hosts: Sequence[Mapping[str, An
     return AddressMode(config, plan)
 
 
-def _ipv4_of(host: Mapping[str, Any]) -> str | None:
+def _ipv4_of(host: Host) -> str | None:
     """The host's hosts.json ``ip`` when it is IPv4 (an IPv6 ``ip`` is no DHCPv4 lease)."""
-    ip = host.get("ip")
-    if ip is None or ":" in str(ip):
+    if host.ip is None or ":" in host.ip:
         return None
-    return str(ip)
+    return host.ip
 
 
 def other_address_servers(interface: str, wait: float = site_dhcp.DEFAULT_WAIT) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _pxe_dhcp
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostsFileError, load_hosts, normalize_hosts
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, HostsFileError, hosts_from_option, load_hosts
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges, runtime, separation, server, tftp
@@ -110,29 +110,21 @@ def read_links() -> list:
 
 # -- planning ----------------------------------------------------------------------
 
-def _hosts_from(hosts_file: str | None, hosts: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+def _hosts_from(hosts_file: str | None, hosts: Sequence[Mapping[str, Any]] | None) -> list[Host]:
     if hosts_file is not None and hosts:
         raise ControlError("give hosts_file or hosts, not both")
     try:
         if hosts_file is not None:
             return load_hosts(hosts_file)
         if hosts:
-            document = {}
-            for index, entry in enumerate(hosts):
-                fields = dict(entry)
-                name = fields.pop("name", None)
-                if not isinstance(name, str):
-                    raise ControlError("hosts[%d]: every entry needs a name (its flake attribute)" % index)
-                fields["mac_address"] = fields.pop("mac", fields.get("mac_address"))
-                document[name] = {k: v for k, v in fields.items() if v is not None}
-            return normalize_hosts(document, "hosts")
+            return hosts_from_option(hosts, "hosts")
     except HostsFileError as exc:
         raise ControlError(str(exc)) from None
     raise ControlError("no hosts to serve: give hosts_file (a hosts.json) or hosts (a list of name and mac)")
 
 
 def _artifacts(kernel: str | None, initrd: str | None, artifacts: Mapping[str, Mapping[str, str]] | None,
-               hosts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+               hosts: Sequence[Host]) -> dict[str, dict[str, str]]:
     merged = {}
     if kernel or initrd:
         if not (kernel and initrd):
@@ -140,10 +132,10 @@ def _artifacts(kernel: str | None, initrd: str | None, artifacts: Mapping[str, M
         merged["x86_64-linux"] = {"kernel": kernel, "initrd": initrd}
     for arch, files in (artifacts or {}).items():
         merged[arch] = dict(files)
-    for arch in sorted({host["arch"] for host in hosts}):
+    for arch in sorted({host.arch for host in hosts}):
         files = merged.get(arch)
         if not files or not files.get("kernel") or not files.get("initrd"):
-            names = ", ".join(host["name"] for host in hosts if host["arch"] == arch)
+            names = ", ".join(host.name for host in hosts if host.arch == arch)
             raise ControlError("no kernel and initrd for %s (hosts %s); build the installer for that system "
                                "and pass it in artifacts" % (arch, names))
         for kind in ("kernel", "initrd"):
@@ -199,7 +191,7 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
     if params.get("dhcp") is not None:
         given["dhcp_mode"] = params["dhcp"]
     return ServerOptions(
-        hosts=[{"name": h["name"], "mac": h["mac"], "arch": h["arch"]} for h in hosts],
+        hosts=tuple(hosts),
         server_ip=server_ip,
         interface=interface,
         artifacts=artifacts,
@@ -301,6 +293,11 @@ def choose_addresses(links: list, params: Mapping[str, Any]) -> tuple[str, str |
     return interface, server_ip, ipv6
 
 
+def hosts_summary(hosts: Iterable[Host]) -> list[dict[str, str]]:
+    """What the module returns of a planned run's hosts (check mode): name, MAC and arch of each."""
+    return [{"name": host.name, "mac": host.mac, "arch": host.arch} for host in hosts]
+
+
 # -- running and stopping --------------------------------------------------------
 
 def claim(run_dir: str) -> str | None:
@@ -334,7 +331,7 @@ async def _stop_when_owner_ends(netboot_server: server.NetbootServer, owner: Map
     netboot_server.request_stop("the ansible-playbook run that started the server (pid %d) ended" % owner["pid"])
 
 
-def tokens_to_keep(record: Mapping[str, Any] | None, hosts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def tokens_to_keep(record: Mapping[str, Any] | None, hosts: Iterable[Host]) -> dict[str, str]:
     """The per-host tokens of a dead server's state ``record`` that this run's ``hosts`` can keep: ``{mac: token}``.
 
     An installer that server booted carries its token on its kernel command line and keeps
@@ -343,7 +340,7 @@ def tokens_to_keep(record: Mapping[str, Any] | None, hosts: Iterable[Mapping[str
     recorded = (record or {}).get("tokens")
     if not isinstance(recorded, dict):
         return {}
-    macs = {host["mac"] for host in hosts}
+    macs = {host.mac for host in hosts}
     kept = {}
     for mac, token in recorded.items():
         if mac in macs and isinstance(token, str) and ipxe.is_token_value(token) and token not in kept.values():

@@ -389,7 +389,7 @@ def main():
                                address6=options.server_ip6, dhcp6=options.dhcp6_mode if options.server_ip6 else "off",
                                dhcp=options.dhcp_mode if options.server_ip else "off"))
     if module.check_mode:
-        module.exit_json(changed=False, hosts=options.hosts, **summary)
+        module.exit_json(changed=False, hosts=_pxe_server.hosts_summary(options.hosts), **summary)
     try:
         result = _pxe_server.run(options, run_dir, owner=owner)
     except _pxe_server.ControlError as exc:

@@ -110,7 +110,7 @@ def _report(mac, address="10.77.0.173"):
 
 
 def api_inputs():
-    node1 = HOSTS[0]["mac"]
+    node1 = HOSTS[0].mac
     out = []
     for authorization, query, mac, report in (
             ("Bearer " + TOKENS["node1"], "wait=0", node1, _report(node1)),
@@ -131,7 +131,7 @@ def api_inputs():
 
 def api_http_inputs():
     """First bytes of API connections as curl, busybox wget, Ansible's open_url and odd clients send them."""
-    node1 = HOSTS[0]["mac"]
+    node1 = HOSTS[0].mac
     report = json.dumps(_report(node1)).encode()
     phone_home = ("POST /api/v1/phone-home HTTP/1.1\r\nHost: 10.77.0.1:8080\r\nUser-Agent: curl/8.7.1\r\nAccept: */*\r\n"
                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"

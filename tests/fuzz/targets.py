@@ -54,15 +54,15 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server as netboot_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 SERVER_IP = "10.77.0.1"
 # Hosts of the fuzzed run: the MAC of the captured packets (fixtures), an arm64 host, a finished host.
 HOSTS = (
-    {"name": "node1", "mac": "52:54:00:12:34:01", "arch": "x86_64-linux"},
-    {"name": "arm1", "mac": "52:54:00:12:34:03", "arch": "aarch64-linux"},
-    {"name": "done1", "mac": "52:54:00:12:34:09", "arch": "x86_64-linux"},
+    Host("node1", "52:54:00:12:34:01", arch="x86_64-linux"),
+    Host("arm1", "52:54:00:12:34:03", arch="aarch64-linux"),
+    Host("done1", "52:54:00:12:34:09", arch="x86_64-linux"),
 )
 FINISHED_MAC = "52:54:00:12:34:09"
 # Deterministic tokens, so seeds can carry a valid one and a crash replays exactly.
@@ -106,7 +106,7 @@ FRESH_REGISTRY_SEQ = 1
 
 def fresh_registry():
     """The run's registry as it starts: every host known, done1 already phoned home."""
-    registry = Registry([dict(host) for host in HOSTS], token_factory=iter([TOKENS[h["name"]] for h in HOSTS]).__next__)
+    registry = Registry(HOSTS, token_factory=iter([TOKENS[h.name] for h in HOSTS]).__next__)
     registry.phone_home(TOKENS["done1"], {"mac": FINISHED_MAC})
     assert registry.seq == FRESH_REGISTRY_SEQ
     return registry
@@ -127,7 +127,7 @@ class _RecordingTransport:
 def _dhcp_server():
     quiet_logger(netboot_server.__name__)
     options = ServerOptions(
-        hosts=[dict(host) for host in HOSTS], server_ip=SERVER_IP, artifacts={},
+        hosts=HOSTS, server_ip=SERVER_IP, artifacts={},
         ipxe_files={name: "/nonexistent/" + name for name in tftp.IPXE_FILES})
     server = netboot_server.NetbootServer(options)
     registry = fresh_registry()
@@ -154,7 +154,7 @@ def dhcp_input(data, port):
     server._schedule = lambda delay, callback, *args: repeats.append((callback, args))  # pylint: disable=protected-access
     source = DHCP_SOURCES[len(data) % len(DHCP_SOURCES)]
     endpoint.datagram_received(data, source)
-    owned = {host["mac"] for host in HOSTS} - {FINISHED_MAC}
+    owned = {host.mac for host in HOSTS} - {FINISHED_MAC}
     assert len(transport.sent) <= 1, "one request, %d replies" % len(transport.sent)
     for callback, args in repeats:  # the repeats fall due: copies of that one reply, to the same place
         callback(*args)
@@ -277,7 +277,7 @@ STRANGER_MAC = "02:00:00:bb:00:02"
 PEER = "10.77.0.173"
 # What the kernel may say about the peer, chosen by the input's fifth record (none: the controller itself).
 PEER_ROUTES = (Route("local", 1, None), Route("unicast", 3, None), Route("unicast", 3, "10.77.0.254"), None)
-PEER_MACS = tuple(h["mac"] for h in HOSTS) + (STRANGER_MAC, None)
+PEER_MACS = tuple(h.mac for h in HOSTS) + (STRANGER_MAC, None)
 
 
 class _FuzzedKernel:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import is_canonical_mac
 
 # Characters allowed in one kernel command-line token. Letters, digits and
 # the punctuation kernel arguments and URLs need (brackets for IPv6 literals);
@@ -100,17 +100,19 @@ def check_base_url(base_url: str) -> str:
 
 
 def kernel_arguments(api_url: str, token: str, mac: str, extra: str | Sequence[str] | None = None) -> list[str]:
-    """The kernel command line (as a list) given to the installer, after ``initrd=initrd``."""
-    mac_norm = normalize_mac(mac)
-    if mac_norm is None:
-        raise ValueError("%r is not a MAC address" % (mac,))
+    """The kernel command line (as a list) given to the installer, after ``initrd=initrd``.
+
+    ``mac``: the host's MAC as the registry holds it (lower-case, colon-separated).
+    """
+    if not is_canonical_mac(mac):
+        raise ValueError("%r is not a MAC address in the one spelling (lower-case, colon-separated)" % (mac,))
     if not isinstance(token, str) or not _TOKEN_VALUE.match(token):
         raise ValueError("the host token must be 16-128 URL-safe characters")
     api = check_base_url(api_url)
     return split_cmdline(extra) + [
         "nixie.api=" + api,
         "nixie.token=" + token,
-        "nixie.mac=" + mac_norm,
+        "nixie.mac=" + mac,
     ]
 
 
@@ -134,17 +136,16 @@ def render_script(base_url: str, mac: str, token: str, extra_cmdline: str | Sequ
     if address_setting not in ("ip", "ip6"):
         raise ValueError("address_setting must be ip or ip6, got %r" % (address_setting,))
     base = check_base_url(base_url)
-    mac_norm = normalize_mac(mac)
-    if mac_norm is None:
-        raise ValueError("%r is not a MAC address" % (mac,))
-    args = kernel_arguments(api_url or base + "/api/v1", token, mac_norm, extra_cmdline)
+    if not is_canonical_mac(mac):
+        raise ValueError("%r is not a MAC address in the one spelling (lower-case, colon-separated)" % (mac,))
+    args = kernel_arguments(api_url or base + "/api/v1", token, mac, extra_cmdline)
     delays = [int(d) for d in dhcp_delays]
     if any(d < 0 or d > 3600 for d in delays) or not 0 <= int(fail_delay) <= 3600:
         raise ValueError("delays must be between 0 and 3600 seconds")
-    label = mac_norm
+    label = mac
     if isinstance(host_name, str) and _SAFE_NAME.match(host_name):
-        label = "%s (%s)" % (host_name, mac_norm)
-    boot_url = "%s/boot/%s" % (base, mac_norm)
+        label = "%s (%s)" % (host_name, mac)
+    boot_url = "%s/boot/%s" % (base, mac)
 
     lines = [
         "#!ipxe",

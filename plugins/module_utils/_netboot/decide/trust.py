@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import is_canonical_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry, normal_address
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route
 
@@ -66,9 +66,8 @@ def verdict(request_ip: object, expected_mac: str, neighbour_entry: Entry | None
     ``request_ip`` is a caller's mistake and raises ValueError, as does a
     ``expected_mac`` that is not a MAC.
     """
-    expected = normalize_mac(expected_mac)
-    if expected is None:
-        raise ValueError("expected_mac %r is not a MAC address" % (expected_mac,))
+    if not is_canonical_mac(expected_mac):
+        raise ValueError("expected_mac %r is not a MAC address in the one spelling (lower-case, colon-separated)" % (expected_mac,))
     ip = normal_address(request_ip)
     if ip is None:
         raise ValueError("request_ip %r is not an IP address" % (request_ip,))
@@ -78,7 +77,7 @@ def verdict(request_ip: object, expected_mac: str, neighbour_entry: Entry | None
         raise ValueError("the neighbour entry is of %s, not of the request's address %s" % (neighbour_entry.ip, ip))
     if not neighbour_entry.usable:
         return Verdict(UNVERIFIED, ip, reason="unresolved")
-    if neighbour_entry.mac == expected:
+    if neighbour_entry.mac == expected_mac:
         return Verdict(MATCH, ip, seen_mac=neighbour_entry.mac)
     return Verdict(IMPOSTOR, ip, seen_mac=neighbour_entry.mac)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import API_PREFIX
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_server import AddressMode
@@ -25,7 +26,7 @@ IPXE_DIR = "/usr/lib/ipxe"
 
 @dataclass
 class ServerOptions:
-    hosts: list
+    hosts: tuple[Host, ...]
     server_ip: str | None  # None: no IPv4 on the segment (IPv6 only)
     artifacts: dict
     interface: str | None = None

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
@@ -360,7 +359,7 @@ def _token_factory(options: ServerOptions) -> Callable[[], str] | None:
     """Tokens for the hosts in order: kept ones (``options.tokens``) first, fresh ones otherwise; None: all fresh."""
     if not options.tokens:
         return None
-    tokens = [options.tokens.get(normalize_mac(host["mac"])) or secrets.token_urlsafe(24) for host in options.hosts]
+    tokens = [options.tokens.get(host.mac) or secrets.token_urlsafe(24) for host in options.hosts]
     return iter(tokens).__next__
 
 

@@ -11,6 +11,7 @@ event; the HTTP layer turns that into asyncio wake-ups for long-polls.
 
 Tokens are secrets: no snapshot, event or error message carries one. The
 only way out is :meth:`Registry.token_for`, used to render the iPXE script.
+One host's remembered state and its rendering are :mod:`.host_state`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, is_canonical_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import (
     AlreadyFinished, PeerRefused, ReportInvalid, TokenMissing, TokenRejected, UnknownHost, report_identity, validate_report)
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.host_state import HostState, IgnoredMacs, clean_detail
 
 STATES = (
     "known",
@@ -45,14 +47,9 @@ FINISHED_STATES = frozenset(("phoned_home", "failed"))
 # DHCP answers that start a boot of the host (docs/design/trust.md): its token may be claimed again after one.
 BOOT_EVENTS = frozenset(("offered", "script_offered", "boot_file_acked", "script_acked"))
 
-DEFAULT_ARCH = "x86_64-linux"
-
 # Limits that keep a misbehaving client or a broadcast storm from growing memory.
 MAX_EVENTS_PER_HOST = 256
 MAX_IGNORED_MACS = 256
-MAX_DETAIL_STRING = 512
-# Rows of refused requests kept per host: an attacker repeating requests grows a count, not the memory.
-MAX_IMPOSTOR_ROWS = 16
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -62,84 +59,34 @@ def _token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
-def _clean_detail(value: object, depth: int = 0) -> Any:
-    """Turn an event detail into plain JSON data of bounded size."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return value[:MAX_DETAIL_STRING]
-    if isinstance(value, bytes):
-        return value[:MAX_DETAIL_STRING].decode("utf-8", "replace")
-    if depth < 2 and isinstance(value, (list, tuple)):
-        return [_clean_detail(v, depth + 1) for v in list(value)[:32]]
-    if depth < 2 and isinstance(value, dict):
-        return {str(k)[:64]: _clean_detail(v, depth + 1) for k, v in list(value.items())[:32]}
-    return str(value)[:MAX_DETAIL_STRING]
-
-
-class _Host:
-    __slots__ = ("name", "mac", "arch", "token", "state", "events", "events_dropped",
-                 "report", "peer_ip", "phoned_home_at", "failed_reason", "last_seq",
-                 "epoch", "claim", "impostors", "impostors_dropped", "unchecked_noted", "binding")
-
-    def __init__(self, name: str, mac: str, arch: str, token: str) -> None:
-        self.name = name
-        self.mac = mac
-        self.arch = arch
-        self.token = token
-        self.state = "known"
-        self.events = []
-        self.events_dropped = 0
-        self.report = None
-        self.peer_ip = None
-        self.phoned_home_at = None
-        self.failed_reason = None
-        self.last_seq = 0
-        self.epoch = 0
-        self.claim = None
-        self.impostors = {}
-        self.impostors_dropped = 0
-        self.unchecked_noted = False
-        self.binding = None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED_STATES
-
-
-def _host_fields(host: Mapping[str, Any] | Sequence[str]) -> tuple[Any, Any, str]:
-    """Read name, mac and arch from a mapping or a (name, mac[, arch]) sequence."""
-    if isinstance(host, dict):
-        return host.get("name"), host.get("mac"), host.get("arch") or DEFAULT_ARCH
-    if isinstance(host, (list, tuple)) and len(host) in (2, 3):
-        return host[0], host[1], (host[2] if len(host) == 3 else None) or DEFAULT_ARCH
-    raise ValueError("a host must be a mapping with name, mac and arch, or a (name, mac, arch) tuple; got %r" % (host,))
-
-
 class Registry:
-    """The hosts of one run, keyed by normalised MAC.
+    """The hosts of one run, keyed by MAC.
 
-    ``hosts``: iterable of mappings ``{"name", "mac", "arch"}`` (or tuples
-    ``(name, mac[, arch])``). ``clock``: returns wall-clock seconds for event
-    timestamps (default :func:`time.time`). ``token_factory``: returns a fresh
-    secret string (default ``secrets.token_urlsafe(24)``, 32 URL-safe characters).
+    ``hosts``: the run's :class:`~..._hosts.Host` records. ``clock``: returns
+    wall-clock seconds for event timestamps (default :func:`time.time`).
+    ``token_factory``: returns a fresh secret string (default
+    ``secrets.token_urlsafe(24)``, 32 URL-safe characters).
+
+    Every ``mac`` a method takes is a MAC in the one spelling (lower-case,
+    colon-separated), as a Host holds it: text from outside (an HTTP path,
+    the agent's report, a DHCP chaddr, netlink) is normalised where it enters
+    (:func:`~..._hosts.normalize_mac`, :func:`~..._hosts.mac_from_octets`),
+    never here. Another spelling is simply not a host of the run.
     """
 
-    def __init__(self, hosts: Iterable[Mapping[str, Any] | Sequence[str]], clock: Callable[[], float] | None = None,
+    def __init__(self, hosts: Iterable[Host], clock: Callable[[], float] | None = None,
                  token_factory: Callable[[], str] | None = None, max_events_per_host: int = MAX_EVENTS_PER_HOST,
                  max_ignored_macs: int = MAX_IGNORED_MACS) -> None:
         self._clock = clock or time.time
         self._token_factory = token_factory or (lambda: secrets.token_urlsafe(24))
         self._max_events = max(1, int(max_events_per_host))
-        self._max_ignored = max(0, int(max_ignored_macs))
         self._hosts = {}
         self._by_name = {}
         self._by_token_digest = {}
         self._finished = 0
         self._seq = 0
         self._listeners = []
-        self._ignored = {}
-        self._ignored_overflow = 0
+        self._ignored = IgnoredMacs(max_ignored_macs)
         self._rejected = {"token_missing": 0, "token_rejected": 0, "report_invalid": 0, "already_finished": 0,
                           trust.IMPOSTOR: 0, trust.UNVERIFIED: 0}
         self._refused = {trust.IMPOSTOR: 0, trust.UNVERIFIED: 0, trust.CLAIMED: 0}
@@ -147,12 +94,9 @@ class Registry:
         self.last_listener_error = None
         tokens = set()
         for host in hosts:
-            name, mac_text, arch = _host_fields(host)
-            if not isinstance(name, str) or not name:
-                raise ValueError("every host needs a non-empty name; got %r" % (name,))
-            mac = normalize_mac(mac_text)
-            if mac is None:
-                raise ValueError("host %r: %r is not a MAC address" % (name, mac_text))
+            if not isinstance(host, Host):
+                raise ValueError("a host must be a Host record (made by _hosts.load_hosts or hosts_from_option); got %r" % (host,))
+            name, mac = host.name, host.mac
             if mac in self._hosts:
                 raise ValueError("host %r: MAC %s is already used by host %r; each machine needs its own MAC"
                                  % (name, mac, self._hosts[mac].name))
@@ -162,23 +106,16 @@ class Registry:
             if not isinstance(token, str) or len(token) < 16 or token in tokens:
                 raise ValueError("the token factory must return distinct strings of at least 16 characters")
             tokens.add(token)
-            entry = _Host(name, mac, arch, token)
+            entry = HostState(host, token, "known")
             self._hosts[mac] = entry
             self._by_name[name] = entry
             self._by_token_digest[_token_digest(token)] = entry
 
     # -- queries -------------------------------------------------------------
 
-    def _host(self, mac: object) -> _Host | None:
-        """The entry of ``mac`` in any spelling, or None.
-
-        The server passes MACs already normalised (DHCP's chaddr, the routes'
-        parsed paths), so the exact key is tried before the regular expressions.
-        """
-        host = self._hosts.get(mac) if isinstance(mac, str) else None
-        if host is None:
-            host = self._hosts.get(normalize_mac(mac))
-        return host
+    def _host(self, mac: str | None) -> HostState | None:
+        # Only a str is looked up: a caller's None, number or list is not a host, not a TypeError.
+        return self._hosts.get(mac) if isinstance(mac, str) else None
 
     @property
     def seq(self) -> int:
@@ -189,27 +126,27 @@ class Registry:
         """The normalised MACs of all hosts, in the order given."""
         return list(self._hosts)
 
-    def is_known(self, mac: object) -> bool:
+    def is_known(self, mac: str) -> bool:
         return self._host(mac) is not None
 
-    def host_name(self, mac: object) -> str | None:
+    def host_name(self, mac: str) -> str | None:
         host = self._host(mac)
         return host.name if host else None
 
-    def arch(self, mac: object) -> str | None:
+    def arch(self, mac: str) -> str | None:
         host = self._host(mac)
         return host.arch if host else None
 
-    def state(self, mac: object) -> str | None:
+    def state(self, mac: str) -> str | None:
         host = self._host(mac)
         return host.state if host else None
 
-    def token_for(self, mac: object) -> str | None:
+    def token_for(self, mac: str) -> str | None:
         """The host's secret token, for the iPXE script only; None for unknown MACs."""
         host = self._host(mac)
         return host.token if host else None
 
-    def is_finished(self, mac: object) -> bool:
+    def is_finished(self, mac: str) -> bool:
         """True once the host phoned home or failed; False for unknown MACs."""
         host = self._host(mac)
         return bool(host and host.finished)
@@ -218,60 +155,33 @@ class Registry:
         """True when every host is finished (also when there are no hosts)."""
         return self._finished == len(self._hosts)
 
-    def last_seq(self, mac: object = None) -> int:
+    def last_seq(self, mac: str | None = None) -> int:
         """Newest event seq of one host, or of the whole registry when mac is None."""
         if mac is None:
             return self._seq
         host = self._host(mac)
         return host.last_seq if host else 0
 
-    def last_event(self, mac: object) -> dict[str, Any] | None:
+    def last_event(self, mac: str) -> dict[str, Any] | None:
         """The newest event of a host (a copy), or None."""
         host = self._host(mac)
         return dict(host.events[-1]) if host is not None and host.events else None
 
-    def events_after(self, seq: int, mac: object = None) -> list[dict[str, Any]]:
+    def events_after(self, seq: int, mac: str | None = None) -> list[dict[str, Any]]:
         """Events newer than ``seq`` (of one host or all), oldest first."""
         hosts = [self._host(mac)] if mac is not None else list(self._hosts.values())
         found = [dict(e) for h in hosts if h for e in h.events if e["seq"] > seq]
         found.sort(key=lambda e: e["seq"])
         return found
 
-    def host_snapshot(self, mac: object) -> dict[str, Any] | None:
+    def host_snapshot(self, mac: str) -> dict[str, Any] | None:
         """A JSON-ready dict of one host (no token); None for unknown MACs."""
         host = self._host(mac)
-        if host is None:
-            return None
-        report = host.report or {}
-        return {
-            "name": host.name,
-            "mac": host.mac,
-            "arch": host.arch,
-            "state": host.state,
-            "finished": host.finished,
-            "last_seq": host.last_seq,
-            "address": host.peer_ip,
-            "addresses": [dict(a) for a in report.get("addresses", [])],
-            "ssh_host_keys": list(report.get("ssh_host_keys", [])),
-            "hostname": report.get("hostname"),
-            "uptime": report.get("uptime"),
-            "phoned_home_at": host.phoned_home_at,
-            "failed_reason": host.failed_reason,
-            "binding": dict(host.binding) if host.binding else None,
-            "claimed_by": host.claim["ip"] if host.claim else None,
-            "impostors": [dict(row, routes=sorted(row["routes"])) for row in host.impostors.values()],
-            "impostors_dropped": host.impostors_dropped,
-            "events": [dict(e) for e in host.events],
-            "events_dropped": host.events_dropped,
-        }
+        return host.snapshot() if host is not None else None
 
     def ignored_snapshot(self) -> dict[str, Any]:
         """Requests seen from MACs that are not hosts of this run."""
-        return {
-            "macs": {mac: dict(v, events=dict(v["events"])) for mac, v in self._ignored.items()},
-            "overflow": self._ignored_overflow,
-            "max_macs": self._max_ignored,
-        }
+        return self._ignored.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready dict of the whole run (no tokens)."""
@@ -315,7 +225,7 @@ class Registry:
 
     # -- changes -------------------------------------------------------------
 
-    def _append(self, host: _Host, name: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    def _append(self, host: HostState, name: str, details: Mapping[str, Any]) -> dict[str, Any]:
         self._seq += 1
         event = {
             "seq": self._seq,
@@ -328,7 +238,7 @@ class Registry:
         for key, value in details.items():
             if key in event or not _DETAIL_KEY.match(key) or "token" in key.lower():
                 continue
-            event[key] = _clean_detail(value)
+            event[key] = clean_detail(value)
         host.events.append(event)
         if len(host.events) > self._max_events:
             del host.events[0]
@@ -337,21 +247,7 @@ class Registry:
         self._notify(event)
         return dict(event)
 
-    def _ignore(self, mac_text: object, name: str) -> None:
-        mac = normalize_mac(mac_text)
-        entry = self._ignored.get(mac) if mac else None
-        if entry is None:
-            if mac is None or len(self._ignored) >= self._max_ignored:
-                self._ignored_overflow += 1
-                return None
-            entry = self._ignored[mac] = {"count": 0, "first": self._clock(), "last": None, "events": {}}
-        entry["count"] += 1
-        entry["last"] = self._clock()
-        if name in entry["events"] or len(entry["events"]) < 16:
-            entry["events"][name] = entry["events"].get(name, 0) + 1
-        return None
-
-    def record(self, mac: object, event: str, **details: Any) -> dict[str, Any] | None:
+    def record(self, mac: str, event: str, **details: Any) -> dict[str, Any] | None:
         """Record ``event`` for the host with ``mac`` and move its state forward.
 
         ``event`` is a lower-case identifier. A progress state name (offered,
@@ -369,20 +265,22 @@ class Registry:
             raise ValueError("%r cannot be recorded; phone_home() sets phoned_home" % event)
         host = self._host(mac)
         if host is None:
-            return self._ignore(mac, event)
+            self._ignored.note(mac if is_canonical_mac(mac) else None, event, self._clock)
+            return None
         if not host.finished:
             if event == "failed":
                 host.state = "failed"
+                host.finished = True
                 self._finished += 1
                 reason = details.get("reason")
-                host.failed_reason = _clean_detail(reason) if reason is not None else "failed"
+                host.failed_reason = clean_detail(reason) if reason is not None else "failed"
             elif event in _RANK and _RANK[event] > _RANK[host.state]:
                 host.state = event
         if event in BOOT_EVENTS:
             host.epoch = self._seq + 1
         return self._append(host, event, details)
 
-    def admit(self, mac: object, route_name: str, binding: trust.Binding) -> trust.Admission:
+    def admit(self, mac: str, route_name: str, binding: trust.Binding) -> trust.Admission:
         """Whether the host's ``route_name`` (script, kernel, initrd, phone_home) is served to ``binding``'s peer.
 
         ``binding``: the :class:`~..decide.trust.Binding` of the request, judged against the
@@ -399,7 +297,11 @@ class Registry:
         admission = trust.admit(route_name, binding, host.claim, host.epoch)
         if not admission.allowed:
             self._refused[admission.reason] += 1
-            self._remember_refusal(host, route_name, binding, admission.reason)
+            if host.note_refusal(route_name, binding, admission.reason, self._clock()):
+                details = {"peer": binding.peer, "mac_seen": binding.seen_mac, "reason": admission.reason, "route": route_name}
+                if admission.reason == trust.CLAIMED:
+                    details["claimed_by"] = host.claim["ip"]
+                self._append(host, "impostor", details)
             return admission
         if admission.claims:
             host.claim = {"ip": binding.peer, "epoch": host.epoch, "at": self._clock()}
@@ -408,25 +310,7 @@ class Registry:
             self._append(host, "binding_unchecked", {"peer": binding.peer, "scope": binding.scope, "route": route_name})
         return admission
 
-    def _remember_refusal(self, host: _Host, route_name: str, binding: trust.Binding, reason: str) -> None:
-        key = (binding.peer, binding.seen_mac, reason)
-        row = host.impostors.get(key)
-        now = self._clock()
-        if row is None:
-            if len(host.impostors) >= MAX_IMPOSTOR_ROWS:
-                host.impostors_dropped += 1
-                return
-            row = host.impostors[key] = {"address": binding.peer, "mac": binding.seen_mac, "reason": reason,
-                                         "count": 0, "first": now, "last": now, "routes": set()}
-            details = {"peer": binding.peer, "mac_seen": binding.seen_mac, "reason": reason, "route": route_name}
-            if reason == trust.CLAIMED:
-                details["claimed_by"] = host.claim["ip"]
-            self._append(host, "impostor", details)
-        row["count"] += 1
-        row["last"] = now
-        row["routes"].add(route_name)
-
-    def claimed_by(self, mac: object) -> str | None:
+    def claimed_by(self, mac: str) -> str | None:
         """The address that claimed the host's token for its current boot, or None."""
         host = self._host(mac)
         return host.claim["ip"] if host is not None and host.claim else None
@@ -436,11 +320,11 @@ class Registry:
         host = self._find_by_token(token) if token and isinstance(token, str) else None
         return host.mac if host else None
 
-    def fail(self, mac: object, reason: str) -> dict[str, Any] | None:
+    def fail(self, mac: str, reason: str) -> dict[str, Any] | None:
         """Mark a host failed with a human-readable reason (no-op once finished)."""
         return self.record(mac, "failed", reason=reason)
 
-    def _find_by_token(self, token: str | None) -> _Host | None:
+    def _find_by_token(self, token: str | None) -> HostState | None:
         # One dictionary lookup by the token's digest, then a constant-time comparison: the
         # lookup's timing depends on a SHA-256 of the presented token, which says nothing about
         # the real tokens, and the work no longer grows with the number of hosts.
@@ -492,7 +376,7 @@ class Registry:
                                 "values of the same kernel command line" % clean["mac"])
         if host.state == "phoned_home":
             if report_identity(host.report) == report_identity(clean):
-                return self._phone_home_answer(host, repeat=True)
+                return host.phone_home_answer(repeat=True)
             self._rejected["already_finished"] += 1
             raise AlreadyFinished("host %s (%s) already phoned home with a different report; start a new run to boot it again" % (host.name, host.mac))
         if host.state == "failed":
@@ -503,6 +387,7 @@ class Registry:
         host.binding = binding.as_dict() if binding is not None else None
         host.phoned_home_at = self._clock()
         host.state = "phoned_home"
+        host.finished = True
         self._finished += 1
         self._append(host, "phoned_home", {
             "peer_ip": host.peer_ip,
@@ -510,15 +395,4 @@ class Registry:
             "addresses": [a["address"] for a in clean["addresses"]][:8],
             "ssh_host_keys": len(clean["ssh_host_keys"]),
         })
-        return self._phone_home_answer(host, repeat=False)
-
-    @staticmethod
-    def _phone_home_answer(host: _Host, repeat: bool) -> dict[str, Any]:
-        return {
-            "host": host.name,
-            "mac": host.mac,
-            "state": host.state,
-            "address": host.peer_ip,
-            "seq": host.last_seq,
-            "repeat": repeat,
-        }
+        return host.phone_home_answer(repeat=False)

@@ -30,7 +30,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import mac_from_octets
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry
 
 __all__ = ("Route", "NetlinkError", "route_request", "neighbour_request", "reply",
@@ -320,7 +320,7 @@ def parse_neighbour(message: Message, dev: str | None = None, what: str = "RTM_G
     mac = None
     lladdr = attrs.get(NDA_LLADDR)
     if lladdr and name in MAC_STATES:
-        mac = normalize_mac(":".join("%02x" % octet for octet in lladdr))
+        mac = mac_from_octets(lladdr)
     ip = address_text(family, packed)
     if family == socket.AF_INET6 and packed.startswith(_MAPPED_PREFIX):
         ip = socket.inet_ntop(socket.AF_INET, packed[12:])

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
@@ -92,7 +93,7 @@ class ServerThread:
 
 @pytest.fixture
 def registry():
-    return Registry([("node1", MAC1), ("node2", MAC2)])
+    return Registry([Host("node1", MAC1), Host("node2", MAC2)])
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import (
+    Host,
     HostsFileError,
     load_hosts,
     normalize_mac,
@@ -52,10 +53,11 @@ def test_garbage_is_not_a_mac(garbage):
 
 def test_upstream_nixie_file_is_accepted_with_defaults():
     hosts = parse_hosts('{"web1": {"mac_address": "BC-24-11-D0-28-34"}}')
-    assert hosts == [{
+    assert [host.to_dict() for host in hosts] == [{
         "name": "web1", "mac": GOOD_MAC, "arch": "x86_64-linux", "ip": None,
         "groups": [], "vars": {}, "description": None, "system": None, "power": {"driver": "wol"},
     }]
+    assert hosts == [Host("web1", GOOD_MAC)]
 
 
 def test_optional_fields_are_kept_and_hosts_sorted():
@@ -66,12 +68,12 @@ def test_optional_fields_are_kept_and_hosts_sorted():
                   "description": "top of rack"},
     })
     alpha, zeta = parse_hosts(text)
-    assert [alpha["name"], zeta["name"]] == ["alpha", "zeta"]
-    assert alpha["ip"] == "2001:db8::1"
-    assert alpha["arch"] == "aarch64-linux"
-    assert alpha["groups"] == ["rack1", "arm"]
-    assert alpha["vars"] == {"ansible_user": "root", "disk": {"size": 2}}
-    assert alpha["description"] == "top of rack"
+    assert [alpha.name, zeta.name] == ["alpha", "zeta"]
+    assert alpha.ip == "2001:db8::1"
+    assert alpha.arch == "aarch64-linux"
+    assert alpha.groups == ("rack1", "arm")
+    assert alpha.vars == {"ansible_user": "root", "disk": {"size": 2}}
+    assert alpha.description == "top of rack"
 
 
 def test_empty_object_means_no_hosts():
@@ -180,7 +182,7 @@ def test_group_and_variable_names_are_checked():
 
 def test_a_prebuilt_system_is_a_store_path():
     path = "/nix/store/" + "a" * 32 + "-nixos-system-web1-25.05"
-    assert parse_hosts(json.dumps(host_doc(system=path)))[0]["system"] == path
+    assert parse_hosts(json.dumps(host_doc(system=path)))[0].system == path
     message = error_of(host_doc(system="/tmp/result"))
     assert "host 'web1', field 'system': '/tmp/result' is not a store path" in message
 
@@ -200,7 +202,7 @@ def test_every_problem_is_reported_at_once():
 def test_load_hosts_reads_a_file(tmp_path):
     path = tmp_path / "hosts.json"
     path.write_text('\ufeff{"web1": {"mac_address": "%s"}}' % GOOD_MAC, encoding="utf-8")
-    assert load_hosts(str(path))[0]["mac"] == GOOD_MAC
+    assert load_hosts(str(path))[0].mac == GOOD_MAC
 
 
 def test_load_hosts_missing_file(tmp_path):
@@ -224,5 +226,5 @@ def test_load_hosts_not_utf8(tmp_path):
 def test_example_hosts_file_is_valid():
     import os
     example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples", "hosts.json")
-    names = [host["name"] for host in load_hosts(example)]
+    names = [host.name for host in load_hosts(example)]
     assert names == sorted(names) and len(names) >= 2

@@ -1,6 +1,6 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The hosts.json ``power`` field (plugins/module_utils/_hosts.py): schema, checks and messages."""
+"""The hosts.json ``power`` field (plugins/module_utils/_hosts/): schema, checks and messages."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ IPMI = {"driver": "ipmi", "address": "10.0.0.6", "port": 6230, "user": "ADMIN", 
 
 
 def parse_power(power):
-    return parse_hosts(json.dumps({"node1": {"mac_address": MAC, "power": power}}), "site/hosts.json")[0]["power"]
+    return parse_hosts(json.dumps({"node1": {"mac_address": MAC, "power": power}}), "site/hosts.json")[0].power
 
 
 def problems(power):
@@ -26,7 +26,7 @@ def problems(power):
 
 
 def test_no_power_field_means_wake_on_lan():
-    assert parse_hosts(json.dumps({"node1": {"mac_address": MAC}}))[0]["power"] == {"driver": "wol"}
+    assert parse_hosts(json.dumps({"node1": {"mac_address": MAC}}))[0].power == {"driver": "wol"}
     assert parse_power({"driver": "wol"}) == {"driver": "wol"}
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils import _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
-from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, choose_address, plan
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
+from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, choose_address, hosts_summary, plan
 
 
 def link(name, *addresses, up=True, loopback=False):
@@ -86,7 +87,7 @@ def test_plan_gathers_a_complete_run(site):
     options = plan(params(site), links=LINKS)
     assert options.server_ip == "192.0.2.10" and options.interface == "eth0"
     assert options.api_url == "http://192.0.2.10:8080/api/v1"
-    assert [(h["name"], h["arch"]) for h in options.hosts] == [("arm1", "aarch64-linux"), ("node1", "x86_64-linux")]
+    assert [(h.name, h.arch) for h in options.hosts] == [("arm1", "aarch64-linux"), ("node1", "x86_64-linux")]
     assert options.artifacts["x86_64-linux"] == {"kernel": str(site / "bzImage"), "initrd": str(site / "initrd")}
     assert sorted(options.ipxe_files) == ["ipxe.efi", "undionly.kpxe"]
     assert options.admin_token and options.run_id
@@ -95,7 +96,9 @@ def test_plan_gathers_a_complete_run(site):
 def test_plan_from_a_host_list(site):
     options = plan(params(site, hosts_file=None, artifacts=None,
                           hosts=[{"name": "web1", "mac": "BC-24-11-D0-28-34", "arch": "x86_64-linux"}]), links=LINKS)
-    assert options.hosts == [{"name": "web1", "mac": "bc:24:11:d0:28:34", "arch": "x86_64-linux"}]
+    assert options.hosts == (Host("web1", "bc:24:11:d0:28:34"),)
+    # What the module returns of them in check mode.
+    assert hosts_summary(options.hosts) == [{"name": "web1", "mac": "bc:24:11:d0:28:34", "arch": "x86_64-linux"}]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.server import NetbootServer
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import tokens_to_keep
 
-HOSTS = [{"name": "node1", "mac": "52:54:00:12:34:01", "arch": "x86_64-linux"},
-         {"name": "node2", "mac": "52:54:00:12:34:02", "arch": "x86_64-linux"}]
+HOSTS = (Host("node1", "52:54:00:12:34:01"), Host("node2", "52:54:00:12:34:02"))
 TOKEN1 = "A" * 32
 TOKEN_GONE = "B" * 32
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
 
 BASE = "http://192.0.2.1:8080"
@@ -76,10 +77,12 @@ def test_api_url_override_and_ipv6_base():
     assert "nixie.api=http://[fd77::1]:8080/api/v1 " in script
 
 
-def test_mac_is_normalised():
-    assert "/boot/52:54:00:12:34:01/kernel" in render(mac="52-54-00-12-34-01")
-    with pytest.raises(ValueError):
-        render(mac="nope")
+def test_mac_is_taken_in_the_one_spelling_only():
+    """Another spelling is normalised where it enters (the HTTP path, test_http.py), never here."""
+    assert "/boot/52:54:00:12:34:01/kernel" in render(mac=normalize_mac("52-54-00-12-34-01"))
+    for not_canonical in ("52-54-00-12-34-01", "5254.0012.3401", "52:54:00:12:34:0A", "nope"):
+        with pytest.raises(ValueError, match="not a MAC address"):
+            render(mac=not_canonical)
 
 
 @pytest.mark.parametrize("extra", [

@@ -12,6 +12,7 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http, binding  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
@@ -37,7 +38,7 @@ class Served:
     """The app served as the netboot server serves it, on an ephemeral loopback port."""
 
     def __init__(self, **kwargs):
-        self.registry = Registry([("node1", MAC)])
+        self.registry = Registry([Host("node1", MAC)])
         self.app = nhttp.create_app(self.registry, {}, base_url="http://127.0.0.1:8080", admin_token="admin-0123456789abcdef",
                                     **kwargs)
         self.runner = nhttp.create_runner(self.app)

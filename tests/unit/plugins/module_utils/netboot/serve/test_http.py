@@ -19,6 +19,7 @@ pytest_asyncio = pytest.importorskip("pytest_asyncio")
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry  # noqa: E402
 
@@ -50,7 +51,7 @@ async def _start(tmp_path, http_client=None, **kwargs):
     ipxe_dir.mkdir()
     (ipxe_dir / "ipxe.efi").write_bytes(b"MZ" + b"\0" * 1000)
     (tmp_path / "secret").write_bytes(b"secret")
-    registry = Registry([("node1", MAC1), ("node2", MAC2), ("arm1", ARM, "aarch64-linux")])
+    registry = Registry([Host("node1", MAC1), Host("node2", MAC2), Host("arm1", ARM, arch="aarch64-linux")])
     events = []
     options = dict(
         artifacts={"x86_64-linux": {"kernel": kernel, "initrd": initrd}},

@@ -11,6 +11,7 @@ pytest_asyncio = pytest.importorskip("pytest_asyncio")
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry  # noqa: E402
 
@@ -23,7 +24,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAwq+EfnD2DZmIrGP9ja8hP2GBrvXDwB95xkc
 async def serve(tmp_path, host):
     (tmp_path / "bzImage").write_bytes(b"k")
     (tmp_path / "initrd").write_bytes(b"i")
-    registry = Registry([("v6", MAC)])
+    registry = Registry([Host("v6", MAC)])
     app = nhttp.create_app(registry, {"x86_64-linux": {"kernel": tmp_path / "bzImage", "initrd": tmp_path / "initrd"}},
                            base_url="http://10.0.0.1:8080", base_url6="http://[fd77::1]:8080")
     client = TestClient(TestServer(app, host=host))

@@ -12,6 +12,7 @@ import pathlib
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import leases, policy
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.lease_plan import WantedLease, plan_addresses
@@ -50,7 +51,7 @@ def requests(name):
 def netboot_server(server_ip, network, host_ip):
     plan = plan_addresses([WantedLease("vm1", MAC, host_ip)], network, (server_ip,))
     mode = AddressMode(leases.LeaseConfig(server_ip, network, (server_ip,)), plan)
-    return server.NetbootServer(ServerOptions(hosts=[{"name": "vm1", "mac": MAC, "arch": "x86_64-linux"}],
+    return server.NetbootServer(ServerOptions(hosts=(Host("vm1", MAC),),
                                               server_ip=server_ip, artifacts={}, dhcp_mode="addresses", addresses=mode))
 
 

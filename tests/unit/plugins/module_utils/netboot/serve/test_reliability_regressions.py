@@ -15,6 +15,7 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 pytest_asyncio = pytest.importorskip("pytest_asyncio")
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_http  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
@@ -48,7 +49,7 @@ def test_finding_is_harmless_now(path):
 
 @pytest_asyncio.fixture
 async def client(http_client):
-    app = nhttp.create_app(Registry([("node1", MAC)]), {}, base_url="http://127.0.0.1:8080", admin_token=ADMIN)
+    app = nhttp.create_app(Registry([Host("node1", MAC)]), {}, base_url="http://127.0.0.1:8080", admin_token=ADMIN)
     test_client = http_client(app, host="127.0.0.1")
     await test_client.start_server()
     test_client.registry = nhttp.get_state(app).registry
@@ -80,7 +81,7 @@ def test_decode_json_body():
 
 
 def test_connections_that_send_no_whole_request_are_closed():
-    app = nhttp.create_app(Registry([("node1", MAC)]), {}, base_url="http://127.0.0.1:8080")
+    app = nhttp.create_app(Registry([Host("node1", MAC)]), {}, base_url="http://127.0.0.1:8080")
     runner = nhttp.create_runner(app)
     assert runner._kwargs["keepalive_timeout"] == nhttp.IDLE_TIMEOUT  # pylint: disable=protected-access
     assert nhttp.IDLE_TIMEOUT <= 30 and api_http.HEAD_TIMEOUT <= 30

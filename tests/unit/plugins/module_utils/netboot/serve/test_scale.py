@@ -16,6 +16,7 @@ import socket
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as registry_module
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import dhcp_socket
@@ -30,7 +31,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.api_ser
 
 
 def _hosts(count):
-    return [{"name": "rack%04d" % i, "mac": "52:54:00:5c:%02x:%02x" % (i // 256, i % 256)} for i in range(count)]
+    return [Host("rack%04d" % i, "52:54:00:5c:%02x:%02x" % (i // 256, i % 256)) for i in range(count)]
 
 
 def _report(mac):
@@ -41,12 +42,13 @@ def _report(mac):
 # -- registry --------------------------------------------------------------------------
 
 
-def test_lookups_take_any_spelling_of_a_mac():
+def test_lookups_take_any_spelling_of_a_mac_normalised_where_it_enters():
     registry = Registry(_hosts(3))
     for spelling in ("52:54:00:5c:00:01", "52-54-00-5C-00-01", "5254.005c.0001", "5254005c0001"):
-        assert registry.is_known(spelling)
-        assert registry.host_name(spelling) == "rack0001"
-        assert registry.token_for(spelling) == registry.token_for("52:54:00:5c:00:01")
+        mac = normalize_mac(spelling)
+        assert registry.is_known(mac)
+        assert registry.host_name(mac) == "rack0001"
+        assert registry.token_for(mac) == registry.token_for("52:54:00:5c:00:01")
     for not_a_mac in (None, 7, "", "52:54:00:5c:00", ["52:54:00:5c:00:01"]):
         assert not registry.is_known(not_a_mac)
         assert registry.state(not_a_mac) is None
@@ -55,7 +57,7 @@ def test_lookups_take_any_spelling_of_a_mac():
 def test_all_done_counts_each_host_once():
     hosts = _hosts(3)
     registry = Registry(hosts)
-    first, second, third = (host["mac"] for host in hosts)
+    first, second, third = (host.mac for host in hosts)
     registry.fail(first, "disk")
     registry.fail(first, "again")            # already finished: not counted twice
     registry.record(first, "failed", reason="third time")

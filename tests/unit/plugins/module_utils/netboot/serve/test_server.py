@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
@@ -59,7 +60,7 @@ def http_boot_request():
 
 def test_http_boot_fetch_becomes_ipxe_served_of_the_host():
     netboot = server.NetbootServer(ServerOptions(
-        hosts=[{"name": "vm1", "mac": MAC, "arch": "x86_64-linux"}], server_ip="10.77.0.1", artifacts={}))
+        hosts=(Host("vm1", MAC),), server_ip="10.77.0.1", artifacts={}))
     seen = []
     netboot.on_progress = seen.append
     netboot.on_dhcp_request(FakeEndpoint(), http_boot_request(), ("0.0.0.0", 68))
@@ -86,7 +87,7 @@ class SilentEndpoint:
 
 def test_a_host_we_cannot_boot_gets_a_reason_on_its_timeline():
     netboot = server.NetbootServer(ServerOptions(
-        hosts=[{"name": "arm1", "mac": MAC, "arch": "aarch64-linux"}], server_ip="10.77.0.1", artifacts={},
+        hosts=(Host("arm1", MAC, arch="aarch64-linux"),), server_ip="10.77.0.1", artifacts={},
         ipxe_files={"ipxe.efi": "/nonexistent"}))
     netboot.on_dhcp_request(SilentEndpoint(), arm64_discover(), ("0.0.0.0", 68))
     host = netboot.registry.snapshot()["hosts"][0]
@@ -106,7 +107,7 @@ def test_tftp_listens_on_the_serving_address_beside_another_tftp_server():
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other.bind(("127.0.0.2", tftp_port))
     netboot = server.NetbootServer(ServerOptions(
-        hosts=[{"name": "vm1", "mac": MAC}], server_ip="127.0.0.1", artifacts={}, dhcp_port=free_port(),
+        hosts=(Host("vm1", MAC),), server_ip="127.0.0.1", artifacts={}, dhcp_port=free_port(),
         proxy_port=free_port(), tftp_port=tftp_port, http_port=free_port(socket.SOCK_STREAM)))
 
     async def scenario():

@@ -16,6 +16,7 @@ import pathlib
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server6
@@ -74,7 +75,7 @@ def side_for(hosts):
 
 def test_the_boot_server_request_is_answered_and_answered_again(monkeypatch):
     monkeypatch.setattr(server6, "PROXY_REPLY_REPEATS", (0.01, 0.02))
-    server, side, endpoints = side_for([("v6", MAC)])
+    server, side, endpoints = side_for([Host("v6", MAC)])
 
     async def replay():
         for source, port, message in captured_requests():
@@ -98,7 +99,7 @@ def test_the_boot_server_request_is_answered_and_answered_again(monkeypatch):
 
 
 def test_strangers_are_counted_not_answered():
-    server, side, endpoints = side_for([("other", "52:54:00:12:34:99")])
+    server, side, endpoints = side_for([Host("other", "52:54:00:12:34:99")])
 
     async def replay():
         for source, port, message in captured_requests():
@@ -111,7 +112,7 @@ def test_strangers_are_counted_not_answered():
 
 
 def test_malformed_datagrams_are_counted_and_dropped():
-    server, dummy, endpoints = side_for([("v6", MAC)])
+    server, dummy, endpoints = side_for([Host("v6", MAC)])
     endpoints[547].datagram_received(b"\x01\x00", ("fe80::1", 546, 0, 2))
     endpoints[547].datagram_received(b"\x01" * 5000, ("fe80::1", 546, 0, 2))
     assert server.counters["dhcp_malformed"] == 1

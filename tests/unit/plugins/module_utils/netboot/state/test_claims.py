@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import PeerRefused, TokenRejected, UnknownHost
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import status_of
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import MAX_IMPOSTOR_ROWS, Registry
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.host_state import MAX_IMPOSTOR_ROWS
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
 
 HOST = "52:54:00:aa:00:01"
 OTHER = "02:00:00:bb:00:02"
@@ -42,7 +44,7 @@ def report(mac=HOST):
 @pytest.fixture
 def registry():
     clock = iter(range(1000, 100000))
-    return Registry([("node1", HOST)], clock=lambda: next(clock), token_factory=iter(["t" * 32, "u" * 32]).__next__)
+    return Registry([Host("node1", HOST)], clock=lambda: next(clock), token_factory=iter(["t" * 32, "u" * 32]).__next__)
 
 
 # -- the decision ----------------------------------------------------------------

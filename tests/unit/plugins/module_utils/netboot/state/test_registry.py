@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import registry as reg
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, hosts_from_option
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import host_state
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import AlreadyFinished, ReportInvalid, TokenMissing, TokenRejected
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import status_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
@@ -33,9 +34,10 @@ def tokens():
 
 @pytest.fixture
 def registry():
-    return Registry(
-        [{"name": "node1", "mac": "52-54-00-12-34-01"}, ("arm1", "5254.0012.3402", "aarch64-linux")],
-        clock=Clock(), token_factory=tokens())
+    # Other spellings are normalised where they enter (hosts_from_option), never by the registry.
+    hosts = [*hosts_from_option([{"name": "node1", "mac": "52-54-00-12-34-01"}]),
+             *hosts_from_option([{"name": "arm1", "mac": "5254.0012.3402", "arch": "aarch64-linux"}])]
+    return Registry(hosts, clock=Clock(), token_factory=tokens())
 
 
 def report(mac=MAC1, **extra):
@@ -61,7 +63,7 @@ def test_build_from_hosts(registry):
 
 
 def test_default_tokens_are_distinct_and_secret():
-    r = Registry([("a", MAC1), ("b", MAC2)])
+    r = Registry([Host("a", MAC1), Host("b", MAC2)])
     t1, t2 = r.token_for(MAC1), r.token_for(MAC2)
     assert t1 != t2 and len(t1) >= 32
     dumped = json.dumps(r.snapshot())
@@ -69,15 +71,23 @@ def test_default_tokens_are_distinct_and_secret():
 
 
 @pytest.mark.parametrize("hosts, message", [
-    ([("a", MAC1), ("b", "52-54-00-12-34-01")], "already used"),
-    ([("a", MAC1), ("a", MAC2)], "twice"),
-    ([("a", "nope")], "not a MAC"),
-    ([("", MAC1)], "name"),
-    (["junk"], "mapping"),
+    (lambda: [Host("a", MAC1), Host("b", MAC1)], "already used"),
+    (lambda: [Host("a", MAC1), Host("a", MAC2)], "twice"),
+    (lambda: [Host("a", "nope")], "not a MAC"),
+    (lambda: [Host("a", "52-54-00-12-34-01")], "not a MAC address in the one spelling"),
+    (lambda: [Host("", MAC1)], "name"),
+    (lambda: ["junk"], "Host record"),
+    (lambda: [{"name": "a", "mac": MAC1}], "Host record"),
 ])
 def test_bad_hosts(hosts, message):
     with pytest.raises(ValueError, match=message):
-        Registry(hosts)
+        Registry(hosts())
+
+
+def test_another_spelling_is_not_a_host():
+    """The contract: the registry takes MACs as Hosts hold them and does not normalise again."""
+    r = Registry([Host("a", MAC1)])
+    assert r.is_known(MAC1) and not r.is_known("52-54-00-12-34-01") and not r.is_known("5254.0012.3401")
 
 
 def test_progress_and_events(registry):
@@ -112,12 +122,12 @@ def test_record_rejects_bad_names(registry):
 def test_details_never_carry_tokens_and_are_bounded(registry):
     event = registry.record(MAC1, "offered", token="secret", auth_token="x", note="y" * 10000, obj=object())
     assert "token" not in event and "auth_token" not in event
-    assert len(event["note"]) == reg.MAX_DETAIL_STRING
+    assert len(event["note"]) == host_state.MAX_DETAIL_STRING
     assert isinstance(event["obj"], str)
 
 
 def test_unknown_macs_are_counted_with_a_cap():
-    r = Registry([("a", MAC1)], max_ignored_macs=3)
+    r = Registry([Host("a", MAC1)], max_ignored_macs=3)
     seen = []
     r.add_listener(seen.append)
     for i in range(10):
@@ -133,7 +143,7 @@ def test_unknown_macs_are_counted_with_a_cap():
 
 
 def test_events_per_host_are_bounded():
-    r = Registry([("a", MAC1)], max_events_per_host=5)
+    r = Registry([Host("a", MAC1)], max_events_per_host=5)
     for dummy in range(12):
         r.record(MAC1, "offered")
     snap = r.host_snapshot(MAC1)

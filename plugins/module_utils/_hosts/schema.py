@@ -1,23 +1,18 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The hosts.json contract: schema, loading and normalisation.
+"""The hosts.json schema (jsonschema), and its errors told as sentences naming the file, host and field.
 
-hosts.json is upstream Nixie's format, a JSON object keyed by flake attribute
-whose values hold at least ``mac_address``. Everything here is shared by the
-inventory plugin and every module that reads hosts, so that a file is judged
-the same way wherever it is read. This file is private to the collection
-(leading underscore): its interface may change without notice.
+This file is private to the collection: its interface may change without notice.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import json
-import re
 import traceback
-from collections.abc import Callable, Mapping
 from typing import Any
+
+from ansible_collections.nixie.metal.plugins.module_utils._hosts.mac import MAC_PATTERN
 
 try:
     import jsonschema
@@ -42,17 +37,6 @@ POWER_DRIVERS = ("wol", "redfish", "ipmi")
 BMC_DRIVERS = ("redfish", "ipmi")
 BOOT_MODES = ("uefi", "legacy")
 REDFISH_ONLY_FIELDS = ("system", "validate_certs")
-
-# The spellings of a MAC address found in the wild: colon- or dash-separated
-# octets, Cisco's dotted groups of four, and twelve bare hex digits.
-_MAC_SPELLINGS = (
-    re.compile(r"^([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})\2([0-9A-Fa-f]{2})$"),
-    re.compile(r"^([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})\.([0-9A-Fa-f]{4})$"),
-    re.compile(r"^([0-9A-Fa-f]{12})$"),
-)
-MAC_PATTERN = "|".join(p.pattern for p in _MAC_SPELLINGS)
-# The form normalize_mac returns, which most callers already pass (agents, DHCP, routes).
-_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 HOSTS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -184,31 +168,7 @@ class HostsFileError(Exception):
     """hosts.json cannot be used; the message says where and what to do."""
 
 
-def normalize_mac(text: object) -> str | None:
-    """Return ``text`` as a lower-case colon-separated MAC, or None if it is not one."""
-    if not isinstance(text, str):
-        return None
-    if _CANONICAL_MAC.fullmatch(text):
-        return text
-    for spelling in _MAC_SPELLINGS:
-        match = spelling.fullmatch(text)
-        if match:
-            digits = "".join(g for g in match.groups() if g not in (":", "-")).lower()
-            return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
-    return None
-
-
-def _nic_mac_problem(mac: str) -> str | None:
-    """Why a well-formed MAC cannot belong to a machine's NIC, or None."""
-    first_octet = int(mac[:2], 16)
-    if mac == "00:00:00:00:00:00":
-        return "the all-zero address is not a NIC's address"
-    if first_octet & 1:
-        return "a multicast or broadcast address is not a NIC's address"
-    return None
-
-
-def _where(path: object, host: str | None = None, field: object = None) -> str:
+def where(path: object, host: str | None = None, field: object = None) -> str:
     where = str(path)
     if host is not None:
         where += ": host %r" % host
@@ -217,7 +177,7 @@ def _where(path: object, host: str | None = None, field: object = None) -> str:
     return where
 
 
-def _describe_schema_error(error: Any, path: str) -> str:
+def describe_schema_error(error: Any, path: str) -> str:
     """Turn one jsonschema error into a sentence naming the host and field."""
     location = list(error.absolute_path)
     host = location[0] if location else None
@@ -235,20 +195,20 @@ def _describe_schema_error(error: Any, path: str) -> str:
             '{"myhost": {"mac_address": "bc:24:11:d0:28:34"}}; found %s' % (path, _json_type(error.instance))
     if validator == "type" and field is None:
         return "%s: must be an object with at least \"mac_address\"; found %s" % (
-            _where(path, host), _json_type(error.instance))
+            where(path, host), _json_type(error.instance))
     if validator == "propertyNames" and host is None:
         return "%s: %r is not a usable host name: it must be a flake attribute that is also an " \
             "Ansible host name (a letter or _, then letters, digits, _ or -, at most 63 characters)" % (
                 path, error.instance)
     if validator == "propertyNames":
         return "%s: %r is not a valid variable name (letters, digits and _, not starting with a digit)" % (
-            _where(path, host, field), error.instance)
+            where(path, host, field), error.instance)
     if validator == "required" and field == "power":
         return "%s: \"driver\" is missing; say how the machine is powered on: %s" % (
-            _where(path, host, field), ", ".join(POWER_DRIVERS))
+            where(path, host, field), ", ".join(POWER_DRIVERS))
     if validator == "required":
         return "%s: \"mac_address\" is missing; add the MAC address the machine network-boots from, " \
-            'e.g. "mac_address": "bc:24:11:d0:28:34"' % _where(path, host)
+            'e.g. "mac_address": "bc:24:11:d0:28:34"' % where(path, host)
     if validator == "additionalProperties":
         known = list(error.schema.get("properties", {}))
         extras = sorted(set(error.instance) - set(known))
@@ -258,37 +218,37 @@ def _describe_schema_error(error: Any, path: str) -> str:
             if field == "power" and "pass" in extra.lower():
                 messages.append("%s: a password is never written in hosts.json; put it in an environment variable and "
                                 "name that in power.password_env, or in an Ansible Vault variable and name that in "
-                                "power.password_var" % _where(path, host, name))
+                                "power.password_var" % where(path, host, name))
                 continue
             hint = difflib.get_close_matches(extra, known, n=1)
             suggestion = "did you mean %r?" % hint[0] if hint else "known fields: %s" % ", ".join(known)
-            messages.append("%s: unknown field; %s" % (_where(path, host, name), suggestion))
+            messages.append("%s: unknown field; %s" % (where(path, host, name), suggestion))
         return "\n".join(messages)
     if validator == "pattern" and field in ("power.password_env", "power.password_var"):
         return "%s: %r is not a variable name (letters, digits and _, not starting with a digit)" % (
-            _where(path, host, field), error.instance)
+            where(path, host, field), error.instance)
     if validator == "minLength":
-        return "%s: must not be empty" % _where(path, host, field)
+        return "%s: must not be empty" % where(path, host, field)
     if validator in ("minimum", "maximum") and field == "power.port":
-        return "%s: %r is not a port number (1-65535)" % (_where(path, host, field), error.instance)
+        return "%s: %r is not a port number (1-65535)" % (where(path, host, field), error.instance)
     if validator == "pattern" and field == "mac_address":
         return "%s: %r is not a MAC address; write six hex octets such as bc:24:11:d0:28:34" % (
-            _where(path, host, field), error.instance)
+            where(path, host, field), error.instance)
     if validator == "pattern" and field and field.startswith("groups"):
         return "%s: %r is not a valid group name (letters, digits and _, not starting with a digit)" % (
-            _where(path, host, field), error.instance)
+            where(path, host, field), error.instance)
     if validator == "pattern" and field == "system":
         return "%s: %r is not a store path such as /nix/store/<32 characters>-nixos-system-<name>" % (
-            _where(path, host, field), error.instance)
+            where(path, host, field), error.instance)
     if validator == "enum":
         return "%s: %r is not supported; use one of %s" % (
-            _where(path, host, field), error.instance, ", ".join(repr(v) for v in error.validator_value))
+            where(path, host, field), error.instance, ", ".join(repr(v) for v in error.validator_value))
     if validator == "type":
         return "%s: expected %s, found %s" % (
-            _where(path, host, field), _json_type_name(error.validator_value), _json_type(error.instance))
+            where(path, host, field), _json_type_name(error.validator_value), _json_type(error.instance))
     if validator == "uniqueItems":
-        return "%s: lists the same group twice" % _where(path, host, field)
-    return "%s: %s" % (_where(path, host, field), error.message)
+        return "%s: lists the same group twice" % where(path, host, field)
+    return "%s: %s" % (where(path, host, field), error.message)
 
 
 def _json_type_name(schema_type: str | list[str]) -> str:
@@ -316,7 +276,7 @@ def _json_type(value: object) -> str:
 _validator = None
 
 
-def _schema_validator() -> Any:
+def schema_validator() -> Any:
     global _validator
     if jsonschema is None:
         raise HostsFileError(
@@ -327,127 +287,3 @@ def _schema_validator() -> Any:
         cls.check_schema(HOSTS_SCHEMA)
         _validator = cls(HOSTS_SCHEMA)
     return _validator
-
-
-def _reject_duplicate_keys(path: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen = set()
-        for key, dummy in pairs:
-            if key in seen:
-                raise HostsFileError("%s: the key %r appears twice in one object; keep one of them" % (path, key))
-            seen.add(key)
-        return dict(pairs)
-    return hook
-
-
-def parse_hosts(text: str, path: str = "hosts.json") -> list[dict[str, Any]]:
-    """Validate and normalise the text of a hosts.json file.
-
-    Returns a list of host dicts, sorted by name, each with ``name``,
-    ``mac`` (normalised), ``arch``, ``ip`` (or None), ``groups``, ``vars``
-    and ``description``. Raises HostsFileError naming every problem found.
-    """
-    if not text.strip():
-        raise HostsFileError(
-            '%s: the file is empty; it must be a JSON object such as {"myhost": {"mac_address": "bc:24:11:d0:28:34"}}'
-            % path)
-    try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicate_keys(path))
-    except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            raise HostsFileError("%s: not valid JSON at line %d, column %d: %s" % (
-                path, exc.lineno, exc.colno, exc.msg)) from None
-        raise HostsFileError("%s: not valid JSON: %s" % (path, exc)) from None
-    return normalize_hosts(document, path)
-
-
-def normalize_hosts(document: object, path: str = "hosts.json") -> list[dict[str, Any]]:
-    """Validate an already-decoded hosts.json document and normalise it (see parse_hosts)."""
-    validator = _schema_validator()
-    if not validator.is_valid(document):
-        errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
-        raise HostsFileError("\n".join(_describe_schema_error(e, path) for e in errors))
-
-    problems = []
-    hosts = []
-    owner_of_mac = {}
-    for name in sorted(document):
-        entry = document[name]
-        mac = normalize_mac(entry["mac_address"])
-        problem = _nic_mac_problem(mac) if mac else "it is not a MAC address; write six hex octets such as bc:24:11:d0:28:34"
-        if problem:
-            problems.append("%s: %r cannot be used: %s" % (_where(path, name, "mac_address"), entry["mac_address"], problem))
-        elif mac in owner_of_mac:
-            problems.append("%s: %s is also the MAC of host %r; each machine needs its own MAC" % (
-                _where(path, name, "mac_address"), mac, owner_of_mac[mac]))
-        owner_of_mac.setdefault(mac, name)
-
-        ip = entry.get("ip")
-        if ip is not None:
-            try:
-                ip = str(ipaddress.ip_address(ip))
-            except ValueError:
-                problems.append("%s: %r is not an IPv4 or IPv6 address" % (_where(path, name, "ip"), ip))
-
-        for var in sorted(entry.get("vars", {})):
-            if var.startswith(RESERVED_VAR_PREFIX):
-                problems.append("%s: %r is reserved: variables starting with %r are set by nixie.metal; rename it" % (
-                    _where(path, name, "vars"), var, RESERVED_VAR_PREFIX))
-
-        power = dict(entry.get("power", {"driver": "wol"}))
-        problems.extend(_power_problems(path, name, power))
-
-        hosts.append({
-            "name": name,
-            "mac": mac,
-            "arch": entry.get("arch", DEFAULT_ARCH),
-            "ip": ip,
-            "groups": list(entry.get("groups", [])),
-            "vars": dict(entry.get("vars", {})),
-            "description": entry.get("description"),
-            "system": entry.get("system"),
-            "power": power,
-        })
-    if problems:
-        raise HostsFileError("\n".join(problems))
-    return hosts
-
-
-def _power_problems(path: str, name: str, power: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a schema-valid ``power`` entry, one sentence each (the schema cannot say it as well)."""
-    driver = power["driver"]
-    given = sorted(field for field in power if field != "driver")
-    if driver not in BMC_DRIVERS:
-        return ["%s: only BMC drivers (%s) take it; driver %r needs the MAC address only" % (
-            _where(path, name, "power." + field), ", ".join(BMC_DRIVERS), driver) for field in given]
-    problems = []
-    for field in ("address", "user"):
-        if field not in power:
-            problems.append("%s: driver %r needs the BMC's %s" % (_where(path, name, "power." + field), driver, field))
-    secrets = [field for field in ("password_env", "password_var") if field in power]
-    if len(secrets) != 1:
-        problems.append("%s: driver %r needs exactly one of password_env (an environment variable's name) and "
-                        "password_var (an Ansible Vault variable's name)%s" % (
-                            _where(path, name, "power"), driver, "; both are given" if secrets else ""))
-    if driver != "redfish":
-        problems.extend("%s: a Redfish field; driver %r does not take it" % (_where(path, name, "power." + field), driver)
-                        for field in REDFISH_ONLY_FIELDS if field in power)
-    return problems
-
-
-def load_hosts(path: str) -> list[dict[str, Any]]:
-    """Read, validate and normalise the hosts.json file at ``path`` (see parse_hosts)."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise HostsFileError("%s: no such file; create it (see examples/hosts.json) or fix the path" % path) from None
-    except IsADirectoryError:
-        raise HostsFileError("%s: is a directory, not a hosts.json file" % path) from None
-    except OSError as exc:
-        raise HostsFileError("%s: cannot be read: %s" % (path, exc.strerror or exc)) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise HostsFileError("%s: not UTF-8 text (byte %d); save it as UTF-8 JSON" % (path, exc.start)) from None
-    return parse_hosts(text, path)
