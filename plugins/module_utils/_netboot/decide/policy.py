@@ -34,12 +34,11 @@ import dataclasses
 import ipaddress
 import socket
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
 
 __all__ = (
     "HostView", "ServerConfig", "Destination", "Ignore", "Reply", "decide", "boot_file_for",
     "reply_destination", "IPXE_BINARIES", "SYSTEM_FOR_ARCH", "OFFER_REPEATS",
-    "EVENT_OFFERED", "EVENT_SCRIPT_OFFERED", "EVENT_BOOT_FILE_ACKED", "EVENT_SCRIPT_ACKED",
 )
 
 IPXE_BIOS = "undionly.kpxe"
@@ -54,12 +53,6 @@ SYSTEM_FOR_ARCH = {
     dhcp.ARCH_EFI_X86_64: "x86_64-linux",
     dhcp.ARCH_EFI_ARM64: "aarch64-linux",
 }
-
-# Events to record, one per reply.
-EVENT_OFFERED = "offered"                  # port 67 offer of an iPXE binary (firmware PXE / HTTP boot)
-EVENT_SCRIPT_OFFERED = "script_offered"    # port 67 offer of the iPXE script URL (client is iPXE)
-EVENT_BOOT_FILE_ACKED = "boot_file_acked"  # port 4011 ack naming an iPXE binary
-EVENT_SCRIPT_ACKED = "script_acked"        # port 4011 ack naming the iPXE script URL
 
 # Reasons to ignore a packet (stable codes, good for counters and debug logs).
 IGNORE_PORT = "port"
@@ -265,9 +258,9 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
 
     script = client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http
     if reply_type == dhcp.DHCPOFFER:
-        event = EVENT_SCRIPT_OFFERED if script else EVENT_OFFERED
+        event = events.SCRIPT_OFFERED if script else events.OFFERED
     else:
-        event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
+        event = events.SCRIPT_ACKED if script else events.BOOT_FILE_ACKED
 
     packet = _build_reply(request, reply_type, client, boot_file, config)
     repeats = OFFER_REPEATS if reply_type == dhcp.DHCPOFFER else ()

@@ -42,7 +42,7 @@ import ipaddress
 import struct
 from collections.abc import Mapping
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
 
 __all__ = ("ServerConfig6", "Reply6", "decide6", "assigned_address", "MODE_PROXY", "MODE_ADDRESSES")
@@ -51,7 +51,6 @@ MODE_PROXY = "proxy"
 MODE_ADDRESSES = "addresses"
 MODES = (MODE_PROXY, MODE_ADDRESSES)
 
-EVENT_LEASE = "dhcp6_lease"   # Renew/Rebind/Confirm/Release/Decline answered (log only)
 FIRMWARE_UNKNOWN = "unknown"  # lease upkeep does not say what sent it
 
 IGNORE_RELAYED = "relayed"
@@ -241,13 +240,13 @@ def _boot_reply(message: dhcp6.Message, port: int, client: dhcp6.BootClient6, co
             if config.mode == MODE_ADDRESSES:
                 # The only server on the segment: tell the client not to wait for others.
                 options.append((dhcp6.OPT_PREFERENCE, b"\xff"))
-        event = policy.EVENT_SCRIPT_OFFERED if script else policy.EVENT_OFFERED
+        event = events.SCRIPT_OFFERED if script else events.OFFERED
     else:
         reply_type = dhcp6.REPLY
         if mtype == dhcp6.INFORMATION_REQUEST or (mtype == dhcp6.REQUEST and port == dhcp6.SERVER_PORT and script):
-            event = policy.EVENT_SCRIPT_OFFERED if script else policy.EVENT_OFFERED
+            event = events.SCRIPT_OFFERED if script else events.OFFERED
         else:
-            event = policy.EVENT_SCRIPT_ACKED if script else policy.EVENT_BOOT_FILE_ACKED
+            event = events.SCRIPT_ACKED if script else events.BOOT_FILE_ACKED
     reply = dhcp6.Message(reply_type, message.xid, tuple(options))
     return Reply6(reply, destination, event, client, url, address)
 
@@ -291,4 +290,4 @@ def _lease_reply(message: dhcp6.Message, mac: str | None, host: policy.HostView 
                     status = dhcp6.STATUS_NOT_ON_LINK
         options.append((dhcp6.OPT_STATUS_CODE, struct.pack("!H", status)))
     client = dhcp6.BootClient6(mac=mac, arch=dhcp.ARCH_UNKNOWN, arch_code=None, firmware=FIRMWARE_UNKNOWN)
-    return Reply6(dhcp6.Message(dhcp6.REPLY, message.xid, tuple(options)), destination, EVENT_LEASE, client, None, address)
+    return Reply6(dhcp6.Message(dhcp6.REPLY, message.xid, tuple(options)), destination, events.DHCP6_LEASE, client, None, address)

@@ -15,7 +15,7 @@ import pathlib
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
@@ -75,7 +75,7 @@ def test_aavmf_4011_request_is_acked_back_to_its_port():
     src, request = first("aavmf-pxe.pcap", 4011, "pxe", dhcp.DHCPREQUEST)
     decision = policy.decide(request, 4011, src, ARM, LAB)
     assert isinstance(decision, policy.Reply)
-    assert decision.event == policy.EVENT_BOOT_FILE_ACKED
+    assert decision.event == events.BOOT_FILE_ACKED
     assert decision.destination.address == src
     assert decision.packet.message_type == dhcp.DHCPACK and decision.packet.file == b"ipxe-arm64.efi"
 
@@ -96,7 +96,7 @@ def test_arm64_ipxe_gets_its_script(name):
     assert client.arch == "efi-arm64"
     decision = policy.decide(discover, 67, src, ARM, LAB)
     assert decision.boot_file == LAB.script_url(MAC)
-    assert decision.event == policy.EVENT_SCRIPT_OFFERED
+    assert decision.event == events.SCRIPT_OFFERED
 
 
 @pytest.mark.parametrize("name", ["aavmf-pxe.pcap", "aavmf-httpboot.pcap"])
