@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy
 
 SERVER = "10.0.0.1"
 HTTP = "http://10.0.0.1:8080"
@@ -436,7 +436,7 @@ def test_captured_requests_get_a_decision(path):
             continue
         udp = frame[scapy_all.UDP]
         req = dhcp.decode(bytes(udp.payload))
-        client = dhcp.classify(req)
+        client = boot_client.classify(req)
         if client is None:
             continue
         system = policy.SYSTEM_FOR_ARCH.get(client.arch, "x86_64-linux")
@@ -504,7 +504,7 @@ def test_replay_requests_agree_with_dnsmasq(name):
     answered = 0
     for src, port, req, theirs, their_dst in _exchanges(_conversation(name)):
         ours = policy.decide(req, port, src, LAB_HOST, LAB_CONFIG)
-        client = dhcp.classify(req)
+        client = boot_client.classify(req)
         if client is None:                                            # the installer's udhcpc
             expected = policy.IGNORE_NOT_NETBOOT if req.message_type == dhcp.DHCPDISCOVER else policy.IGNORE_MESSAGE_TYPE
             assert ours.reason == expected
@@ -554,7 +554,7 @@ def test_replay_uefi_ipxe_gets_script(name):
             continue
         ours = policy.decide(req, port, src, LAB_HOST, LAB_CONFIG)
         assert ours.client.firmware == "ipxe" and ours.client.arch == "efi-x86_64"
-        assert dhcp.IPXE_FEATURE_HTTP in ours.client.ipxe_features
+        assert boot_client.IPXE_FEATURE_HTTP in ours.client.ipxe_features
         assert ours.packet.file == LAB_SCRIPT.encode()
         _assert_like_dnsmasq(ours, theirs)
         assert ours.destination.address == their_dst

@@ -16,7 +16,7 @@ import struct
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6, events
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy, policy6
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "dhcp6"
 MAC = "52:54:00:12:34:61"
@@ -265,7 +265,7 @@ def test_aavmf_solicit_gets_the_arm64_binary_over_tftp():
 
 def test_arm64_ipxe_is_left_to_the_stateful_site_or_told_its_script_when_it_asks_for_information():
     source, solicit = pick("aavmf-pxe-proxy.pcap", dhcp6.SOLICIT, ipxe=True)
-    client = dhcp6.classify(solicit, source[0])
+    client = boot_client.classify6(solicit, source[0])
     assert (client.firmware, client.arch) == ("ipxe", "efi-arm64")
     assert policy6.decide6(solicit, 547, source, ARM, PROXY).reason == policy6.IGNORE_NEEDS_ADDRESS
     info = dhcp6.Message(dhcp6.INFORMATION_REQUEST, 7, tuple(o for o in solicit.options if o[0] != dhcp6.OPT_IA_NA))
