@@ -26,19 +26,19 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.events i
 # What a host's furthest state says about where the boot stopped, in boot order.
 HINTS = {
     events.KNOWN: "no DHCP request from this MAC was seen: the machine is not powered on, does not try to "
-             "network-boot (check the boot order and that PXE/network boot is enabled), or is on another "
-             "network segment than the server's interface",
+                  "network-boot (check the boot order and that PXE/network boot is enabled), or is on another "
+                  "network segment than the server's interface",
     events.OFFERED: "the server answered DHCP but the iPXE binary was not fetched: a firewall may block UDP 69 "
-               "(TFTP) or 4011 on the controller, or the firmware ignored the proxy offer (Secure Boot on, "
-               "or the site DHCP server sends its own boot options)",
+                    "(TFTP) or 4011 on the controller, or the firmware ignored the proxy offer (Secure Boot on, "
+                    "or the site DHCP server sends its own boot options)",
     events.IPXE_SERVED: "iPXE was sent but its script was not fetched: iPXE may get no DHCP answer in time, or "
-                   "cannot reach the HTTP port (firewall on TCP %(http_port)s)",
+                        "cannot reach the HTTP port (firewall on TCP %(http_port)s)",
     events.SCRIPT_SERVED: "the iPXE script was fetched but not the kernel: check the kernel path and that the "
-                     "HTTP port is reachable",
+                          "HTTP port is reachable",
     events.KERNEL_SERVED: "the kernel was fetched but not the initrd: the download failed or was cut",
     events.INITRD_SERVED: "kernel and initrd were fetched but the agent never phoned home: the kernel may not "
-                     "boot (wrong architecture, panic), the installer's network may not come up, or the "
-                     "agent cannot reach the API; look at the machine's console",
+                          "boot (wrong architecture, panic), the installer's network may not come up, or the "
+                          "agent cannot reach the API; look at the machine's console",
 }
 
 

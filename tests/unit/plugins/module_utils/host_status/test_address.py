@@ -68,7 +68,7 @@ def test_neighbour_candidates_prefers_ipv4():
 
 def test_serving_ipv4_skips_loopback_and_down():
     assert address.serving_ipv4(json.loads(ADDR_JSON)) == [("br0", ipaddress.ip_interface("10.77.0.1/24")),
-                                                      ("wlan0", ipaddress.ip_interface("172.16.3.4/16"))]
+                                                           ("wlan0", ipaddress.ip_interface("172.16.3.4/16"))]
 
 
 def test_sweep_targets_default_skips_big_subnets():
@@ -122,7 +122,7 @@ def test_discover_sweeps_when_neighbour_is_stale():
         return ["10.77.0.9"]
 
     got = address.discover_address(MAC, arp_timeout=1.5, neighbours=lambda i: neighbours,
-                              addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
+                                   addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
     assert got == ("10.77.0.9", "arp")
     assert seen == [([("br0", ipaddress.ip_network("10.77.0.0/24"))], MAC, 1.5)]
 
@@ -134,14 +134,14 @@ def test_discover_prefers_ipv4_over_confirmed_ipv6():
         return address.serving_ipv4(json.loads(ADDR_JSON))
 
     assert address.discover_address(MAC, neighbours=lambda i: neighbours, addresses=addresses,
-                               sweep=lambda *a: ["10.77.0.9"]) == ("10.77.0.9", "arp")
+                                    sweep=lambda *a: ["10.77.0.9"]) == ("10.77.0.9", "arp")
     assert address.discover_address(MAC, neighbours=lambda i: neighbours, addresses=addresses,
-                               sweep=lambda *a: []) == ("fd77::10", "neighbour")
+                                    sweep=lambda *a: []) == ("fd77::10", "neighbour")
 
 
 def test_discover_nothing_answers():
     assert address.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)),
-                               sweep=lambda *a: []) == (None, None)
+                                    sweep=lambda *a: []) == (None, None)
 
 
 def test_discover_falls_back_to_stale_when_sweep_impossible():
@@ -152,7 +152,7 @@ def test_discover_falls_back_to_stale_when_sweep_impossible():
 
     warnings = []
     got = address.discover_address(MAC, warnings=warnings, neighbours=lambda i: neighbours,
-                              addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
+                                   addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
     assert got == ("10.77.0.5", "stale_neighbour")
     assert "needs root" in warnings[-1]
     with pytest.raises(common.HostStatusError, match="needs root"):

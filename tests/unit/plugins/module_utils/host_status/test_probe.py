@@ -275,7 +275,7 @@ def test_evaluate_expected_system_with_the_run_overrides(tmp_path):
 
     warnings = []
     assert probe.evaluate_expected_system("path:/site", "web1", nix=str(nix), runner=runner, agent_flake=str(root),
-                                       override_inputs={"nixpkgs": "path:/m"}, warnings=warnings) == SYSTEM
+                                          override_inputs={"nixpkgs": "path:/m"}, warnings=warnings) == SYSTEM
     argv, copied = seen[0]
     assert copied and argv[argv.index("nixpkgs") - 1] == "--override-input" and argv[argv.index("nixpkgs") + 1] == "path:/m"
     assert warnings == ["nix: warning: Git tree '/site' is dirty"]

@@ -75,8 +75,8 @@ def test_host_status_installed_evaluates_flake():
         return SYSTEM
 
     result = status.host_status(params(override_inputs={"nixpkgs": "path:/m"}, agent_flake="/c"),
-                            discover=lambda mac, **kw: ("10.0.0.5", "arp"),
-                            probe=fake_probe(probe(os_id="nixos", current=SYSTEM)), evaluate=evaluate)
+                                discover=lambda mac, **kw: ("10.0.0.5", "arp"),
+                                probe=fake_probe(probe(os_id="nixos", current=SYSTEM)), evaluate=evaluate)
     assert result["state"] == "installed"
     assert result["mac"] == MAC
     assert result["ip"] == "10.0.0.5" and result["address_source"] == "arp"
@@ -89,7 +89,7 @@ def test_host_status_no_evaluation_when_not_nixos():
         raise AssertionError("no evaluation expected")
 
     result = status.host_status(params(address="10.0.0.7"), discover=None,
-                            probe=fake_probe(probe(os_id="debian")), evaluate=evaluate)
+                                probe=fake_probe(probe(os_id="debian")), evaluate=evaluate)
     assert result["state"] == "unknown_os"
     assert result["address_source"] == "address"
     assert result["expected_system"] is None
@@ -106,7 +106,7 @@ def test_host_status_absent():
 
 def test_host_status_expected_system_given():
     result = status.host_status(params(address="10.0.0.7", expected_system=SYSTEM + "/", flake=None),
-                            probe=fake_probe(probe(os_id="nixos", current=OTHER)))
+                                probe=fake_probe(probe(os_id="nixos", current=OTHER)))
     assert result["state"] == "other_system"
     assert result["expected_system"] == SYSTEM
 
@@ -116,8 +116,8 @@ def test_host_status_passes_ssh_options(tmp_path):
     key.write_text("k", encoding="utf-8")
     probe_fn = fake_probe(probe(os_id="nixos", current=SYSTEM))
     status.host_status(params(address="h", expected_system=SYSTEM, flake=None, ssh_user="admin", ssh_port=2222,
-                          ssh_key=str(key), known_host_keys=[ED25519], timeout=3), probe=probe_fn,
-                   read_ssh_version=lambda ssh: "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15\n")
+                              ssh_key=str(key), known_host_keys=[ED25519], timeout=3), probe=probe_fn,
+                       read_ssh_version=lambda ssh: "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15\n")
     assert probe_fn.calls == [("h", {"user": "admin", "port": 2222, "key": str(key), "known_host_keys": [ED25519], "timeout": 3,
                                      "ssh_version": (9, 2)})]
 
@@ -126,7 +126,7 @@ def test_host_status_unknown_ssh_version_is_said():
     probe_fn = fake_probe(probe(os_id="nixos", current=SYSTEM))
     warnings = []
     result = status.host_status(params(address="h", expected_system=SYSTEM, flake=None), warnings=warnings, probe=probe_fn,
-                            read_ssh_version=lambda ssh: "Dropbear v2022.83\n")
+                                read_ssh_version=lambda ssh: "Dropbear v2022.83\n")
     assert result["state"] == "installed"
     assert probe_fn.calls[0][1]["ssh_version"] is None
     assert len(warnings) == 1 and "could not tell the OpenSSH version" in warnings[0] and "Dropbear" in warnings[0]
@@ -137,7 +137,7 @@ def test_host_status_reads_no_version_without_an_address():
         raise AssertionError("no ssh without an address")
 
     result = status.host_status(params(expected_system=SYSTEM, flake=None), discover=lambda mac, **kw: (None, None),
-                            probe=fake_probe(None), read_ssh_version=read_ssh_version)
+                                probe=fake_probe(None), read_ssh_version=read_ssh_version)
     assert result["state"] == "absent"
 
 

@@ -38,6 +38,7 @@ def ovmf_discover(**kw):
                (60, OVMF_VENDOR), (97, GUID)]
     return raw_request(options, **kw)
 
+
 DHCP6_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "dhcp6"
 MAC6 = "52:54:00:12:34:61"
 

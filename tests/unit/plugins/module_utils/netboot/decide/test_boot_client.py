@@ -10,7 +10,8 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client
-from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.dhcp_samples import GUID, MAC, MAC6, OVMF_VENDOR, client_messages, ovmf_discover, raw_request
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.dhcp_samples import (
+    GUID, MAC, MAC6, OVMF_VENDOR, client_messages, ovmf_discover, raw_request)
 
 
 # -- DHCPv4 ------------------------------------------------------------------
