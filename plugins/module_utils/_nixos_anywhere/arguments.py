@@ -50,9 +50,16 @@ def read_plan_input(args: Mapping[str, Any]) -> PlanInput:
         disk_keys=[list(pair) for pair in args.get("disk_keys") or []],
         keys=list(args.get("expected_keys") or []) + list(args.get("installed_keys") or []))
 
+
 def _given(value: object) -> bool:
     """None and '' mean not given (an argument set to an empty variable); anything else is given."""
     return value is not None and value != ""
+
+
+def _text(given: Mapping[str, Any], name: str, default: str = "") -> str:
+    """An argument as text, or ``default`` when it is not given."""
+    value = given.get(name)
+    return str(value) if _given(value) else default
 
 
 def _truth(value: object) -> bool:
@@ -91,8 +98,7 @@ def settle(given: Mapping[str, Any], resolve: Callable[[str], str] = lambda path
     (what the installed system will present) and ``local_files`` (the controller files to check).
     """
     def text(name: str, default: str = "") -> str:
-        value = given.get(name)
-        return str(value) if _given(value) else default
+        return _text(given, name, default)
 
     def path(name: str) -> str:
         value = text(name)
@@ -127,20 +133,25 @@ def settle(given: Mapping[str, Any], resolve: Callable[[str], str] = lambda path
     settled["installed_keys"] = settled["installed_given"] or (settled["expected_keys"] if copy_host_keys else [])
     settled["local_files"] = (([settled["key"]] if settled["key"] else []) + [local for _remote, local in disk_keys]
                               + ([settled["extra_files"]] if settled["extra_files"] else []))
-    settled["plan_args"] = {
+    settled["plan_args"] = _plan_args(given, settled, copy_host_keys)
+    settled["programs"] = programs_needed(settled, phases)
+    return settled
+
+
+def _plan_args(given: Mapping[str, Any], settled: Mapping[str, Any], copy_host_keys: bool) -> dict[str, Any]:
+    """The input of the plan: the settled values and the arguments only the plan reads."""
+    return {
         "flake": settled["flake"], "attribute": settled["attribute"], "target": settled["target"], "user": settled["user"],
-        "port": settled["port"], "post_kexec_port": settled["post_kexec_port"], "phases": text("phases"),
-        "build_on": text("build_on", "auto"), "key": settled["key"], "extra_files": settled["extra_files"],
+        "port": settled["port"], "post_kexec_port": settled["post_kexec_port"], "phases": _text(given, "phases"),
+        "build_on": _text(given, "build_on", "auto"), "key": settled["key"], "extra_files": settled["extra_files"],
         "disk_keys": settled["disk_keys"], "copy_host_keys": copy_host_keys,
         "ssh_options": [str(option) for option in given.get("ssh_options") or []],
         "extra_args": [str(arg) for arg in given.get("extra_args") or []],
-        "executable": text("executable", "nixos-anywhere"), "timeout": settled["timeout"],
+        "executable": _text(given, "executable", "nixos-anywhere"), "timeout": settled["timeout"],
         "expected_keys": settled["expected_keys"], "installed_keys": settled["installed_given"],
         "verify": _truth(given.get("verify", True)), "mac": settled["mac"], "disks": settled["disks"],
         "build": settled["build"], "override_inputs": settled["override_inputs"],
     }
-    settled["programs"] = programs_needed(settled, phases)
-    return settled
 
 
 def missing_files(stats: Iterable[tuple[str, Mapping[str, Any]]], key: str | None, extra_files: str | None) -> list[str]:

@@ -27,11 +27,9 @@ DISKO_PLACEHOLDER = "<disko-script>"
 SYSTEM_PLACEHOLDER = "<system>"
 
 
-
 def known_hosts_name(host: str, port: int | str) -> str:
     """How known_hosts names ``host`` on ``port`` (ssh writes [host]:port off port 22)."""
     return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
-
 
 
 def _what_to_install(given: PlanInput, args: Mapping[str, Any]) -> list[str]:

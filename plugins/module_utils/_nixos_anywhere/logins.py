@@ -10,6 +10,7 @@ from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._nixos_anywhere.arguments import _truth
 
+
 def logins(settled: Mapping[str, Any], argv: Sequence[str], ssh_options: Sequence[str] | None, pin_host_key: object) -> dict[str, Any]:
     """How the role runs nixos-anywhere and its own ssh logins: the bounded command, ssh's options, whether pinned."""
     args = ["-T", "-p", str(settled["port"]), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
@@ -33,6 +34,7 @@ def would_run(host: str, command: Sequence[object], expected_keys: Sequence[str]
     if "disko" in phases:
         checked = "(disks checked first: %s)" % (", ".join(disks) if disks is not None else "those of the flake's disko configuration")
     return "Would run, for %s: %s %s %s" % (host, " ".join(shlex.quote(str(arg)) for arg in command), keys, checked)
+
 
 def steps(settled: Mapping[str, Any], plan: Mapping[str, Any], check_mode: object, wait_for_reboot: object) -> dict[str, bool]:
     """Which of the role's steps run, from its settled arguments and plan (each a named yes or no for a task's when).

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+
 def disk_check(host: str, disks: Sequence[str], rc: int, stdout: str, stderr: str) -> dict[str, Any]:
     """Reads the target's answer to the disk guard (``present PATH``, ``missing PATH``,
     ``by-id LINK -> DEVICE`` lines); returns ``ok``, ``missing``, ``by_id`` and a ``message``."""
@@ -58,6 +59,7 @@ def outcome(rc: int, stdout: str, stderr: str, executable: str, what: str, timeo
     hint = (" Exit 127 means a command nixos-anywhere ran was not found (on the target, or in its own PATH)."
             if rc == 127 else "")
     return {"kind": "failed", "message": "nixos-anywhere failed (exit %d) installing %s.%s Last output: %s" % (rc, what, hint, tail)}
+
 
 def key_check(result: Mapping[str, Any], key: str) -> dict[str, Any]:
     """Whether ``ssh-keygen -y -P ''`` read the -i key without a passphrase (a skipped check: no key, ok)."""

@@ -126,6 +126,7 @@ def _disk_problems(disks: Iterable[str] | None) -> list[str]:
     return ["nixos_anywhere_disks entry %r must be an absolute device path without whitespace (such as "
             "/dev/disk/by-id/...)" % disk for disk in disks if not re.fullmatch(r"/\S+", disk)]
 
+
 def _identity_problems(given: PlanInput) -> list[str]:
     """What names the machine and its system: the flake, the attribute, the address."""
     found = []

@@ -13,7 +13,7 @@ from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.nixos_anywh
 @pytest.mark.parametrize("missing", [None, ""])
 def test_settle_defaults_what_is_not_given(missing):
     settled = arguments.settle({"flake": missing, "target_host": missing, "target_user": missing, "build": missing,
-                         "post_kexec_port": missing, "ssh_key": missing, "expected_system": missing}, resolved)
+                                "post_kexec_port": missing, "ssh_key": missing, "expected_system": missing}, resolved)
     assert (settled["flake"], settled["target"], settled["user"], settled["build"]) == ("", "", "root", "controller")
     assert settled["post_kexec_port"] is None and settled["key"] == "" and settled["expected_system"] == ""
     assert settled["port"] == 22 and settled["timeout"] == 3600 and settled["plan_args"]["verify"] is True
@@ -22,10 +22,10 @@ def test_settle_defaults_what_is_not_given(missing):
 
 def test_settle_cleans_addresses_keys_and_paths():
     settled = arguments.settle(given(target_host=" [FD00:1::2] ", ssh_key="~/.ssh/id", extra_files="files",
-                              disk_encryption_keys={"/tmp/b.key": "b", "/tmp/a.key": "a"},
-                              expected_host_keys=[" ssh-ed25519 AAAA installer@nixos", "ssh-ed25519 AAAA other", "", "ssh-rsa BBBB"],
-                              installed_host_keys=["ssh-ed25519 CCCC x", "ssh-ed25519 CCCC y"], disks=[" /dev/vda ", "/dev/vdb"]),
-                        resolved)
+                                     disk_encryption_keys={"/tmp/b.key": "b", "/tmp/a.key": "a"},
+                                     expected_host_keys=[" ssh-ed25519 AAAA installer@nixos", "ssh-ed25519 AAAA other", "", "ssh-rsa BBBB"],
+                                     installed_host_keys=["ssh-ed25519 CCCC x", "ssh-ed25519 CCCC y"], disks=[" /dev/vda ", "/dev/vdb"]),
+                               resolved)
     assert settled["target"] == "fd00:1::2" and settled["installed_address"] == "fd00:1::2"
     assert settled["key"] == "/resolved~/.ssh/id" and settled["extra_files"] == "/resolvedfiles"
     assert settled["disk_keys"] == [["/tmp/a.key", "/resolveda"], ["/tmp/b.key", "/resolvedb"]]
@@ -62,7 +62,7 @@ def test_missing_files_are_named_by_argument():
 
 def test_missing_programs_say_what_to_install():
     found = arguments.programs_found([("nixos-anywhere", 1, ""), ("timeout", 0, "/usr/bin/timeout"), ("ssh", 0, "")],
-                              "nixos-anywhere", "/usr/bin")
+                                     "nixos-anywhere", "/usr/bin")
     assert found["missing"] == ["nixos-anywhere", "ssh"]
     assert found["message"] == (
         "nixos-anywhere, ssh not found on the controller (PATH=/usr/bin). Install nixos-anywhere (nix profile install "

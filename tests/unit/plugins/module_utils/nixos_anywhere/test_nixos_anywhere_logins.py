@@ -12,7 +12,7 @@ from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.nixos_anywh
 
 def test_check_mode_says_what_would_run():
     line = logins.would_run("web1", ["timeout", "60", "nixos-anywhere", "--target-host", "root@<installer-address>"],
-                        ["ssh-ed25519 AAAA"], True, ["disko", "install"], None)
+                            ["ssh-ed25519 AAAA"], True, ["disko", "install"], None)
     assert line == ("Would run, for web1: timeout 60 nixos-anywhere --target-host 'root@<installer-address>' "
                     "(host key checked against 1 expected key(s) first, connections pinned to them) "
                     "(disks checked first: those of the flake's disko configuration)")

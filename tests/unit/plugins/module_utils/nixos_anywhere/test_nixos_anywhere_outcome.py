@@ -14,7 +14,7 @@ def test_disk_check_all_present():
 
 def test_disk_check_missing_lists_by_id():
     verdict = outcome.disk_check("web1", ["/dev/disk/by-id/nvme-A", "/dev/vda"], 0,
-                            "missing /dev/disk/by-id/nvme-A\npresent /dev/vda\nby-id /dev/disk/by-id/ata-B -> /dev/sda\n", "")
+                                 "missing /dev/disk/by-id/nvme-A\npresent /dev/vda\nby-id /dev/disk/by-id/ata-B -> /dev/sda\n", "")
     assert not verdict["ok"] and verdict["missing"] == ["/dev/disk/by-id/nvme-A"]
     assert "web1 has no block device /dev/disk/by-id/nvme-A" in verdict["message"]
     assert "/dev/disk/by-id/ata-B -> /dev/sda" in verdict["message"]

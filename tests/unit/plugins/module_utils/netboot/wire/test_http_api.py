@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import http_api
-from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import MAC1 as MAC, REPORT, phone_home
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import REPORT, phone_home
 
 
 # -- which requests the reader takes (pure) ----------------------------------------------------
