@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 from collections.abc import Mapping
@@ -68,8 +69,23 @@ def nixos_anywhere_disk_check(result, host, disks, target=""):
 
 
 def nixos_anywhere_outcome(result, executable, what, timeout):
-    return outcome.outcome(int(result.get("rc", -1)), result.get("stdout", ""), result.get("stderr", ""),
-                           str(executable), str(what), timeout)
+    judged = outcome.outcome(int(result.get("rc", -1)), result.get("stdout", ""), result.get("stderr", ""),
+                             str(executable), str(what), timeout)
+    return dict(judged, ok=judged["kind"] == "ok")
+
+
+def nixos_anywhere_built(result, plan_args, expected_system=""):
+    return command.built(result["outputs"], plan_args, str(expected_system or ""))
+
+
+def nixos_anywhere_run_environment(tmp_dir, pinned):
+    # The controller's PATH, which ansible-playbook's commands inherit (filters run on the controller).
+    return logins.run_environment(str(tmp_dir), bool(pinned), os.environ.get("PATH", ""))
+
+
+def nixos_anywhere_pinned_use(ssh_log, pinned):
+    text = base64.b64decode(ssh_log.get("content") or "").decode("utf-8", "replace")
+    return logins.pinned_use(text, bool(pinned))
 
 
 def nixos_anywhere_ssh_options(version_text, known_hosts="", ssh="ssh"):
@@ -142,4 +158,7 @@ class FilterModule:
             "nixos_anywhere_login_check": nixos_anywhere_login_check,
             "nixos_anywhere_status_args": nixos_anywhere_status_args,
             "nixos_anywhere_installed_check": nixos_anywhere_installed_check,
+            "nixos_anywhere_built": nixos_anywhere_built,
+            "nixos_anywhere_run_environment": nixos_anywhere_run_environment,
+            "nixos_anywhere_pinned_use": nixos_anywhere_pinned_use,
         }

@@ -133,3 +133,21 @@ def plan(args: Mapping[str, Any]) -> dict[str, Any]:
         "kexec": given.kexec,
         "known_hosts": known_hosts(ends["known_hosts_names"], list(args.get("expected_keys") or [])),
     })
+
+
+def built(outputs: Mapping[str, Any], plan_args: Mapping[str, Any], expected_system: str) -> dict[str, Any]:
+    """What nix_build built on the controller, and the command line that installs exactly that.
+
+    ``outputs`` is nix_build's ``outputs`` (installable to its outputs). Returns ``system``,
+    ``disko_script``, ``argv`` (planned again with them as ``--store-paths``) and ``other_system``:
+    whether hosts.json's expected system (trailing slashes aside) is another one than the flake builds.
+    """
+    installables = plan(plan_args)["installables"]
+    system = str(outputs[installables["system"]]["out"])
+    disko_script = str(outputs[installables["disko_script"]]["out"])
+    return {
+        "system": system,
+        "disko_script": disko_script,
+        "argv": plan(dict(plan_args, store_paths=[disko_script, system]))["argv"],
+        "other_system": bool(expected_system) and expected_system.rstrip("/") != system,
+    }

@@ -97,3 +97,17 @@ def status_args(settled: Mapping[str, Any], expected_system: str) -> dict[str, A
     else:
         args.update(flake=settled["flake"], attribute=settled["attribute"], override_inputs=dict(settled["override_inputs"]))
     return args
+
+
+def run_environment(tmp_dir: str, pinned: bool, path: str) -> dict[str, str]:
+    """nixos-anywhere's environment: with pinned host keys, the pinned ssh wrapper first on its PATH, its calls logged."""
+    if not pinned:
+        return {}
+    return {"NIXOS_ANYWHERE_PINNED_LOG": tmp_dir + "/ssh.log", "PATH": "%s/bin:%s" % (tmp_dir, path)}
+
+
+def pinned_use(log_text: str, pinned: bool) -> dict[str, Any]:
+    """How many of nixos-anywhere's ssh calls went through the pinned wrapper (one line each in its log),
+    and whether it bypassed the wrapper altogether (then only the check before the run verified the host key)."""
+    calls = len(log_text.splitlines()) if pinned else 0
+    return {"calls": calls, "bypassed": pinned and calls == 0}

@@ -52,3 +52,34 @@ def test_the_disk_probe_checks_nothing_without_disks_and_a_skipped_check_passes(
     assert f.nixos_anywhere_disk_check({"skipped": True}, "web1", [])["ok"] is True
     missing = f.nixos_anywhere_disk_check({"rc": 0, "stdout": "missing /dev/vda"}, "web1", ["/dev/vda"], "192.0.2.10")
     assert missing["ok"] is False and missing["message"].startswith("web1 (192.0.2.10) has no block device /dev/vda")
+
+
+def test_the_built_paths_are_what_nix_build_built_and_go_on_the_command_line():
+    plan_args = dict(SETTLED["plan_args"], build="controller")
+    installables = f.nixos_anywhere_plan(plan_args)["installables"]
+    built = {"outputs": {installables["system"]: {"out": "/nix/store/s-system"}, installables["disko_script"]: {"out": "/nix/store/d-disko"}}}
+    result = f.nixos_anywhere_built(built, plan_args, "/nix/store/s-system/")
+    assert result["system"] == "/nix/store/s-system" and result["disko_script"] == "/nix/store/d-disko"
+    assert result["argv"][1:4] == ["--store-paths", "/nix/store/d-disko", "/nix/store/s-system"]
+    assert result["other_system"] is False
+    assert f.nixos_anywhere_built(built, plan_args, "/nix/store/o-other")["other_system"] is True
+    assert f.nixos_anywhere_built(built, plan_args, "")["other_system"] is False
+
+
+def test_a_pinned_run_finds_the_wrapper_first_on_its_path(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert f.nixos_anywhere_run_environment("/tmp/r", True) == {"NIXOS_ANYWHERE_PINNED_LOG": "/tmp/r/ssh.log", "PATH": "/tmp/r/bin:/usr/bin:/bin"}
+    assert f.nixos_anywhere_run_environment("/tmp/r", False) == {}
+
+
+def test_the_pinned_calls_are_counted_and_a_bypass_is_seen():
+    two = {"content": "c3NoIDEKc3NoIDIK", "encoding": "base64"}   # "ssh 1\nssh 2\n"
+    assert f.nixos_anywhere_pinned_use(two, True) == {"calls": 2, "bypassed": False}
+    assert f.nixos_anywhere_pinned_use({"failed": True, "msg": "file not found"}, True) == {"calls": 0, "bypassed": True}
+    assert f.nixos_anywhere_pinned_use({"skipped": True}, False) == {"calls": 0, "bypassed": False}
+
+
+def test_the_outcome_says_whether_it_installed():
+    assert f.nixos_anywhere_outcome({"rc": 0}, "na", "f#a on h", 60)["ok"] is True
+    failed = f.nixos_anywhere_outcome({"rc": 124, "stdout": "", "stderr": ""}, "na", "f#a on h", "60")
+    assert failed["ok"] is False and failed["message"].startswith("nixos-anywhere did not finish within 60 s (killed) installing f#a on h.")
