@@ -20,23 +20,25 @@ from typing import Any
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.events import BOOT_STAGES
 
 # What a host's furthest state says about where the boot stopped, in boot order.
 HINTS = {
-    "known": "no DHCP request from this MAC was seen: the machine is not powered on, does not try to "
-             "network-boot (check the boot order and that PXE/network boot is enabled), or is on another "
-             "network segment than the server's interface",
-    "offered": "the server answered DHCP but the iPXE binary was not fetched: a firewall may block UDP 69 "
-               "(TFTP) or 4011 on the controller, or the firmware ignored the proxy offer (Secure Boot on, "
-               "or the site DHCP server sends its own boot options)",
-    "ipxe_served": "iPXE was sent but its script was not fetched: iPXE may get no DHCP answer in time, or "
-                   "cannot reach the HTTP port (firewall on TCP %(http_port)s)",
-    "script_served": "the iPXE script was fetched but not the kernel: check the kernel path and that the "
-                     "HTTP port is reachable",
-    "kernel_served": "the kernel was fetched but not the initrd: the download failed or was cut",
-    "initrd_served": "kernel and initrd were fetched but the agent never phoned home: the kernel may not "
-                     "boot (wrong architecture, panic), the installer's network may not come up, or the "
-                     "agent cannot reach the API; look at the machine's console",
+    events.KNOWN: "no DHCP request from this MAC was seen: the machine is not powered on, does not try to "
+                  "network-boot (check the boot order and that PXE/network boot is enabled), or is on another "
+                  "network segment than the server's interface",
+    events.OFFERED: "the server answered DHCP but the iPXE binary was not fetched: a firewall may block UDP 69 "
+                    "(TFTP) or 4011 on the controller, or the firmware ignored the proxy offer (Secure Boot on, "
+                    "or the site DHCP server sends its own boot options)",
+    events.IPXE_SERVED: "iPXE was sent but its script was not fetched: iPXE may get no DHCP answer in time, or "
+                        "cannot reach the HTTP port (firewall on TCP %(http_port)s)",
+    events.SCRIPT_SERVED: "the iPXE script was fetched but not the kernel: check the kernel path and that the "
+                          "HTTP port is reachable",
+    events.KERNEL_SERVED: "the kernel was fetched but not the initrd: the download failed or was cut",
+    events.INITRD_SERVED: "kernel and initrd were fetched but the agent never phoned home: the kernel may not "
+                          "boot (wrong architecture, panic), the installer's network may not come up, or the "
+                          "agent cannot reach the API; look at the machine's console",
 }
 
 
@@ -83,10 +85,10 @@ def diagnose(host: Mapping[str, Any] | None, http_port: int = ServerOptions.http
     """One sentence on where this host's boot stopped and what to check (``http_port``: the server's, for the hint)."""
     if host is None:
         return "the server knows nothing of this host"
-    if host.get("state") == "failed":
+    if host.get("state") == events.FAILED:
         return "the host failed: %s" % (host.get("failed_reason") or "no reason recorded")
-    refused = [event for event in host.get("events") or [] if event.get("event") == "dhcp_refused"]
-    if refused and host.get("state") == "known":
+    refused = [event for event in host.get("events") or [] if event.get("event") == events.DHCP_REFUSED]
+    if refused and host.get("state") == events.KNOWN:
         return REFUSAL_HINTS.get(refused[-1].get("reason"), "the server refused its DHCP request (%s)" % refused[-1].get("reason"))
     hint = HINTS.get(host.get("state"), "no hint for state %r" % host.get("state"))
     return hint % {"http_port": http_port}
@@ -97,10 +99,6 @@ def last_event(host: Mapping[str, Any]) -> dict[str, Any] | None:
     return events[-1] if events else None
 
 
-# The progress states a wait can stop at, in boot order (the registry's, without "known").
-BOOT_STAGES = ("offered", "ipxe_served", "script_served", "kernel_served", "initrd_served", "phoned_home")
-
-
 def reached(host: Mapping[str, Any], stage: str) -> bool:
     """Whether the host's furthest state is ``stage`` or a later one."""
     state = (host or {}).get("state")
@@ -109,7 +107,7 @@ def reached(host: Mapping[str, Any], stage: str) -> bool:
 
 def wait_for_phone_home(api_url: str, mac: str, timeout: float, poll: float = 25.0, clock: Callable[[], float] = time.monotonic,
                         on_event: Callable[[dict[str, Any]], object] | None = None,
-                        until_state: str = "phoned_home") -> dict[str, Any]:
+                        until_state: str = events.PHONED_HOME) -> dict[str, Any]:
     """Block until the host with ``mac`` phones home (or reaches ``until_state``); return its snapshot.
 
     Raises AgentApiError with the diagnosis when ``timeout`` passes first, when
@@ -145,7 +143,7 @@ def wait_for_phone_home(api_url: str, mac: str, timeout: float, poll: float = 25
         after = max(after, host.get("last_seq") or 0)
         if reached(host, until_state):
             return host
-        if host.get("state") == "failed":
+        if host.get("state") == events.FAILED:
             raise AgentApiError(diagnose(host), host)
         if answer.get("stopping"):
             raise AgentApiError("the PXE server stopped before %s %s; %s" % (mac, _goal(until_state), diagnose(host)), host)
@@ -157,7 +155,7 @@ def wait_for_phone_home(api_url: str, mac: str, timeout: float, poll: float = 25
 
 
 def _goal(stage: str, infinitive: bool = False) -> str:
-    if stage == "phoned_home":
+    if stage == events.PHONED_HOME:
         return "phone home" if infinitive else "phoned home"
     return ("reach %s" if infinitive else "reached %s") % stage
 

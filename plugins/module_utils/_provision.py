@@ -16,16 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-#: The boot stages wait_for_agent follows, in the order a machine reaches them.
-BOOT_STAGES = ("offered", "ipxe_served", "script_served", "kernel_served", "initrd_served", "phoned_home")
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
+# The boot stages wait_for_agent follows, in the order a machine reaches them (imported for the playbook's callers).
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.events import BOOT_STAGES
+
 #: How the playbook's output names each stage (a loop item's label); ``unknown`` is check mode's answer.
 BOOT_STAGE_NAMES = {
-    "offered": "DHCP offer sent",
-    "ipxe_served": "iPXE fetched",
-    "script_served": "boot script fetched",
-    "kernel_served": "kernel fetched",
-    "initrd_served": "initrd fetched",
-    "phoned_home": "installer phoned home",
+    events.OFFERED: "DHCP offer sent",
+    events.IPXE_SERVED: "iPXE fetched",
+    events.SCRIPT_SERVED: "boot script fetched",
+    events.KERNEL_SERVED: "kernel fetched",
+    events.INITRD_SERVED: "initrd fetched",
+    events.PHONED_HOME: "installer phoned home",
     "unknown": "not followed in check mode",
 }
 #: The installer configuration of each architecture, unless the run names another.

@@ -227,7 +227,8 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _host_status
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec
+from ansible_collections.nixie.metal.plugins.module_utils._host_status import address, probe, status
 
 
 def main():
@@ -237,7 +238,7 @@ def main():
             address=dict(type="str"),
             interface=dict(type="str"),
             subnet=dict(type="str"),
-            arp_timeout=dict(type="float", default=_host_status.DEFAULT_ARP_TIMEOUT),
+            arp_timeout=dict(type="float", default=address.DEFAULT_ARP_TIMEOUT),
             ssh_user=dict(type="str", default="root"),
             ssh_key=dict(type="path"),
             ssh_port=dict(type="int", default=22),
@@ -246,8 +247,8 @@ def main():
             flake=dict(type="str"),
             attribute=dict(type="str"),
             nix_executable=dict(type="str"),
-            timeout=dict(type="int", default=_host_status.DEFAULT_TIMEOUT),
-            eval_timeout=dict(type="int", default=_host_status.DEFAULT_EVAL_TIMEOUT),
+            timeout=dict(type="int", default=probe.DEFAULT_TIMEOUT),
+            eval_timeout=dict(type="int", default=probe.DEFAULT_EVAL_TIMEOUT),
             **_argspec.flake_inputs(),
         ),
         mutually_exclusive=[("expected_system", "flake")],
@@ -262,8 +263,8 @@ def main():
         module.fail_json(msg="arp_timeout must be a positive number")
     warnings = []
     try:
-        result = _host_status.host_status(module.params, warnings=warnings)
-    except _host_status.HostStatusError as exc:
+        result = status.host_status(module.params, warnings=warnings)
+    except status.HostStatusError as exc:
         for warning in warnings:
             module.warn(warning)
         # What was found before the failure (mac, ip, ...), but no state: there is none.

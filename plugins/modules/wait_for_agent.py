@@ -156,6 +156,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nixie.metal.plugins.module_utils._agent_api import BOOT_STAGES, AgentApiError, pick_address, wait_for_phone_home
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.trust import refusal_warnings
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.events import PHONED_HOME
 
 
 def main():
@@ -165,7 +166,7 @@ def main():
             mac=dict(type="str", required=True),
             timeout=dict(type="float", default=600),
             poll=dict(type="float", default=25),
-            until_state=dict(type="str", default="phoned_home", choices=list(BOOT_STAGES)),
+            until_state=dict(type="str", default=PHONED_HOME, choices=list(BOOT_STAGES)),
         ),
         supports_check_mode=True,
     )

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from ansible_collections.nixie.metal.plugins.module_utils import _nixos_anywhere
+from ansible_collections.nixie.metal.plugins.module_utils._nixos_anywhere import version as _nixos_anywhere
 from ansible_collections.nixie.metal.plugins.module_utils._nix import errors as nix_errors, version as nix_version
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import report
 

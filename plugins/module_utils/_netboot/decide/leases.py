@@ -43,7 +43,7 @@ import dataclasses
 import ipaddress
 import socket
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
 
 __all__ = (
@@ -51,13 +51,13 @@ __all__ = (
     "OFFER", "BIND", "NAK", "RELEASE", "DECLINE", "INFORM",
 )
 
-# What an answer does to the lease book (and the event it is recorded as).
-OFFER = "lease_offered"
-BIND = "lease_acked"
-NAK = "lease_refused"
-RELEASE = "lease_released"
-DECLINE = "lease_declined"
-INFORM = "lease_informed"
+# What an answer does to the lease book, by the event it is recorded as.
+OFFER = events.LEASE_OFFERED
+BIND = events.LEASE_ACKED
+NAK = events.LEASE_REFUSED
+RELEASE = events.LEASE_RELEASED
+DECLINE = events.LEASE_DECLINED
+INFORM = events.LEASE_INFORMED
 
 # Reasons to stay silent, beside policy's IGNORE_NOT_REQUEST / IGNORE_UNKNOWN_HOST / IGNORE_MESSAGE_TYPE.
 IGNORE_RELAYED = "relayed"

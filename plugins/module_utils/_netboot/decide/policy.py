@@ -34,12 +34,12 @@ import dataclasses
 import ipaddress
 import socket
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client
 
 __all__ = (
     "HostView", "ServerConfig", "Destination", "Ignore", "Reply", "decide", "boot_file_for", "BootFields", "boot_fields",
     "reply_destination", "IPXE_BINARIES", "SYSTEM_FOR_ARCH", "OFFER_REPEATS",
-    "EVENT_OFFERED", "EVENT_SCRIPT_OFFERED", "EVENT_BOOT_FILE_ACKED", "EVENT_SCRIPT_ACKED",
 )
 
 IPXE_BIOS = "undionly.kpxe"
@@ -50,16 +50,10 @@ IPXE_BINARIES = frozenset((IPXE_BIOS, IPXE_EFI_X86_64, SNPONLY_EFI_X86_64, IPXE_
 
 # Client architecture (dhcp.ARCH_*) -> the Nix system it can run.
 SYSTEM_FOR_ARCH = {
-    dhcp.ARCH_BIOS: "x86_64-linux",
-    dhcp.ARCH_EFI_X86_64: "x86_64-linux",
-    dhcp.ARCH_EFI_ARM64: "aarch64-linux",
+    boot_client.ARCH_BIOS: "x86_64-linux",
+    boot_client.ARCH_EFI_X86_64: "x86_64-linux",
+    boot_client.ARCH_EFI_ARM64: "aarch64-linux",
 }
-
-# Events to record, one per reply.
-EVENT_OFFERED = "offered"                  # port 67 offer of an iPXE binary (firmware PXE / HTTP boot)
-EVENT_SCRIPT_OFFERED = "script_offered"    # port 67 offer of the iPXE script URL (client is iPXE)
-EVENT_BOOT_FILE_ACKED = "boot_file_acked"  # port 4011 ack naming an iPXE binary
-EVENT_SCRIPT_ACKED = "script_acked"        # port 4011 ack naming the iPXE script URL
 
 # Reasons to ignore a packet (stable codes, good for counters and debug logs).
 IGNORE_PORT = "port"
@@ -160,7 +154,7 @@ class Reply:
     packet: dhcp.DhcpPacket
     destination: Destination
     event: str
-    client: dhcp.BootClient
+    client: boot_client.BootClient
     boot_file: str
     #: Send the same answer again after each of these delays (seconds): see OFFER_REPEATS.
     repeats: tuple = ()
@@ -192,24 +186,24 @@ def reply_destination(request: dhcp.DhcpPacket, port: int, source: tuple) -> Des
     return Destination(_BROADCAST, dhcp.CLIENT_PORT, True)
 
 
-def boot_file_for(client: dhcp.BootClient, config: ServerConfig) -> str | None:
+def boot_file_for(client: boot_client.BootClient, config: ServerConfig) -> str | None:
     """The boot file name or URL for a client, or None if no available binary fits."""
-    if client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http:
+    if client.firmware == boot_client.FIRMWARE_IPXE and client.ipxe_can_http:
         return config.script_url(client.mac)
-    if client.arch == dhcp.ARCH_BIOS:
+    if client.arch == boot_client.ARCH_BIOS:
         name = IPXE_BIOS
-    elif client.arch == dhcp.ARCH_EFI_X86_64:
+    elif client.arch == boot_client.ARCH_EFI_X86_64:
         name = config.efi_x86_64_binary
         if name not in config.binaries:
             other = SNPONLY_EFI_X86_64 if name == IPXE_EFI_X86_64 else IPXE_EFI_X86_64
             name = other
-    elif client.arch == dhcp.ARCH_EFI_ARM64:
+    elif client.arch == boot_client.ARCH_EFI_ARM64:
         name = IPXE_EFI_ARM64
     else:
         return None
     if name not in config.binaries:
         return None
-    if client.firmware == dhcp.FIRMWARE_HTTPBOOT:
+    if client.firmware == boot_client.FIRMWARE_HTTPBOOT:
         return config.binary_url(name)
     return name
 
@@ -248,21 +242,16 @@ def decide(request: dhcp.DhcpPacket, port: int, source: tuple, host: HostView | 
         return choice
     client, boot_file = choice
 
-    script = client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http
-    if reply_type == dhcp.DHCPOFFER:
-        event = EVENT_SCRIPT_OFFERED if script else EVENT_OFFERED
-    else:
-        event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
-
+    event = _boot_event(client, reply_type)
     packet = _build_reply(request, reply_type, client, boot_file, config)
     repeats = OFFER_REPEATS if reply_type == dhcp.DHCPOFFER else ()
     return Reply(packet, reply_destination(request, port, source), event, client, boot_file, repeats)
 
 
 def _boot_choice(request: dhcp.DhcpPacket, host: HostView | None,
-                 config: ServerConfig) -> Ignore | tuple[dhcp.BootClient, str]:
+                 config: ServerConfig) -> Ignore | tuple[boot_client.BootClient, str]:
     """The client and its boot file, or why it gets none."""
-    client = dhcp.classify(request)
+    client = boot_client.classify(request)
     if client is None:
         return Ignore(IGNORE_NOT_NETBOOT, "no PXEClient/HTTPClient vendor class nor iPXE user class")
     if host is None or host.mac.lower() != client.mac:
@@ -272,7 +261,7 @@ def _boot_choice(request: dhcp.DhcpPacket, host: HostView | None,
 
     system = SYSTEM_FOR_ARCH.get(client.arch)
     if system is None:
-        if not (client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http and client.arch == dhcp.ARCH_UNKNOWN):
+        if not (client.firmware == boot_client.FIRMWARE_IPXE and client.ipxe_can_http and client.arch == boot_client.ARCH_UNKNOWN):
             return Ignore(IGNORE_UNSUPPORTED_ARCH, "client architecture %s (%s) has no iPXE binary" % (client.arch, client.arch_code))
         # An iPXE that did not say its architecture can still run the script.
     elif system != host.arch:
@@ -284,10 +273,18 @@ def _boot_choice(request: dhcp.DhcpPacket, host: HostView | None,
     return client, boot_file
 
 
+def _boot_event(client: boot_client.BootClient, reply_type: int) -> str:
+    """The boot stage an answer records: an offer or ack of an iPXE binary, or of the script."""
+    script = client.firmware == boot_client.FIRMWARE_IPXE and client.ipxe_can_http
+    if reply_type == dhcp.DHCPOFFER:
+        return events.SCRIPT_OFFERED if script else events.OFFERED
+    return events.SCRIPT_ACKED if script else events.BOOT_FILE_ACKED
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class BootFields:
     """The boot part of an address server's answer to a network-boot client (``dhcp: addresses``):
-    header fields, options, and the boot stage to record (``EVENT_*``)."""
+    header fields, options, and the boot stage to record (an ``events`` name)."""
 
     siaddr: str
     sname: bytes
@@ -308,19 +305,13 @@ def boot_fields(request: dhcp.DhcpPacket, host: HostView | None, config: ServerC
     if isinstance(choice, Ignore):
         return choice
     client, boot_file = choice
-    offer = request.message_type == dhcp.DHCPDISCOVER
-    reply_type = dhcp.DHCPOFFER if offer else dhcp.DHCPACK
-    script = client.firmware == dhcp.FIRMWARE_IPXE and client.ipxe_can_http
-    if offer:
-        event = EVENT_SCRIPT_OFFERED if script else EVENT_OFFERED
-    else:
-        event = EVENT_SCRIPT_ACKED if script else EVENT_BOOT_FILE_ACKED
+    reply_type = dhcp.DHCPOFFER if request.message_type == dhcp.DHCPDISCOVER else dhcp.DHCPACK
     options, file_bytes = _boot_options(reply_type, client, boot_file)
     server = config.server_ip
-    return BootFields(server, server.encode("ascii"), file_bytes, options, event)
+    return BootFields(server, server.encode("ascii"), file_bytes, options, _boot_event(client, reply_type))
 
 
-def _boot_options(reply_type: int, client: dhcp.BootClient, boot_file: str) -> tuple[dict, bytes]:
+def _boot_options(reply_type: int, client: boot_client.BootClient, boot_file: str) -> tuple[dict, bytes]:
     """The boot options of an answer (vendor class, GUID, PXE option 43, long boot file) and the
     ``file`` field."""
     options = {dhcp.OPT_VENDOR_CLASS: client.vendor_class.encode("ascii")}
@@ -331,7 +322,7 @@ def _boot_options(reply_type: int, client: dhcp.BootClient, boot_file: str) -> t
     # option 43 in the offer (see the module docstring). A boot server
     # request (sub-option 71, on 4011) gets its boot item echoed in the ACK.
     sub = []
-    if client.arch == dhcp.ARCH_BIOS and client.firmware != dhcp.FIRMWARE_HTTPBOOT:
+    if client.arch == boot_client.ARCH_BIOS and client.firmware != boot_client.FIRMWARE_HTTPBOOT:
         sub.append((dhcp.PXE_DISCOVERY_CONTROL, bytes((dhcp.PXE_DISCOVERY_USE_BOOTFILE,))))
     if client.boot_item is not None and reply_type == dhcp.DHCPACK:
         sub.append((dhcp.PXE_BOOT_ITEM, client.boot_item))
@@ -344,7 +335,7 @@ def _boot_options(reply_type: int, client: dhcp.BootClient, boot_file: str) -> t
     return options, file_bytes
 
 
-def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: dhcp.BootClient, boot_file: str,
+def _build_reply(request: dhcp.DhcpPacket, reply_type: int, client: boot_client.BootClient, boot_file: str,
                  config: ServerConfig) -> bytes:
     server = config.server_ip
     options = {

@@ -42,8 +42,8 @@ import ipaddress
 import struct
 from collections.abc import Mapping
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6, events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy
 
 __all__ = ("ServerConfig6", "Reply6", "decide6", "assigned_address", "MODE_PROXY", "MODE_ADDRESSES")
 
@@ -51,7 +51,6 @@ MODE_PROXY = "proxy"
 MODE_ADDRESSES = "addresses"
 MODES = (MODE_PROXY, MODE_ADDRESSES)
 
-EVENT_LEASE = "dhcp6_lease"   # Renew/Rebind/Confirm/Release/Decline answered (log only)
 FIRMWARE_UNKNOWN = "unknown"  # lease upkeep does not say what sent it
 
 IGNORE_RELAYED = "relayed"
@@ -118,7 +117,7 @@ class Reply6:
     message: dhcp6.Message
     destination: policy.Destination
     event: str | None
-    client: dhcp6.BootClient6
+    client: boot_client.BootClient6
     boot_file: str | None
     address: str | None = None
 
@@ -132,7 +131,7 @@ def assigned_address(prefix: str, mac: str) -> str:
     return str(network.network_address + int(mac.replace(":", ""), 16))
 
 
-def boot_url(client: dhcp6.BootClient6, config: ServerConfig6) -> str | None:
+def boot_url(client: boot_client.BootClient6, config: ServerConfig6) -> str | None:
     """The boot file URL for a client (TFTP URL for firmware PXE), or None if no binary fits."""
     found = policy.boot_file_for(client, config)
     if found is None or "://" in found:
@@ -176,7 +175,7 @@ def decide6(message: dhcp6.Message, port: int, source: tuple, host: policy.HostV
         # Lease upkeep carries no vendor or user class: any inventory host's is answered (EDK2
         # waits for the Reply to its Release before it lets iPXE take the NIC).
         return _lease_reply(message, dhcp6.client_mac(message, source_ip, known_macs)[0], host, config, destination)
-    client = dhcp6.classify(message, source_ip, known_macs)
+    client = boot_client.classify6(message, source_ip, known_macs)
     if client is None:
         if dhcp6.client_mac(message, source_ip, known_macs)[0] is None and _looks_netboot(message):
             return policy.Ignore(IGNORE_NO_MAC, "no MAC address in the link-local source %s nor the DUID" % source_ip)
@@ -187,13 +186,13 @@ def decide6(message: dhcp6.Message, port: int, source: tuple, host: policy.HostV
         return policy.Ignore(policy.IGNORE_FINISHED, "%s already phoned home" % client.mac)
     system = policy.SYSTEM_FOR_ARCH.get(client.arch)
     if system is None:
-        if client.firmware != dhcp.FIRMWARE_IPXE:
+        if client.firmware != boot_client.FIRMWARE_IPXE:
             return policy.Ignore(policy.IGNORE_UNSUPPORTED_ARCH, "client architecture %s (%s) has no iPXE binary"
                                  % (client.arch, client.arch_code))
     elif system != host.arch:
         return policy.Ignore(policy.IGNORE_ARCH_MISMATCH, "client is %s (%s) but the host is %s" % (client.arch, system, host.arch))
 
-    script = client.firmware == dhcp.FIRMWARE_IPXE
+    script = client.firmware == boot_client.FIRMWARE_IPXE
     if config.mode == MODE_PROXY and script and mtype == dhcp6.SOLICIT:
         return policy.Ignore(IGNORE_NEEDS_ADDRESS, "iPXE takes its boot file only from the DHCPv6 server that gives its "
                                                    "address; on a stateful segment the site's server must name the script")
@@ -222,7 +221,7 @@ def _common_options(message: dhcp6.Message, config: ServerConfig6) -> list[tuple
     ]
 
 
-def _boot_reply(message: dhcp6.Message, port: int, client: dhcp6.BootClient6, config: ServerConfig6,
+def _boot_reply(message: dhcp6.Message, port: int, client: boot_client.BootClient6, config: ServerConfig6,
                 destination: policy.Destination, url: str, script: bool) -> Reply6:
     mtype = message.msg_type
     options = _common_options(message, config)
@@ -241,13 +240,13 @@ def _boot_reply(message: dhcp6.Message, port: int, client: dhcp6.BootClient6, co
             if config.mode == MODE_ADDRESSES:
                 # The only server on the segment: tell the client not to wait for others.
                 options.append((dhcp6.OPT_PREFERENCE, b"\xff"))
-        event = policy.EVENT_SCRIPT_OFFERED if script else policy.EVENT_OFFERED
+        event = events.SCRIPT_OFFERED if script else events.OFFERED
     else:
         reply_type = dhcp6.REPLY
         if mtype == dhcp6.INFORMATION_REQUEST or (mtype == dhcp6.REQUEST and port == dhcp6.SERVER_PORT and script):
-            event = policy.EVENT_SCRIPT_OFFERED if script else policy.EVENT_OFFERED
+            event = events.SCRIPT_OFFERED if script else events.OFFERED
         else:
-            event = policy.EVENT_SCRIPT_ACKED if script else policy.EVENT_BOOT_FILE_ACKED
+            event = events.SCRIPT_ACKED if script else events.BOOT_FILE_ACKED
     reply = dhcp6.Message(reply_type, message.xid, tuple(options))
     return Reply6(reply, destination, event, client, url, address)
 
@@ -290,5 +289,5 @@ def _lease_reply(message: dhcp6.Message, mac: str | None, host: policy.HostView 
                 if any(ipaddress.IPv6Address(a) not in network for a in addresses):
                     status = dhcp6.STATUS_NOT_ON_LINK
         options.append((dhcp6.OPT_STATUS_CODE, struct.pack("!H", status)))
-    client = dhcp6.BootClient6(mac=mac, arch=dhcp.ARCH_UNKNOWN, arch_code=None, firmware=FIRMWARE_UNKNOWN)
-    return Reply6(dhcp6.Message(dhcp6.REPLY, message.xid, tuple(options)), destination, EVENT_LEASE, client, None, address)
+    client = boot_client.BootClient6(mac=mac, arch=boot_client.ARCH_UNKNOWN, arch_code=None, firmware=FIRMWARE_UNKNOWN)
+    return Reply6(dhcp6.Message(dhcp6.REPLY, message.xid, tuple(options)), destination, events.DHCP6_LEASE, client, None, address)

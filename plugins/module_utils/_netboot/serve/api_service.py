@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import RegistryError
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import (
@@ -259,7 +260,7 @@ class AgentApi:
         except RegistryError as exc:
             status = status_of(exc.code)
             self.log.warning("phone-home from %s rejected (%d %s): %s", peer, status, exc.code, exc.message)
-            self.emit({"event": "phone_home_rejected", "peer": peer, "status": status, "code": exc.code})
+            self.emit({"event": events.PHONE_HOME_REJECTED, "peer": peer, "status": status, "code": exc.code})
             return failure(status, exc.message, exc.code, BEARER_CHALLENGE if status == 401 else ())
         if accepted["repeat"]:
             self.log.info("repeated phone-home of %s (%s) from %s: same report, nothing changed", accepted["host"], accepted["mac"], peer)
@@ -302,5 +303,5 @@ class AgentApi:
         self.log.info("stop requested by %s: %s", peer, reason)
         if self.stop_requested is not None:
             self.stop_requested.set()
-        self.emit({"event": "stop_requested", "reason": reason, "peer": peer})
+        self.emit({"event": events.STOP_REQUESTED, "reason": reason, "peer": peer})
         return ApiAnswer(202, {"ok": True, "stopping": True, "reason": reason})

@@ -33,6 +33,7 @@ else:
     AIOHTTP_IMPORT_ERROR = None
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import api_service
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
@@ -188,7 +189,7 @@ class NetbootHttp:
         if mac is None:
             return None, self.text(400, "%r is not a MAC address; use the form 52:54:00:12:34:01" % raw[:40])
         if not self.registry.is_known(mac):
-            self.registry.record(mac, what + "_requested", peer=self.peer(request))
+            self.registry.record(mac, events.REQUESTED[what], peer=self.peer(request))
             return None, self.text(404, "%s is not a host of this run (not in hosts.json); nothing to boot" % mac)
         if self.registry.is_finished(mac):
             return None, self.text(404, "host %s (%s) is already %s in this run; booting the next device"
@@ -228,7 +229,7 @@ class NetbootHttp:
                                   host_name=self.registry.host_name(mac), api_url=api,
                                   address_setting="ip6" if arrived_over_ipv6(request) else "ip")
         if request.method == hdrs.METH_GET:
-            self.emit(self.registry.record(mac, "script_served", peer=self.peer(request)))
+            self.emit(self.registry.record(mac, events.SCRIPT_SERVED, peer=self.peer(request)))
         return web.Response(text=body, content_type="text/plain", headers={hdrs.CACHE_CONTROL: "no-store"})
 
     async def artifact(self, request: web.Request) -> web.StreamResponse:
@@ -250,10 +251,10 @@ class NetbootHttp:
             if request.method != hdrs.METH_GET:
                 return
             if completed and response.status in (200, 206):
-                self.emit(self.registry.record(mac, kind + "_served", peer=peer, status=response.status,
+                self.emit(self.registry.record(mac, events.SERVED[kind], peer=peer, status=response.status,
                                                bytes=response.content_length, range=rng))
             elif not completed:
-                self.emit(self.registry.record(mac, kind + "_aborted", peer=peer, range=rng))
+                self.emit(self.registry.record(mac, events.ABORTED[kind], peer=peer, range=rng))
         return _TrackedFileResponse(path, done)
 
     async def ipxe_file(self, request: web.Request) -> web.StreamResponse:
@@ -266,7 +267,7 @@ class NetbootHttp:
 
         def done(response: web.StreamResponse, completed: bool) -> None:
             if request.method == hdrs.METH_GET:
-                self.emit({"event": "ipxe_file_served" if completed else "ipxe_file_aborted",
+                self.emit({"event": events.IPXE_FILE_SERVED if completed else events.IPXE_FILE_ABORTED,
                            "file": name, "peer": peer, "status": response.status})
         content_type = IPXE_CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
         return _TrackedFileResponse(path, done, content_type=content_type)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6, trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import binding, dhcp_socket, server6, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_server import LeaseServer
@@ -51,9 +51,6 @@ HTTP_BACKLOG = 1024
 OPEN_FILES = 8192
 # How many client IP -> MAC pairs to remember for attributing TFTP transfers.
 MAX_KNOWN_CLIENT_ADDRESSES = 4096
-# Hook events of the HTTP app for iPXE binaries fetched over HTTP (UEFI HTTP boot).
-HTTP_IPXE_SERVED = "ipxe_file_served"
-HTTP_IPXE_ABORTED = "ipxe_file_aborted"
 DHCP_OFF = "off"
 
 
@@ -130,10 +127,10 @@ class NetbootServer:
             self.counters["dhcp_ignored"] += 1
             if decision.reason in (policy.IGNORE_UNKNOWN_HOST, policy.IGNORE_FINISHED):
                 # Recorded (bounded) so a run can tell "a machine we do not own asked".
-                self.registry.record(mac, "dhcp_ignored", reason=decision.reason)
+                self.registry.record(mac, events.DHCP_IGNORED, reason=decision.reason)
             elif host is not None and decision.reason in REFUSALS_WORTH_TELLING:
                 # A machine of ours that we cannot boot: its timeline must say why.
-                self.registry.record(mac, "dhcp_refused", reason=decision.reason, detail=decision.detail)
+                self.registry.record(mac, events.DHCP_REFUSED, reason=decision.reason, detail=decision.detail)
             return
         wire = decision.encode()
         if not self._send_dhcp(endpoint, wire, decision.destination.address, mac):
@@ -150,7 +147,7 @@ class NetbootServer:
         if isinstance(answer, policy.Ignore):
             self.counters["dhcp_ignored"] += 1
             if answer.reason == policy.IGNORE_UNKNOWN_HOST or host is not None:
-                self.registry.record(mac, "dhcp_ignored", reason=answer.reason)
+                self.registry.record(mac, events.DHCP_IGNORED, reason=answer.reason)
             return
         if answer.packet is not None:
             if not self._send_dhcp(endpoint, answer.encode(), answer.destination.address, mac):
@@ -183,7 +180,7 @@ class NetbootServer:
         """
         record = http_ipxe_record(event, self.client_macs)
         if record is None:
-            if event.get("event") in (HTTP_IPXE_SERVED, HTTP_IPXE_ABORTED):
+            if event.get("event") in (events.IPXE_FILE_SERVED, events.IPXE_FILE_ABORTED):
                 log.info("HTTP %s of %s to %s (no DHCP seen from that address)", event.get("event"), event.get("file"), event.get("peer"))
             return
         mac, name, details = record
@@ -194,7 +191,7 @@ class NetbootServer:
         if mac is None:
             log.info("TFTP %s of %s to %s (no DHCP seen from that address)", event.kind, event.filename, event.client[0])
             return
-        name = {"finished": "ipxe_served", "started": "ipxe_started", "failed": "ipxe_failed"}.get(event.kind, "tftp_" + event.kind)
+        name = events.TFTP[event.kind]
         self.registry.record(mac, name, file=event.filename, bytes=event.bytes_sent, client=event.client[0],
                              blksize=event.blksize, windowsize=event.windowsize, error=event.error)
 
@@ -346,12 +343,12 @@ def http_ipxe_record(event: Mapping[str, Any], client_macs: Mapping[str, str]) -
     ``ipxe_failed``, with ``via="http"``.
     """
     name = event.get("event")
-    if name not in (HTTP_IPXE_SERVED, HTTP_IPXE_ABORTED):
+    if name not in (events.IPXE_FILE_SERVED, events.IPXE_FILE_ABORTED):
         return None
     mac = client_macs.get(event.get("peer"))
     if mac is None:
         return None
-    recorded = "ipxe_served" if name == HTTP_IPXE_SERVED else "ipxe_failed"
+    recorded = events.IPXE_SERVED if name == events.IPXE_FILE_SERVED else events.IPXE_FAILED
     return mac, recorded, {"file": event.get("file"), "client": event.get("peer"), "via": "http", "status": event.get("status")}
 
 

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6, ndp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, dhcp6, events, ndp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import tftp
 
@@ -282,9 +282,9 @@ class Ipv6Side:
             return
         registry = self.server.registry
         if decision.reason in (policy.IGNORE_UNKNOWN_HOST, policy.IGNORE_FINISHED):
-            registry.record(mac, "dhcp_ignored", reason=decision.reason)
+            registry.record(mac, events.DHCP_IGNORED, reason=decision.reason)
         elif registry.is_known(mac) and decision.reason in REFUSALS_WORTH_TELLING:
-            registry.record(mac, "dhcp_refused", reason=decision.reason, detail=decision.detail, family="ipv6")
+            registry.record(mac, events.DHCP_REFUSED, reason=decision.reason, detail=decision.detail, family="ipv6")
 
     def on_request(self, endpoint: Dhcp6Endpoint, message: dhcp6.Message, source: tuple) -> None:
         counters = self.server.counters

@@ -25,27 +25,28 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, is_canonical_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import (
     AlreadyFinished, PeerRefused, ReportInvalid, TokenMissing, TokenRejected, UnknownHost, report_identity, validate_report)
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.host_state import HostState, IgnoredMacs, clean_detail
 
 STATES = (
-    "known",
-    "offered",
-    "ipxe_served",
-    "script_served",
-    "kernel_served",
-    "initrd_served",
-    "phoned_home",
-    "failed",
+    events.KNOWN,
+    events.OFFERED,
+    events.IPXE_SERVED,
+    events.SCRIPT_SERVED,
+    events.KERNEL_SERVED,
+    events.INITRD_SERVED,
+    events.PHONED_HOME,
+    events.FAILED,
 )
 # Progress states in boot order; a host's state is the furthest one reached.
 PROGRESS = STATES[:7]
 _RANK = {state: rank for rank, state in enumerate(PROGRESS)}
-FINISHED_STATES = frozenset(("phoned_home", "failed"))
+FINISHED_STATES = frozenset((events.PHONED_HOME, events.FAILED))
 # DHCP answers that start a boot of the host (docs/design/trust.md): its token may be claimed again after one.
-BOOT_EVENTS = frozenset(("offered", "script_offered", "boot_file_acked", "script_acked"))
+BOOT_EVENTS = frozenset((events.OFFERED, events.SCRIPT_OFFERED, events.BOOT_FILE_ACKED, events.SCRIPT_ACKED))
 
 # Limits that keep a misbehaving client or a broadcast storm from growing memory.
 MAX_EVENTS_PER_HOST = 256
@@ -106,7 +107,7 @@ class Registry:
             if not isinstance(token, str) or len(token) < 16 or token in tokens:
                 raise ValueError("the token factory must return distinct strings of at least 16 characters")
             tokens.add(token)
-            entry = HostState(host, token, "known")
+            entry = HostState(host, token, events.KNOWN)
             self._hosts[mac] = entry
             self._by_name[name] = entry
             self._by_token_digest[_token_digest(token)] = entry
@@ -261,15 +262,15 @@ class Registry:
         """
         if not isinstance(event, str) or not _EVENT_NAME.match(event):
             raise ValueError("event names are lower-case identifiers such as 'offered'; got %r" % (event,))
-        if event in ("phoned_home", "known"):
+        if event in (events.PHONED_HOME, events.KNOWN):
             raise ValueError("%r cannot be recorded; phone_home() sets phoned_home" % event)
         host = self._host(mac)
         if host is None:
             self._ignored.note(mac if is_canonical_mac(mac) else None, event, self._clock)
             return None
         if not host.finished:
-            if event == "failed":
-                host.state = "failed"
+            if event == events.FAILED:
+                host.state = events.FAILED
                 host.finished = True
                 self._finished += 1
                 reason = details.get("reason")
@@ -301,13 +302,13 @@ class Registry:
                 details = {"peer": binding.peer, "mac_seen": binding.seen_mac, "reason": admission.reason, "route": route_name}
                 if admission.reason == trust.CLAIMED:
                     details["claimed_by"] = host.claim["ip"]
-                self._append(host, "impostor", details)
+                self._append(host, events.IMPOSTOR, details)
             return admission
         if admission.claims:
             host.claim = {"ip": binding.peer, "epoch": host.epoch, "at": self._clock()}
         if admission.reason == trust.UNCHECKED and not host.unchecked_noted:
             host.unchecked_noted = True
-            self._append(host, "binding_unchecked", {"peer": binding.peer, "scope": binding.scope, "route": route_name})
+            self._append(host, events.BINDING_UNCHECKED, {"peer": binding.peer, "scope": binding.scope, "route": route_name})
         return admission
 
     def claimed_by(self, mac: str) -> str | None:
@@ -322,7 +323,7 @@ class Registry:
 
     def fail(self, mac: str, reason: str) -> dict[str, Any] | None:
         """Mark a host failed with a human-readable reason (no-op once finished)."""
-        return self.record(mac, "failed", reason=reason)
+        return self.record(mac, events.FAILED, reason=reason)
 
     def _find_by_token(self, token: str | None) -> HostState | None:
         # One dictionary lookup by the token's digest, then a constant-time comparison: the
@@ -374,22 +375,22 @@ class Registry:
             self._rejected["token_rejected"] += 1
             raise TokenRejected("the token does not belong to the host with MAC %s; send the nixie.token and nixie.mac "
                                 "values of the same kernel command line" % clean["mac"])
-        if host.state == "phoned_home":
+        if host.state == events.PHONED_HOME:
             if report_identity(host.report) == report_identity(clean):
                 return host.phone_home_answer(repeat=True)
             self._rejected["already_finished"] += 1
             raise AlreadyFinished("host %s (%s) already phoned home with a different report; start a new run to boot it again" % (host.name, host.mac))
-        if host.state == "failed":
+        if host.state == events.FAILED:
             self._rejected["already_finished"] += 1
             raise AlreadyFinished("host %s (%s) was marked failed (%s); start a new run to boot it again" % (host.name, host.mac, host.failed_reason))
         host.report = clean
         host.peer_ip = str(peer_ip) if peer_ip else None
         host.binding = binding.as_dict() if binding is not None else None
         host.phoned_home_at = self._clock()
-        host.state = "phoned_home"
+        host.state = events.PHONED_HOME
         host.finished = True
         self._finished += 1
-        self._append(host, "phoned_home", {
+        self._append(host, events.PHONED_HOME, {
             "peer_ip": host.peer_ip,
             "hostname": clean["hostname"],
             "addresses": [a["address"] for a in clean["addresses"]][:8],

@@ -1,6 +1,6 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""BOOTP/DHCPv4 codec and network-boot client classification.
+"""BOOTP/DHCPv4 codec.
 
 A deliberately small codec written with :mod:`struct`, laid out like the
 specifications it follows:
@@ -21,7 +21,8 @@ It is hand-written rather than built on scapy because the server must answer
 thousands of requests per second on a small machine; see docs/dhcp.md for the
 measurement. Anything that is not a well-formed BOOTP/DHCP message raises
 :class:`MalformedPacket` and nothing else, so the server can drop it with a
-single ``except``.
+single ``except``. What kind of boot client sent a request is a decision,
+:mod:`..decide.client`.
 
 This file is private to the collection: its interface may change.
 """
@@ -34,8 +35,8 @@ import struct
 from collections.abc import Iterable, Mapping
 
 __all__ = (
-    "MalformedPacket", "DhcpPacket", "BootClient",
-    "decode", "encode", "make_reply", "classify", "parse_suboptions", "encode_suboptions", "format_mac",
+    "MalformedPacket", "DhcpPacket",
+    "decode", "encode", "make_reply", "parse_suboptions", "encode_suboptions", "format_mac",
 )
 
 
@@ -113,44 +114,6 @@ MESSAGE_TYPE_NAMES = {
 PXE_DISCOVERY_CONTROL = 6     # bit 3 (value 8): boot the file name given, no discovery
 PXE_BOOT_ITEM = 71            # boot server type + layer, in boot server requests/replies
 PXE_DISCOVERY_USE_BOOTFILE = 8
-
-# -- iPXE option 175 feature sub-options (a feature is present when sent) -----
-
-IPXE_FEATURE_PXE_EXT = 0x10
-IPXE_FEATURE_HTTP = 0x13
-IPXE_FEATURE_HTTPS = 0x14
-IPXE_FEATURE_TFTP = 0x15
-IPXE_FEATURE_EFI = 0x24
-
-# -- RFC 4578 section 2.1 / IANA "Processor Architecture Types" ---------------
-
-ARCH_BIOS = "bios"
-ARCH_EFI_IA32 = "efi-ia32"
-ARCH_EFI_X86_64 = "efi-x86_64"
-ARCH_EFI_ARM32 = "efi-arm32"
-ARCH_EFI_ARM64 = "efi-arm64"
-ARCH_UNKNOWN = "unknown"
-
-ARCH_CODES = {
-    0: ARCH_BIOS,          # Intel x86PC
-    6: ARCH_EFI_IA32,
-    7: ARCH_EFI_X86_64,    # listed as "EFI BC" in RFC 4578, x86-64 in practice (errata 4284)
-    9: ARCH_EFI_X86_64,
-    10: ARCH_EFI_ARM32,
-    11: ARCH_EFI_ARM64,
-    15: ARCH_EFI_IA32,     # x86 UEFI HTTP
-    16: ARCH_EFI_X86_64,   # x64 UEFI HTTP
-    18: ARCH_EFI_ARM32,    # arm32 UEFI HTTP
-    19: ARCH_EFI_ARM64,    # arm64 UEFI HTTP
-}
-HTTP_ARCH_CODES = frozenset((15, 16, 18, 19))
-
-FIRMWARE_PXE = "pxe"
-FIRMWARE_IPXE = "ipxe"
-FIRMWARE_HTTPBOOT = "httpboot"
-
-VENDOR_PXE = "PXEClient"
-VENDOR_HTTP = "HTTPClient"
 
 _ntoa = socket.inet_ntoa
 _aton = socket.inet_aton
@@ -470,104 +433,3 @@ def make_reply(request: DhcpPacket, options: dict, *, ciaddr: str = "0.0.0.0", y
         "sname": sname, "file": file, "options": options,
     })
     return packet
-
-
-# -- client classification ----------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class BootClient:
-    """What a network-boot request says about the machine that sent it.
-
-    ``arch`` is one of ``bios``, ``efi-ia32``, ``efi-x86_64``, ``efi-arm32``,
-    ``efi-arm64`` or ``unknown``; ``arch_code`` the RFC 4578 number it came
-    from (None if neither option 93 nor option 60 gave one). ``firmware`` is
-    ``pxe`` (firmware PXE ROM), ``ipxe`` (user class iPXE) or ``httpboot``
-    (UEFI HTTP boot, vendor class ``HTTPClient``). ``guid`` is option 97 as
-    received (None when absent, possibly empty). ``ipxe_features`` lists the
-    feature codes iPXE announced in option 175. ``boot_item`` is PXE option 43
-    sub-option 71 when the client asked a boot server for a given item.
-    """
-
-    mac: str
-    arch: str
-    arch_code: int | None
-    firmware: str
-    guid: bytes | None = None
-    ipxe_features: frozenset = frozenset()
-    boot_item: bytes | None = None
-
-    @property
-    def vendor_class(self) -> str:
-        """The vendor class to answer with: ``HTTPClient`` for HTTP boot, else ``PXEClient``."""
-        return VENDOR_HTTP if self.firmware == FIRMWARE_HTTPBOOT else VENDOR_PXE
-
-    @property
-    def ipxe_can_http(self) -> bool:
-        """False only for an iPXE that listed its features (175) without HTTP."""
-        if self.firmware != FIRMWARE_IPXE or not self.ipxe_features:
-            return True
-        return IPXE_FEATURE_HTTP in self.ipxe_features
-
-
-def _arch_from_vendor_class(vendor: bytes) -> int | None:
-    # PXE 2.1: "PXEClient:Arch:xxxxx:UNDI:yyyzzz"; HTTPClient uses the same layout.
-    parts = vendor.split(b":")
-    if len(parts) >= 3 and parts[1] == b"Arch" and parts[2].isdigit() and len(parts[2]) <= 5:
-        return int(parts[2])
-    return None
-
-
-def classify(packet: DhcpPacket) -> BootClient | None:
-    """Classify a BOOTREQUEST from a network-boot client, or None if it is not one.
-
-    A network-boot client sends vendor class ``PXEClient``/``HTTPClient``
-    (option 60) or is iPXE (user class ``iPXE``); it must have an Ethernet
-    hardware address. The architecture comes from option 93, else from the
-    ``Arch:`` field of option 60.
-    """
-    if packet.op != BOOTREQUEST:
-        return None
-    mac = packet.mac
-    if mac is None:
-        return None
-    options = packet.options
-    vendor = options.get(OPT_VENDOR_CLASS, b"")
-    user_class = options.get(OPT_USER_CLASS, b"")
-    is_ipxe = b"iPXE" in user_class  # bare "iPXE" or RFC 3004 length-prefixed
-    is_http = vendor.startswith(b"HTTPClient")
-    if not (is_ipxe or is_http or vendor.startswith(b"PXEClient")):
-        return None
-
-    arches = packet.client_arches
-    arch_code = arches[0] if arches else _arch_from_vendor_class(vendor)
-    arch = ARCH_CODES.get(arch_code, ARCH_UNKNOWN) if arch_code is not None else ARCH_UNKNOWN
-
-    if is_ipxe:
-        firmware = FIRMWARE_IPXE
-    elif is_http or arch_code in HTTP_ARCH_CODES:
-        firmware = FIRMWARE_HTTPBOOT
-    else:
-        firmware = FIRMWARE_PXE
-
-    features = frozenset()
-    encap = options.get(OPT_IPXE_ENCAP)
-    if encap is not None and is_ipxe:
-        try:
-            features = frozenset(code for code in parse_suboptions(encap) if 0x10 <= code <= 0x7F)
-        except MalformedPacket:
-            features = frozenset()
-
-    boot_item = None
-    vendor_opts = options.get(OPT_VENDOR_SPECIFIC)
-    if vendor_opts is not None:
-        try:
-            boot_item = parse_suboptions(vendor_opts).get(PXE_BOOT_ITEM)
-        except MalformedPacket:
-            boot_item = None
-
-    client = _object_new(BootClient)
-    _set_dict(client, "__dict__", {
-        "mac": mac, "arch": arch, "arch_code": arch_code, "firmware": firmware,
-        "guid": options.get(OPT_CLIENT_GUID), "ipxe_features": features, "boot_item": boot_item,
-    })
-    return client

@@ -1,6 +1,6 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""DHCPv6 codec and network-boot client classification.
+"""DHCPv6 codec, and the MAC a client is known by.
 
 A small :mod:`struct` codec laid out like the specifications it follows:
 
@@ -19,7 +19,8 @@ A small :mod:`struct` codec laid out like the specifications it follows:
 
 DHCPv6 has no ``chaddr``: the MAC a host is known by comes from the
 client's link-local source address when it is a modified EUI-64 (what UEFI
-firmware and iPXE use), else from a DUID-LL or DUID-LLT.
+firmware and iPXE use), else from a DUID-LL or DUID-LLT (:func:`client_mac`).
+What kind of boot client sent a message is a decision, :mod:`..decide.client`.
 
 Anything that is not a well-formed DHCPv6 message raises
 :class:`MalformedPacket` and nothing else.
@@ -37,8 +38,8 @@ from collections.abc import Iterable, Mapping
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
 
 __all__ = (
-    "MalformedPacket", "Message", "BootClient6",
-    "decode", "encode", "classify", "mac_from_eui64", "mac_from_duid", "duid_ll",
+    "MalformedPacket", "Message",
+    "decode", "encode", "client_mac", "mac_from_eui64", "mac_from_duid", "duid_ll",
     "vendor_class_option", "parse_vendor_class", "ia_na_option", "parse_ia_na",
 )
 
@@ -326,40 +327,12 @@ def parse_ia_na(value: bytes) -> tuple:
     return value[:4], t1, t2, addresses
 
 
-# -- client classification ----------------------------------------------------------------
+# -- the client's MAC ----------------------------------------------------------------------
 
 # How client_mac found the MAC.
 MAC_FROM_EUI64 = "eui64"
 MAC_FROM_DUID = "duid"
 MAC_LEARNT = "learnt"
-
-
-@dataclasses.dataclass(frozen=True)
-class BootClient6:
-    """What a DHCPv6 network-boot request says about its sender.
-
-    Same vocabulary as :class:`dhcp.BootClient`: ``arch`` (``efi-x86_64``,
-    ``efi-arm64``...), ``arch_code`` (option 61), ``firmware`` (``pxe``,
-    ``ipxe`` or ``httpboot``). ``enterprise`` is the vendor class's enterprise
-    number, echoed in answers. ``mac_source`` says where the MAC came from:
-    ``eui64`` (link-local source address), ``duid`` or ``learnt`` (see :func:`client_mac`).
-    """
-
-    mac: str
-    arch: str
-    arch_code: int | None
-    firmware: str
-    enterprise: int = ENTERPRISE_PXE
-    mac_source: str = MAC_FROM_EUI64
-
-    @property
-    def vendor_class(self) -> str:
-        return dhcp.VENDOR_HTTP if self.firmware == dhcp.FIRMWARE_HTTPBOOT else dhcp.VENDOR_PXE
-
-    @property
-    def ipxe_can_http(self) -> bool:
-        # iPXE's DHCPv6 carries no feature list; every iPXE build that speaks DHCPv6 has HTTP.
-        return True
 
 
 def client_mac(message: Message, source_ip: str | None, known_macs: Mapping[bytes, str] | None = None) -> tuple:
@@ -381,38 +354,3 @@ def client_mac(message: Message, source_ip: str | None, known_macs: Mapping[byte
         if mac is not None:
             return mac, MAC_LEARNT
     return None, None
-
-
-def classify(message: Message, source_ip: str | None, known_macs: Mapping[bytes, str] | None = None) -> BootClient6 | None:
-    """Classify a client message, or None if it is not from a network-boot client with a known MAC.
-
-    A network-boot client sends vendor class ``PXEClient``/``HTTPClient``
-    (option 16) or user class ``iPXE`` (option 15). The architecture comes
-    from option 61, else from the ``Arch:`` field of the vendor class.
-    """
-    if message.relay is not None or message.msg_type in (ADVERTISE, REPLY, RECONFIGURE):
-        return None
-    is_ipxe = any(b"iPXE" in each for each in message.user_classes)
-    vendor = b""
-    enterprise = ENTERPRISE_PXE
-    for number, strings in message.vendor_classes:
-        for each in strings:
-            if each.startswith((dhcp.VENDOR_PXE.encode(), dhcp.VENDOR_HTTP.encode())):
-                vendor, enterprise = each, number
-                break
-    is_http = vendor.startswith(dhcp.VENDOR_HTTP.encode())
-    if not (is_ipxe or vendor):
-        return None
-    mac, how = client_mac(message, source_ip, known_macs)
-    if mac is None:
-        return None
-    arches = message.client_arches
-    arch_code = arches[0] if arches else dhcp._arch_from_vendor_class(vendor)
-    arch = dhcp.ARCH_CODES.get(arch_code, dhcp.ARCH_UNKNOWN) if arch_code is not None else dhcp.ARCH_UNKNOWN
-    if is_ipxe:
-        firmware = dhcp.FIRMWARE_IPXE
-    elif is_http or arch_code in dhcp.HTTP_ARCH_CODES:
-        firmware = dhcp.FIRMWARE_HTTPBOOT
-    else:
-        firmware = dhcp.FIRMWARE_PXE
-    return BootClient6(mac=mac, arch=arch, arch_code=arch_code, firmware=firmware, enterprise=enterprise, mac_source=how)

@@ -5,7 +5,7 @@
 # inside a private network namespace (tests/lab, no VMs): check mode binds nothing, a missing tool
 # stops the run before any machine is woken, silent machines fail with wait_for_agent's diagnosis
 # (alone, while another goes on), and the netboot server stops whether the run succeeds, fails or
-# is interrupted. About two minutes.
+# is interrupted, or its server never answers. About two minutes.
 set -eux
 cd "$(dirname "$0")"
 collections_root=${ANSIBLE_COLLECTIONS_PATH%%:*}

@@ -12,6 +12,8 @@ and the test stands in for what machines would do (or not do). Proven:
   diagnosis while the other goes on to the install step at once (strategy free), and a request for
   a machine's boot from another MAC is refused and shown on that machine's line of the report;
 * an interrupted run (Ctrl-C) leaves no server behind.
+* a server that starts but never answers its health check is stopped by the netboot_server role's
+  rescue (not by its owner_pid watch), leaving no process, port or state file.
 
 Each run gets its own /run/nixie-metal (a tmpfs mounted inside the run's mount namespace), so it never
 meets a server of another run on this machine; the test reads it through /proc/<pid>/root.
@@ -604,3 +606,37 @@ def test_a_silent_machine_fails_alone_and_the_other_goes_on(site):
            "test_a_silent_machine_fails_alone_and_the_other_goes_on",
            "node2 failed alone; node1 reached its install step %.1f s after phoning home; the server stopped; nothing left" % reached_install,
            seconds_to_install_step=round(reached_install, 1))
+
+
+def test_a_server_that_never_answers_its_health_check_is_stopped_by_the_rescue(site):
+    """The netboot server starts (binds its ports, writes its state file) but its API never answers: a firewall rule in
+    the run's namespace refuses the controller's own connections to the HTTP port (only on lo, the way the controller
+    reaches itself, so the preflight's probes from the serving interface still pass). The netboot_server role's
+    rescue must stop it (state=stopped: its API refuses that too, so by SIGTERM) and end the run with the health
+    check's error, before any machine is woken; its owner_pid watch, which would end it once the playbook is gone,
+    must not be what stopped it."""
+    site.run(["nft", "add table inet nixie_health; add chain inet nixie_health input { type filter hook input priority 0; "
+              "policy accept; }; add rule inet nixie_health input iifname lo tcp dport 8080 reject with tcp reset"])
+    try:
+        run = start(site, "no-health")
+        try:
+            code = run.wait_playbook(180)
+            out = run.output()
+            assert code != 0, out
+            assert_nothing_left(run)
+        finally:
+            run.finish()
+    finally:
+        site.run(["nft", "delete table inet nixie_health"])
+    # It did start: it bound its ports and wrote its state file, so there was a server to stop.
+    assert run.saw_state_file and ("tcp", 8080) in run.bound, (run.saw_state_file, run.bound, out)
+    assert "TASK [nixie.metal.netboot_server : Wait until the netboot server answers]" in out
+    assert "TASK [nixie.metal.netboot_server : Stop a netboot server that started but does not answer]" in out
+    stopped = re.search(r'^fatal: \[localhost\]: FAILED! => \{.*?"msg": "(.*?)"\}\s*$',
+                        out.split("TASK [nixie.metal.netboot_server : Stop the run]", 1)[-1], re.MULTILINE)
+    assert stopped and "Connection refused" in stopped.group(1), out
+    assert wol_packets(site) == [], "a machine was woken although the server never answered"
+    jobs = run.async_results()
+    assert len(jobs) == 1 and jobs[0].get("finished", 1), jobs
+    # SIGTERM from state=stopped in the rescue (the API refused), not "the ansible-playbook run ... ended".
+    assert jobs[0]["stop_reason"] == "signal SIGTERM", jobs[0]

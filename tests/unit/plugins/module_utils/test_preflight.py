@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import (
     checks, firewall, ipxe, keys, ports, report, site_dhcp, tools)
 
@@ -323,8 +324,8 @@ def test_discover_looks_like_uefi_pxe_firmware():
     packet = dhcp.decode(frame[42:])
     assert packet.message_type == dhcp.DHCPDISCOVER and packet.xid == XID and packet.chaddr == MAC and packet.broadcast
     assert packet.vendor_class == b"PXEClient:Arch:00007:UNDI:003000" and packet.client_arches == (7,)
-    client = dhcp.classify(packet)
-    assert client is not None and client.arch == dhcp.ARCH_EFI_X86_64
+    client = boot_client.classify(packet)
+    assert client is not None and client.arch == boot_client.ARCH_EFI_X86_64
 
 
 def reply_frame(source, offered, options=None, file=b"", xid=XID, mac=MAC, sport=67):

@@ -7,21 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import ReportInvalid, validate_report
-
-MAC1 = "52:54:00:12:34:01"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAwq+EfnD2DZmIrGP9ja8hP2GBrvXDwB95xkcbYRkgxX"
-
-
-def report(mac=MAC1, **extra):
-    body = {
-        "mac": mac,
-        "addresses": [{"ifname": "eth0", "mac": mac, "address": "192.0.2.10", "prefix": 24}],
-        "ssh_host_keys": [KEY + " root@nixos"],
-        "hostname": "nixos",
-        "uptime": 12.5,
-    }
-    body.update(extra)
-    return body
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import KEY, MAC1, report
 
 
 @pytest.mark.parametrize("body, message", [

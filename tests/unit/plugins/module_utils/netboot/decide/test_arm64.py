@@ -15,8 +15,8 @@ import pathlib
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
 LAB = policy.ServerConfig("10.77.0.1", "http://10.77.0.1:8080")
@@ -40,7 +40,7 @@ def conversation(name):
 def client_requests(name):
     """(source, port, request) of the netboot clients' requests, in capture order."""
     return [(src, dst[1], packet) for src, dst, packet in conversation(name)
-            if packet.op == dhcp.BOOTREQUEST and dhcp.classify(packet) is not None]
+            if packet.op == dhcp.BOOTREQUEST and boot_client.classify(packet) is not None]
 
 
 def server_answer(name, request, port):
@@ -53,14 +53,14 @@ def server_answer(name, request, port):
 
 def first(name, port, firmware, mtype):
     for src, dport, packet in client_requests(name):
-        if dport == port and dhcp.classify(packet).firmware == firmware and packet.message_type == mtype:
+        if dport == port and boot_client.classify(packet).firmware == firmware and packet.message_type == mtype:
             return src, packet
     raise AssertionError("no %s %s on port %d in %s" % (firmware, mtype, port, name))
 
 
 def test_aavmf_firmware_pxe_discover_gets_the_arm64_binary_by_tftp_name():
     src, discover = first("aavmf-pxe.pcap", 67, "pxe", dhcp.DHCPDISCOVER)
-    client = dhcp.classify(discover)
+    client = boot_client.classify(discover)
     assert (client.arch, client.arch_code, client.mac) == ("efi-arm64", 11, MAC)
     decision = policy.decide(discover, 67, src, ARM, LAB)
     assert isinstance(decision, policy.Reply)
@@ -75,14 +75,14 @@ def test_aavmf_4011_request_is_acked_back_to_its_port():
     src, request = first("aavmf-pxe.pcap", 4011, "pxe", dhcp.DHCPREQUEST)
     decision = policy.decide(request, 4011, src, ARM, LAB)
     assert isinstance(decision, policy.Reply)
-    assert decision.event == policy.EVENT_BOOT_FILE_ACKED
+    assert decision.event == events.BOOT_FILE_ACKED
     assert decision.destination.address == src
     assert decision.packet.message_type == dhcp.DHCPACK and decision.packet.file == b"ipxe-arm64.efi"
 
 
 def test_aavmf_http_boot_gets_the_arm64_binary_url():
     src, discover = first("aavmf-httpboot.pcap", 67, "httpboot", dhcp.DHCPDISCOVER)
-    client = dhcp.classify(discover)
+    client = boot_client.classify(discover)
     assert (client.arch, client.arch_code) == ("efi-arm64", 19)
     decision = policy.decide(discover, 67, src, ARM, LAB)
     assert decision.boot_file == "http://10.77.0.1:8080/ipxe/ipxe-arm64.efi"
@@ -92,11 +92,11 @@ def test_aavmf_http_boot_gets_the_arm64_binary_url():
 @pytest.mark.parametrize("name", ["aavmf-pxe.pcap", "aavmf-httpboot.pcap"])
 def test_arm64_ipxe_gets_its_script(name):
     src, discover = first(name, 67, "ipxe", dhcp.DHCPDISCOVER)
-    client = dhcp.classify(discover)
+    client = boot_client.classify(discover)
     assert client.arch == "efi-arm64"
     decision = policy.decide(discover, 67, src, ARM, LAB)
     assert decision.boot_file == LAB.script_url(MAC)
-    assert decision.event == policy.EVENT_SCRIPT_OFFERED
+    assert decision.event == events.SCRIPT_OFFERED
 
 
 @pytest.mark.parametrize("name", ["aavmf-pxe.pcap", "aavmf-httpboot.pcap"])

@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import leases, policy
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.leases import LeaseBook
 
@@ -139,8 +139,8 @@ def firmware_requests(name):
 
 
 @pytest.mark.parametrize("name,boot_file,event", [
-    ("ovmf-pxe.pcap", b"ipxe.efi", policy.EVENT_OFFERED),
-    ("seabios-ipxe.pcap", b"http://10.77.0.1:8080/boot/%s/script.ipxe" % MAC.encode(), policy.EVENT_SCRIPT_OFFERED),
+    ("ovmf-pxe.pcap", b"ipxe.efi", events.OFFERED),
+    ("seabios-ipxe.pcap", b"http://10.77.0.1:8080/boot/%s/script.ipxe" % MAC.encode(), events.SCRIPT_OFFERED),
 ])
 def test_firmware_gets_its_address_and_its_boot_file_in_one_offer(name, boot_file, event):
     config = leases.LeaseConfig("10.77.0.1", "10.77.0.0/24", ("10.77.0.1",))
@@ -165,7 +165,7 @@ def test_ipxe_gets_its_script_with_its_address():
     ipxe = next(r for r in firmware_requests("ovmf-ipxe.pcap") if r.user_class == b"iPXE" and r.message_type == dhcp.DHCPREQUEST)
     boot_config = policy.ServerConfig("10.77.0.1", "http://10.77.0.1:8080")
     boot = policy.boot_fields(ipxe, policy.HostView(MAC), boot_config)
-    assert boot.event == policy.EVENT_SCRIPT_ACKED
+    assert boot.event == events.SCRIPT_ACKED
     config = leases.LeaseConfig("10.77.0.1", "10.77.0.0/24")
     # iPXE selects the site server's offer in the capture (option 54 10.77.0.2): here that is us.
     selecting = built(dhcp.DHCPREQUEST, requested="10.77.0.50", server="10.77.0.1", extra=[(77, b"iPXE")])

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy
 
 SERVER = "10.0.0.1"
 HTTP = "http://10.0.0.1:8080"
@@ -82,7 +82,7 @@ def test_ovmf_discover_gets_binl_style_offer():
     assert dhcp.OPT_VENDOR_SPECIFIC not in packet.options  # UEFI: no option 43, it asks on 4011
     assert packet.file == b"ipxe.efi"
     assert packet.sname == SERVER.encode()
-    assert decision.event == policy.EVENT_OFFERED
+    assert decision.event == events.OFFERED
     assert decision.boot_file == "ipxe.efi"
     assert decision.destination == policy.Destination("255.255.255.255", 68, True)
     assert decision.client.arch == "efi-x86_64"
@@ -113,7 +113,7 @@ def test_bios_discover_gets_option_43_and_undionly():
     assert packet.options[dhcp.OPT_VENDOR_SPECIFIC] == b"\x06\x01\x08\xff"
     assert packet.pxe_options == {6: b"\x08"}
     assert packet.file == b"undionly.kpxe"
-    assert decision.event == policy.EVENT_OFFERED
+    assert decision.event == events.OFFERED
 
 
 def test_arm64_discover():
@@ -131,17 +131,17 @@ def test_ipxe_gets_script_url(arch, host, expected):
     assert packet.file == b"http://10.0.0.1:8080/boot/52:54:00:12:34:01/script.ipxe"
     assert decision.boot_file == "http://10.0.0.1:8080/boot/52:54:00:12:34:01/script.ipxe"
     assert packet.options.get(dhcp.OPT_VENDOR_SPECIFIC) == expected
-    assert decision.event == policy.EVENT_SCRIPT_OFFERED
+    assert decision.event == events.SCRIPT_OFFERED
 
 
 def test_ipxe_without_option_175_is_assumed_to_speak_http():
-    assert policy.decide(ipxe(7, features=None), 67, BCAST, X86, CONFIG).event == policy.EVENT_SCRIPT_OFFERED
+    assert policy.decide(ipxe(7, features=None), 67, BCAST, X86, CONFIG).event == events.SCRIPT_OFFERED
 
 
 def test_ipxe_without_http_gets_our_ipxe_binary():
     decision = policy.decide(ipxe(0, features=(0x15, 0x21)), 67, BCAST, X86, CONFIG)
     assert decision.boot_file == "undionly.kpxe"
-    assert decision.event == policy.EVENT_OFFERED
+    assert decision.event == events.OFFERED
 
 
 def test_ipxe_of_unknown_arch_still_gets_the_script():
@@ -156,7 +156,7 @@ def test_uefi_http_boot_gets_http_url_and_httpclient(arch, host, name):
     assert_proxy_basics(packet, dhcp.DHCPOFFER, vendor=b"HTTPClient")
     assert packet.file == ("http://10.0.0.1:8080/ipxe/%s" % name).encode()
     assert dhcp.OPT_VENDOR_SPECIFIC not in packet.options
-    assert decision.event == policy.EVENT_OFFERED
+    assert decision.event == events.OFFERED
 
 
 def test_http_boot_with_snponly():
@@ -198,7 +198,7 @@ def test_ovmf_4011_request_gets_boot_file_ack():
     assert packet.file == b"ipxe.efi"
     assert packet.client_guid == GUID
     assert dhcp.OPT_VENDOR_SPECIFIC not in packet.options
-    assert decision.event == policy.EVENT_BOOT_FILE_ACKED
+    assert decision.event == events.BOOT_FILE_ACKED
     assert decision.destination == policy.Destination("10.0.0.50", 4011, False)
 
 
@@ -208,7 +208,7 @@ def test_ipxe_4011_request_from_port_68_gets_script_ack():
     packet = reply_of(decision)
     assert packet.message_type == dhcp.DHCPACK
     assert packet.file.endswith(b"/boot/52:54:00:12:34:01/script.ipxe")
-    assert decision.event == policy.EVENT_SCRIPT_ACKED
+    assert decision.event == events.SCRIPT_ACKED
     assert decision.destination.address == ("10.0.0.51", 68)
 
 
@@ -356,7 +356,7 @@ def test_missing_binary_ignored(req, host, binaries):
 
 def test_script_needs_no_binary():
     config = policy.ServerConfig(SERVER, HTTP, binaries=())
-    assert policy.decide(ipxe(7), 67, BCAST, X86, config).event == policy.EVENT_SCRIPT_OFFERED
+    assert policy.decide(ipxe(7), 67, BCAST, X86, config).event == events.SCRIPT_OFFERED
 
 
 # -- configuration and purity ----------------------------------------------------------------------
@@ -436,7 +436,7 @@ def test_captured_requests_get_a_decision(path):
             continue
         udp = frame[scapy_all.UDP]
         req = dhcp.decode(bytes(udp.payload))
-        client = dhcp.classify(req)
+        client = boot_client.classify(req)
         if client is None:
             continue
         system = policy.SYSTEM_FOR_ARCH.get(client.arch, "x86_64-linux")
@@ -504,7 +504,7 @@ def test_replay_requests_agree_with_dnsmasq(name):
     answered = 0
     for src, port, req, theirs, their_dst in _exchanges(_conversation(name)):
         ours = policy.decide(req, port, src, LAB_HOST, LAB_CONFIG)
-        client = dhcp.classify(req)
+        client = boot_client.classify(req)
         if client is None:                                            # the installer's udhcpc
             expected = policy.IGNORE_NOT_NETBOOT if req.message_type == dhcp.DHCPDISCOVER else policy.IGNORE_MESSAGE_TYPE
             assert ours.reason == expected
@@ -535,7 +535,7 @@ def test_replay_ovmf_firmware_pxe():
     assert dhcp.OPT_VENDOR_SPECIFIC not in ours.packet.options
     assert dhcp.OPT_VENDOR_SPECIFIC not in theirs.options
     assert ours.destination == policy.Destination("255.255.255.255", 68, True)
-    assert ours.event == policy.EVENT_OFFERED
+    assert ours.event == events.OFFERED
 
     src, port, req, theirs, their_dst = request_4011
     assert (src, port) == (("10.77.0.173", 4011), 4011)
@@ -544,7 +544,7 @@ def test_replay_ovmf_firmware_pxe():
     assert ours.packet.ciaddr == theirs.ciaddr == "10.77.0.173"
     assert ours.packet.file == theirs.file == b"ipxe.efi"
     assert ours.destination.address == their_dst == ("10.77.0.173", 4011)
-    assert ours.event == policy.EVENT_BOOT_FILE_ACKED
+    assert ours.event == events.BOOT_FILE_ACKED
 
 
 @pytest.mark.parametrize("name", ["ovmf-pxe.pcap", "ovmf-ipxe.pcap", "ovmf-httpboot.pcap"])
@@ -554,11 +554,11 @@ def test_replay_uefi_ipxe_gets_script(name):
             continue
         ours = policy.decide(req, port, src, LAB_HOST, LAB_CONFIG)
         assert ours.client.firmware == "ipxe" and ours.client.arch == "efi-x86_64"
-        assert dhcp.IPXE_FEATURE_HTTP in ours.client.ipxe_features
+        assert boot_client.IPXE_FEATURE_HTTP in ours.client.ipxe_features
         assert ours.packet.file == LAB_SCRIPT.encode()
         _assert_like_dnsmasq(ours, theirs)
         assert ours.destination.address == their_dst
-        assert ours.event == (policy.EVENT_SCRIPT_OFFERED if port == 67 else policy.EVENT_SCRIPT_ACKED)
+        assert ours.event == (events.SCRIPT_OFFERED if port == 67 else events.SCRIPT_ACKED)
 
 
 def test_replay_seabios_ipxe():

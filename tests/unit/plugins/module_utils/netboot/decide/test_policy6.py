@@ -15,8 +15,8 @@ import struct
 
 import pytest
 
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy, policy6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6, events
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy, policy6
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "dhcp6"
 MAC = "52:54:00:12:34:61"
@@ -78,7 +78,7 @@ def test_proxy_answers_the_firmware_solicit_without_an_address():
     assert answer.option(dhcp6.OPT_PREFERENCE) is None  # the site's address offer must still win the address
     assert answer.vendor_classes == [(343, [b"PXEClient"])]
     assert answer.boot_file_url == "tftp://[fd77::1]/ipxe.efi"
-    assert decision.destination.address == source and decision.event == policy.EVENT_OFFERED
+    assert decision.destination.address == source and decision.event == events.OFFERED
 
 
 def test_proxy_acks_edk2s_boot_server_request_on_4011():
@@ -88,7 +88,7 @@ def test_proxy_acks_edk2s_boot_server_request_on_4011():
     assert answer.msg_type == dhcp6.REPLY and answer.xid == request.xid
     assert answer.boot_file_url == "tftp://[fd77::1]/ipxe.efi"
     assert decision.destination.address == source and source[1] == 4011
-    assert decision.event == policy.EVENT_BOOT_FILE_ACKED
+    assert decision.event == events.BOOT_FILE_ACKED
     # Without the MAC learnt from its Solicit the request cannot be tied to a host.
     assert policy6.decide6(request, 4011, source, HOST, PROXY).reason == policy6.IGNORE_NO_MAC
 
@@ -114,7 +114,7 @@ def test_proxy_answers_ipxe_information_request_with_the_script():
     decision = policy6.decide6(info, 547, source, HOST, PROXY)
     answer = as_reply(decision)
     assert answer.msg_type == dhcp6.REPLY and answer.boot_file_url == SCRIPT
-    assert decision.event == policy.EVENT_SCRIPT_OFFERED
+    assert decision.event == events.SCRIPT_OFFERED
 
 
 def test_http_boot_gets_the_binary_url_and_httpclient():
@@ -178,7 +178,7 @@ def test_addresses_mode_request_renew_rebind_keep_the_same_address():
     for mtype in (dhcp6.RENEW, dhcp6.REBIND):
         options = tuple(o for o in request.options if mtype == dhcp6.RENEW or o[0] != dhcp6.OPT_SERVERID)
         decision = policy6.decide6(dhcp6.Message(mtype, 5, options), 547, source, HOST, config)
-        assert decision.event == policy6.EVENT_LEASE and decision.address == ADDRESS
+        assert decision.event == events.DHCP6_LEASE and decision.address == ADDRESS
 
 
 def test_addresses_mode_answers_release_so_edk2_lets_ipxe_take_the_nic():
@@ -265,7 +265,7 @@ def test_aavmf_solicit_gets_the_arm64_binary_over_tftp():
 
 def test_arm64_ipxe_is_left_to_the_stateful_site_or_told_its_script_when_it_asks_for_information():
     source, solicit = pick("aavmf-pxe-proxy.pcap", dhcp6.SOLICIT, ipxe=True)
-    client = dhcp6.classify(solicit, source[0])
+    client = boot_client.classify6(solicit, source[0])
     assert (client.firmware, client.arch) == ("ipxe", "efi-arm64")
     assert policy6.decide6(solicit, 547, source, ARM, PROXY).reason == policy6.IGNORE_NEEDS_ADDRESS
     info = dhcp6.Message(dhcp6.INFORMATION_REQUEST, 7, tuple(o for o in solicit.options if o[0] != dhcp6.OPT_IA_NA))

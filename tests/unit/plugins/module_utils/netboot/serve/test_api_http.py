@@ -19,16 +19,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.neighbours import Entry  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire.netlink import Route  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry  # noqa: E402
-
-MAC = "52:54:00:12:34:01"
-REPORT = json.dumps({"mac": MAC, "addresses": [{"ifname": "eth0", "mac": MAC, "address": "127.0.0.1", "prefix": 8}],
-                     "ssh_host_keys": [], "hostname": "nixos", "uptime": 1.0}).encode()
-
-
-def phone_home(token, body=REPORT, extra=""):
-    return ("POST /api/v1/phone-home HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: curl/8.7.1\r\nAccept: */*\r\n"
-            "Authorization: Bearer %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
-            % (token, extra, len(body))).encode() + body
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import MAC1 as MAC, REPORT, phone_home  # noqa: E402
 
 
 # -- on a real socket, behind http.Listeners -----------------------------------------------------

@@ -13,7 +13,7 @@ import pathlib
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import leases, policy
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.lease_plan import WantedLease, plan_addresses
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server
@@ -77,7 +77,7 @@ def test_firmware_boots_from_the_same_answer_and_port_4011_stays_the_proxys():
     offer, to = endpoint.transport.sent[0]
     assert (offer.yiaddr, offer.file, to) == ("10.77.0.173", b"ipxe.efi", ("255.255.255.255", 68))
     states = [(e["event"], e.get("boot_file")) for e in netboot.registry.snapshot()["hosts"][0]["events"]]
-    assert states == [(leases.OFFER, None), (policy.EVENT_OFFERED, "ipxe.efi")]
+    assert states == [(leases.OFFER, None), (events.OFFERED, "ipxe.efi")]
     request_4011, source, port = exchange[2]
     assert port == dhcp.PXE_PORT
     binl = Endpoint(port)

@@ -12,10 +12,9 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.state import 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import AlreadyFinished, ReportInvalid, TokenMissing, TokenRejected
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.api import status_of
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import KEY, MAC1, report
 
-MAC1 = "52:54:00:12:34:01"
 MAC2 = "52:54:00:12:34:02"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAwq+EfnD2DZmIrGP9ja8hP2GBrvXDwB95xkcbYRkgxX"
 
 
 class Clock:
@@ -38,18 +37,6 @@ def registry():
     hosts = [*hosts_from_option([{"name": "node1", "mac": "52-54-00-12-34-01"}]),
              *hosts_from_option([{"name": "arm1", "mac": "5254.0012.3402", "arch": "aarch64-linux"}])]
     return Registry(hosts, clock=Clock(), token_factory=tokens())
-
-
-def report(mac=MAC1, **extra):
-    body = {
-        "mac": mac,
-        "addresses": [{"ifname": "eth0", "mac": mac, "address": "192.0.2.10", "prefix": 24}],
-        "ssh_host_keys": [KEY + " root@nixos"],
-        "hostname": "nixos",
-        "uptime": 12.5,
-    }
-    body.update(extra)
-    return body
 
 
 def test_build_from_hosts(registry):

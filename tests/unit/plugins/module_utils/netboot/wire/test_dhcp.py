@@ -1,49 +1,24 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of the BOOTP/DHCPv4 codec and client classification (no sockets)."""
+"""Unit tests of the BOOTP/DHCPv4 codec (no sockets); the classification is decide/test_boot_client.py."""
 
 from __future__ import annotations
 
 import pathlib
 import socket
-import struct
 
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client, policy
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.dhcp_samples import GUID, MAC, MAC_BYTES, OVMF_VENDOR, ovmf_discover, raw_request
 
 try:
     from hypothesis import HealthCheck, given, settings, strategies as st
 except ImportError:  # pragma: no cover - hypothesis is a test-only dependency
     given = None
 
-MAC = "52:54:00:12:34:01"
-MAC_BYTES = bytes.fromhex(MAC.replace(":", ""))
-GUID = b"\x00" + bytes(range(0x10, 0x20))
-OVMF_VENDOR = b"PXEClient:Arch:00007:UNDI:003000"
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
-
-
-def raw_request(options=(), *, op=1, htype=1, hlen=6, chaddr=MAC_BYTES, xid=0xDEADBEEF, secs=4, flags=0,
-                ciaddr="0.0.0.0", yiaddr="0.0.0.0", siaddr="0.0.0.0", giaddr="0.0.0.0",
-                sname=b"", file=b"", cookie=b"\x63\x82\x53\x63", end=True, raw_options=None):
-    """Build wire bytes by hand, independently of the module under test."""
-    head = struct.pack(
-        "!BBBBIHH4s4s4s4s16s64s128s4s", op, htype, hlen, 0, xid, secs, flags,
-        socket.inet_aton(ciaddr), socket.inet_aton(yiaddr), socket.inet_aton(siaddr), socket.inet_aton(giaddr),
-        chaddr, sname, file, cookie,
-    )
-    if raw_options is not None:
-        return head + raw_options
-    body = b"".join(bytes((code, len(value))) + value for code, value in options)
-    return head + body + (b"\xff" if end else b"")
-
-
-def ovmf_discover(**kw):
-    options = [(53, b"\x01"), (57, b"\x05\xc0"), (93, b"\x00\x07"), (94, b"\x01\x03\x00"),
-               (60, OVMF_VENDOR), (97, GUID)]
-    return raw_request(options, **kw)
 
 
 # -- decode: header and options -------------------------------------------------
@@ -281,127 +256,6 @@ def test_encode_rejects_reserved_option_codes(code):
         dhcp.encode(dhcp.DhcpPacket(op=2, xid=1, chaddr=MAC_BYTES, options={code: b"x"}))
 
 
-# -- classification ------------------------------------------------------------------
-
-@pytest.mark.parametrize("code, arch, firmware", [
-    (0, "bios", "pxe"),
-    (6, "efi-ia32", "pxe"),
-    (7, "efi-x86_64", "pxe"),
-    (9, "efi-x86_64", "pxe"),
-    (10, "efi-arm32", "pxe"),
-    (11, "efi-arm64", "pxe"),
-    (15, "efi-ia32", "httpboot"),
-    (16, "efi-x86_64", "httpboot"),
-    (18, "efi-arm32", "httpboot"),
-    (19, "efi-arm64", "httpboot"),
-    (1, "unknown", "pxe"),
-    (2, "unknown", "pxe"),
-    (41, "unknown", "pxe"),
-    (0xFFFF, "unknown", "pxe"),
-])
-def test_classify_architectures(code, arch, firmware):
-    vendor = b"PXEClient:Arch:%05d:UNDI:003000" % code
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (93, struct.pack("!H", code)), (60, vendor)])))
-    assert client.arch == arch
-    assert client.arch_code == code
-    assert client.firmware == firmware
-    assert client.mac == MAC
-
-
-def test_classify_ovmf():
-    client = dhcp.classify(dhcp.decode(ovmf_discover()))
-    assert client == dhcp.BootClient(mac=MAC, arch="efi-x86_64", arch_code=7, firmware="pxe", guid=GUID)
-    assert client.vendor_class == "PXEClient"
-    assert client.ipxe_can_http
-
-
-def test_classify_arch_from_vendor_class_when_93_missing_or_bad():
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (60, b"PXEClient:Arch:00011:UNDI:003016")])))
-    assert (client.arch, client.arch_code) == ("efi-arm64", 11)
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (93, b"\x00"), (60, b"PXEClient:Arch:00000:UNDI:002001")])))
-    assert (client.arch, client.arch_code) == ("bios", 0)
-
-
-def test_classify_arch_unknown_without_any_hint():
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (60, b"PXEClient")])))
-    assert (client.arch, client.arch_code) == ("unknown", None)
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (60, b"PXEClient:Arch:xyz")])))
-    assert client.arch_code is None
-
-
-@pytest.mark.parametrize("user_class", [b"iPXE", b"\x04iPXE", b"\x03foo\x04iPXE"])
-def test_classify_ipxe_user_class(user_class):
-    data = raw_request([(53, b"\x01"), (93, b"\x00\x00"), (60, b"PXEClient:Arch:00000:UNDI:002001"), (77, user_class)])
-    client = dhcp.classify(dhcp.decode(data))
-    assert client.firmware == "ipxe"
-    assert client.arch == "bios"
-    assert client.vendor_class == "PXEClient"
-
-
-def test_classify_ipxe_without_vendor_class():
-    client = dhcp.classify(dhcp.decode(raw_request([(53, b"\x01"), (77, b"iPXE")])))
-    assert client.firmware == "ipxe"
-    assert client.arch == "unknown"
-
-
-def test_classify_ipxe_features_from_option_175():
-    encap = dhcp.encode_suboptions([(0xB1, b"\x01\x00\x03\x00"), (0x13, b"\x01"), (0x15, b"\x01"), (0xEB, b"\x01\x00\x00")])
-    data = raw_request([(53, b"\x01"), (93, b"\x00\x07"), (60, OVMF_VENDOR), (77, b"iPXE"), (175, encap)])
-    client = dhcp.classify(dhcp.decode(data))
-    assert client.ipxe_features == frozenset({0x13, 0x15})
-    assert client.ipxe_can_http
-
-
-def test_classify_ipxe_without_http_feature():
-    encap = dhcp.encode_suboptions([(0x15, b"\x01"), (0x21, b"\x01")])
-    data = raw_request([(53, b"\x01"), (93, b"\x00\x00"), (60, b"PXEClient"), (77, b"iPXE"), (175, encap)])
-    client = dhcp.classify(dhcp.decode(data))
-    assert not client.ipxe_can_http
-
-
-def test_classify_malformed_175_means_no_features():
-    data = raw_request([(53, b"\x01"), (60, b"PXEClient"), (77, b"iPXE"), (175, b"\x13\x05\x01")])
-    client = dhcp.classify(dhcp.decode(data))
-    assert client.ipxe_features == frozenset()
-    assert client.ipxe_can_http
-
-
-def test_classify_http_client():
-    data = raw_request([(53, b"\x01"), (93, b"\x00\x10"), (60, b"HTTPClient:Arch:00016:UNDI:003000")])
-    client = dhcp.classify(dhcp.decode(data))
-    assert (client.arch, client.firmware, client.vendor_class) == ("efi-x86_64", "httpboot", "HTTPClient")
-
-
-@pytest.mark.parametrize("guid", [None, b"", GUID, b"\x01\x02\x03"])
-def test_classify_guid_kept_as_received(guid):
-    options = [(53, b"\x01"), (60, OVMF_VENDOR)]
-    if guid is not None:
-        options.append((97, guid))
-    assert dhcp.classify(dhcp.decode(raw_request(options))).guid == guid
-
-
-def test_classify_boot_item_from_option_43():
-    data = raw_request([(53, b"\x03"), (93, b"\x00\x00"), (60, b"PXEClient:Arch:00000:UNDI:002001"),
-                        (43, b"\x47\x04\x80\x00\x00\x00\xff")])
-    assert dhcp.classify(dhcp.decode(data)).boot_item == b"\x80\x00\x00\x00"
-    data = raw_request([(53, b"\x03"), (60, b"PXEClient"), (43, b"\x47\x09\x00")])
-    assert dhcp.classify(dhcp.decode(data)).boot_item is None
-
-
-@pytest.mark.parametrize("options, kw", [
-    ([(53, b"\x01")], {}),                                                # plain DHCP client
-    ([(53, b"\x01"), (60, b"MSFT 5.0")], {}),                             # Windows
-    ([(53, b"\x01"), (60, b"udhcp 1.36.1")], {}),                         # busybox (the installer)
-    ([(53, b"\x01"), (93, b"\x00\x07")], {}),                             # arch alone is not enough
-    ([(53, b"\x02"), (60, b"PXEClient")], {"op": 2}),                    # a reply (another proxy)
-    ([(53, b"\x01"), (60, b"PXEClient")], {"htype": 32, "hlen": 0}),     # no Ethernet address
-])
-def test_classify_not_netboot(options, kw):
-    assert dhcp.classify(dhcp.decode(raw_request(options, **kw))) is None
-
-
-# -- cross-checks with scapy ----------------------------------------------------------
-
 @pytest.fixture(scope="module")
 def scapy_dhcp():
     return pytest.importorskip("scapy.layers.dhcp")
@@ -426,7 +280,7 @@ def test_scapy_built_discover_decodes(scapy_dhcp):
     assert packet.parameter_request_list == bytes([1, 3, 6, 43, 60, 66, 67, 97])
     assert packet.client_arches == (7,)
     assert packet.client_guid == GUID
-    client = dhcp.classify(packet)
+    client = boot_client.classify(packet)
     assert (client.arch, client.firmware) == ("efi-x86_64", "ipxe")
 
 
@@ -492,7 +346,7 @@ def test_captured_packets_decode(path):
         assert packet.mac is not None
         assert dhcp.decode(dhcp.encode(packet)).options == packet.options
         if packet.op == dhcp.BOOTREQUEST and (packet.vendor_class or b"").startswith((b"PXEClient", b"HTTPClient")):
-            client = dhcp.classify(packet)
+            client = boot_client.classify(packet)
             assert client is not None and client.mac == packet.mac
             assert client.guid == packet.client_guid
 
@@ -510,7 +364,7 @@ def _decode_or_malformed(data):
                  "max_message_size", "parameter_request_list", "vendor_class", "user_class",
                  "client_arches", "client_guid", "boot_file_name", "pxe_options", "ipxe_options"):
         getattr(packet, name)
-    client = dhcp.classify(packet)
+    client = boot_client.classify(packet)
     config = policy.ServerConfig("10.0.0.1", "http://10.0.0.1:8080")
     host = policy.HostView(client.mac if client else MAC)
     for port in (67, 4011):

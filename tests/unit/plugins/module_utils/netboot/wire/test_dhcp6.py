@@ -1,6 +1,6 @@
 # Copyright (c) nixie.metal contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The DHCPv6 codec and client classification, on packets OVMF and iPXE really sent (no sockets).
+"""The DHCPv6 codec, on packets OVMF and iPXE really sent (no sockets).
 
 fixtures/dhcp6/*.pcap: OVMF (EDK2 2022.11) PXE over IPv6 and the iPXE it
 loaded, on an IPv6-only lab segment (see fixtures/arm64-ipv6.md).
@@ -8,32 +8,15 @@ loaded, on an IPv6-only lab segment (see fixtures/arm64-ipv6.md).
 
 from __future__ import annotations
 
-import pathlib
 import struct
 
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp6
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import boot_client
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.dhcp_samples import MAC6 as MAC, frames
 
-FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "dhcp6"
-MAC = "52:54:00:12:34:61"
 CAPTURES = ("ovmf-pxe-proxy.pcap", "ovmf-pxe-addresses.pcap")
-
-
-def frames(name):
-    """(source address, source port, destination port, UDP payload) of every DHCPv6 datagram of a capture."""
-    scapy_all = pytest.importorskip("scapy.all")
-    out = []
-    for frame in scapy_all.rdpcap(str(FIXTURES / name)):
-        if scapy_all.IPv6 in frame and scapy_all.UDP in frame:
-            udp = frame[scapy_all.UDP]
-            if {udp.sport, udp.dport} & {546, 547, 4011}:
-                out.append((frame[scapy_all.IPv6].src, udp.sport, udp.dport, bytes(udp.payload)))
-    return out
-
-
-def client_messages(name):
-    return [(src, dport, dhcp6.decode(payload)) for src, dummy, dport, payload in frames(name) if dport in (547, 4011)]
 
 
 @pytest.mark.parametrize("name", CAPTURES)
@@ -44,40 +27,6 @@ def test_every_captured_message_round_trips(name):
         assert dhcp6.encode(message) == payload
         seen += 1
     assert seen >= 8
-
-
-def test_ovmf_pxe_solicit_is_a_uefi_x86_64_pxe_client():
-    solicits = [(src, m) for src, port, m in client_messages("ovmf-pxe-proxy.pcap")
-                if m.msg_type == dhcp6.SOLICIT and m.vendor_classes and not m.user_classes]
-    src, solicit = solicits[0]
-    client = dhcp6.classify(solicit, src)
-    assert (client.mac, client.mac_source, client.arch, client.arch_code, client.firmware, client.enterprise) == (
-        MAC, "eui64", "efi-x86_64", 7, "pxe", dhcp6.ENTERPRISE_PXE)
-    assert solicit.vendor_classes == [(343, [b"PXEClient:Arch:00007:UNDI:003000"])]
-    assert set(solicit.requested_options) >= {dhcp6.OPT_BOOTFILE_URL, dhcp6.OPT_VENDOR_CLASS}
-    assert struct.unpack("!H", solicit.client_id[:2])[0] == dhcp6.DUID_UUID  # no MAC in the DUID
-
-
-def test_the_firmware_ip_stack_own_solicit_is_not_a_netboot_client():
-    plain = [(src, m) for src, port, m in client_messages("ovmf-pxe-proxy.pcap")
-             if m.msg_type == dhcp6.SOLICIT and not m.vendor_classes]
-    assert plain
-    assert all(dhcp6.classify(m, src) is None for src, m in plain)
-
-
-def test_ipxe_solicit_says_ipxe_and_its_architecture():
-    src, dummy, solicit = next(x for x in client_messages("ovmf-pxe-proxy.pcap") if x[2].user_classes)
-    assert solicit.user_classes == [b"iPXE"]
-    client = dhcp6.classify(solicit, src)
-    assert (client.firmware, client.arch, client.mac) == ("ipxe", "efi-x86_64", MAC)
-
-
-def test_the_4011_request_needs_the_mac_learnt_from_the_solicit():
-    src, port, request = next(x for x in client_messages("ovmf-pxe-proxy.pcap") if x[1] == 4011)
-    assert not src.startswith("fe80:") and request.msg_type == dhcp6.REQUEST
-    assert dhcp6.classify(request, src) is None
-    client = dhcp6.classify(request, src, {request.client_id: MAC})
-    assert (client.mac, client.mac_source, client.firmware) == (MAC, "learnt", "pxe")
 
 
 @pytest.mark.parametrize("address, mac", [
@@ -121,7 +70,7 @@ def test_relay_messages_are_decoded_but_never_classified():
     relay = bytes((dhcp6.RELAY_FORW, 0)) + bytes(16) + bytes(15) + b"\x01" + struct.pack("!HH", 9, len(inner)) + inner
     message = dhcp6.decode(relay)
     assert message.relay == (0, "::", "::1") and message.option(dhcp6.OPT_RELAY_MSG) == inner
-    assert dhcp6.classify(message, "fe80::5054:ff:fe12:3461") is None
+    assert boot_client.classify6(message, "fe80::5054:ff:fe12:3461") is None
     with pytest.raises(ValueError):
         dhcp6.encode(message)
 

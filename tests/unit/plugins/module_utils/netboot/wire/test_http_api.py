@@ -10,16 +10,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import api as agent_api
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import http_api
-
-MAC = "52:54:00:12:34:01"
-REPORT = json.dumps({"mac": MAC, "addresses": [{"ifname": "eth0", "mac": MAC, "address": "127.0.0.1", "prefix": 8}],
-                     "ssh_host_keys": [], "hostname": "nixos", "uptime": 1.0}).encode()
-
-
-def phone_home(token, body=REPORT, extra=""):
-    return ("POST /api/v1/phone-home HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: curl/8.7.1\r\nAccept: */*\r\n"
-            "Authorization: Bearer %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
-            % (token, extra, len(body))).encode() + body
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.netboot.agent_samples import REPORT, phone_home
 
 
 # -- which requests the reader takes (pure) ----------------------------------------------------
