@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 from collections.abc import Iterable, Sequence
 
 __all__ = ("WantedLease", "AddressPlan", "LeasePlanError", "parse_range", "plan_addresses")
@@ -50,7 +51,7 @@ class AddressPlan:
 
 def parse_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
     """``10.0.0.100-10.0.0.150`` (or one address) as its first and last address; ValueError if not."""
-    first, _, last = str(text).partition("-")
+    first, dummy, last = str(text).partition("-")
     low = ipaddress.IPv4Address(first.strip())
     high = ipaddress.IPv4Address(last.strip()) if last else low
     if high < low:
@@ -86,7 +87,7 @@ def plan_addresses(hosts: Sequence[WantedLease], network: str, reserved: Iterabl
         else:
             owner[address] = host.name
             reservations[host.mac] = str(address)
-    free = (a for _, low, high in spans for a in _addresses(low, high) if a not in owner and a not in taken and a not in edges)
+    free = (a for dummy, low, high in spans for a in _addresses(low, high) if a not in owner and a not in taken and a not in edges)
     waiting = [host for host in hosts if host.ip is None]
     for host in waiting:
         address = next(free, None)
@@ -102,7 +103,7 @@ def plan_addresses(hosts: Sequence[WantedLease], network: str, reserved: Iterabl
                         % (", ".join(unplaced), len(unplaced)))
     if problems:
         raise LeasePlanError(problems)
-    spare = tuple(str(a) for _, a in zip(range(_MAX_SPARES), free))
+    spare = tuple(str(a) for a in itertools.islice(free, _MAX_SPARES))
     return AddressPlan(reservations, spare)
 
 

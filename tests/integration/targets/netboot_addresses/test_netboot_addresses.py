@@ -41,13 +41,13 @@ RANGE = "10.77.0.100-10.77.0.109"
 UDHCPC_SCRIPT = "#!/bin/sh\n[ \"$1\" = bound ] || [ \"$1\" = renew ] || exit 0\necho \"$1 $ip $mask $router $dns\" >> \"$0.log\"\n"
 
 
-def start(lab, hosts=HOSTS, **options):
+def start(lab, hosts=None, **options):
     """ansible-playbook serve.yml in the lab namespace; returns (process, result file) once /health answers,
     or once the play ended (a refusal)."""
     work = lab.workdir
     for name in ("kernel", "initrd"):
         (work / name).write_bytes(b"netboot_addresses stand-in %s\n" % name.encode())
-    (work / "hosts.json").write_text(json.dumps(hosts), encoding="utf-8")
+    (work / "hosts.json").write_text(json.dumps(HOSTS if hosts is None else hosts), encoding="utf-8")
     variables = {"hosts_file": str(work / "hosts.json"), "kernel": str(work / "kernel"), "initrd": str(work / "initrd"),
                  "interface": lab.bridge, "run_dir": str(work / "run"), "result_file": str(work / "result.json"),
                  "ansible_python_interpreter": sys.executable, "dhcp_ranges": [RANGE], "dhcp_routers": ["10.77.0.1"]}

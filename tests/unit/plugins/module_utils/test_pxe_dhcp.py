@@ -89,7 +89,7 @@ def test_bad_input_names_the_host_and_field(site, hosts, extra, message):
 
 
 def test_an_ipv6_only_run_cannot_give_ipv4_addresses(site):
-    links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [{"family": "inet6", "local": "fd00:1::1", "prefixlen": 64,
-                                                                 "scope": "global"}]}]
+    address6 = {"family": "inet6", "local": "fd00:1::1", "prefixlen": 64, "scope": "global"}
+    links = [{"ifname": "eth0", "flags": ["UP"], "addr_info": [address6]}]
     with pytest.raises(ControlError, match="dhcp=addresses needs an IPv4 address on the serving interface"):
         plan(params(site, HOSTS), links=links)

@@ -43,7 +43,7 @@ def exchanges(path):
     """(request, dnsmasq's answer or None, its destination address) for each client request."""
     frames = conversation(path)
     out = []
-    for index, (_, packet) in enumerate(frames):
+    for index, (dummy, packet) in enumerate(frames):
         if packet.op != dhcp.BOOTREQUEST:
             continue
         reply = None
@@ -135,7 +135,7 @@ def test_a_stranger_gets_nothing():
 # -- the firmware, in the same answer as its address -------------------------------------------------
 
 def firmware_requests(name):
-    return [request for request, _, _ in exchanges(FIXTURES / name) if request.op == dhcp.BOOTREQUEST]
+    return [exchange[0] for exchange in exchanges(FIXTURES / name) if exchange[0].op == dhcp.BOOTREQUEST]
 
 
 @pytest.mark.parametrize("name,boot_file,event", [

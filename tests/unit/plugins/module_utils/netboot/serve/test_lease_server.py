@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import dhcp, events
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import leases, policy
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import leases
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.lease_plan import WantedLease, plan_addresses
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_server import AddressMode
@@ -58,7 +58,7 @@ def netboot_server(server_ip, network, host_ip):
 def test_the_installers_client_gets_the_hosts_address_and_it_is_on_the_timeline():
     netboot = netboot_server("10.99.0.1", "10.99.0.0/24", "10.99.0.50")
     endpoint = Endpoint(dhcp.SERVER_PORT)
-    for packet, source, _ in requests("leases/udhcpc.pcap")[:2]:  # DISCOVER, REQUEST
+    for packet, source, dummy in requests("leases/udhcpc.pcap")[:2]:  # DISCOVER, REQUEST
         netboot.on_dhcp_request(endpoint, packet, source)
     assert [(p.message_type, p.yiaddr, to) for p, to in endpoint.transport.sent] == [
         (dhcp.DHCPOFFER, "10.99.0.50", ("255.255.255.255", 68)), (dhcp.DHCPACK, "10.99.0.50", ("255.255.255.255", 68))]
@@ -88,7 +88,7 @@ def test_firmware_boots_from_the_same_answer_and_port_4011_stays_the_proxys():
 
 def test_a_stranger_gets_nothing_and_is_counted():
     netboot = netboot_server("10.99.0.1", "10.99.0.0/24", "10.99.0.50")
-    packet, source, _ = requests("leases/udhcpc.pcap")[0]
+    packet, source, dummy = requests("leases/udhcpc.pcap")[0]
     stranger = dhcp.decode(dhcp.encode(packet).replace(bytes.fromhex("525400123401"), bytes.fromhex("525400999999"), 1))
     endpoint = Endpoint(dhcp.SERVER_PORT)
     netboot.on_dhcp_request(endpoint, stranger, source)
