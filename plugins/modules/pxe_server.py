@@ -13,7 +13,8 @@ description:
     Meant to be started with C(async) and C(poll=0) so the play goes on while it serves.
   - ProxyDHCP on UDP 67 and 4011 beside the site's own DHCP server, which keeps handing out addresses
     (or, with O(dhcp=addresses), the inventory's own DHCP server on a segment without one); TFTP on UDP 69
-    for the iPXE binaries; HTTP for the per-machine iPXE script, the kernel and initrd, iPXE over HTTP for UEFI HTTP boot, and the API the installer's agent phones home to.
+    for the iPXE binaries; HTTP for the per-machine iPXE script, the kernel and initrd, iPXE over HTTP
+    for UEFI HTTP boot, and the API the installer's agent phones home to.
   - Only machines listed in O(hosts_file) or O(hosts) get an answer; every other request is ignored
     and counted. Once a machine has phoned home it gets no more offers, so after installation it boots
     from its disk even when its firmware tries the network first.
