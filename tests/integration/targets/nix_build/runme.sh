@@ -21,4 +21,4 @@ if ! command -v nix >/dev/null || ! command -v nix-instantiate >/dev/null; then
 fi
 
 cd "$here"
-exec "${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}" -m pytest -q -p no:cacheprovider test_nix_build.py test_nix_files.py test_flakes.py "$@"
+exec "${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}" -m pytest -q -p no:cacheprovider --durations=0 -n 2 test_nix_build.py test_nix_files.py test_flakes.py "$@"

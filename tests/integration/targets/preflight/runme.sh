@@ -9,4 +9,4 @@ set -eux
 cd "$(dirname "$0")"
 collections_root=${ANSIBLE_COLLECTIONS_PATH%%:*}
 export NIXIE_COLLECTION=$collections_root/ansible_collections/nixie/metal
-python -m pytest -q -p no:cacheprovider test_preflight_lab.py "$@"
+python -m pytest -q -p no:cacheprovider --durations=0 -n 2 test_preflight_lab.py "$@"

@@ -201,10 +201,40 @@ play() {
     "$python" -c 'import json, sys; v = json.loads(sys.argv[1]); v["case_outcome_file"] = sys.argv[2]; print(json.dumps(v))' \
         "$vars" "$work/$name.outcome" > "$work/$name.vars.json"
     echo "=== case $name"
+    local started=$EPOCHREALTIME
     "${play_prefix[@]}" ip netns exec "$ctl" ansible-playbook -i "$work/inventory.yml" -e "ansible_python_interpreter=$python" \
         -e "@$work/$name.vars.json" "$@" "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
+    # The time per case goes to CI's log: the target is the suite's longest.
+    echo "=== case $name: $("$python" -c 'import sys; print("%.1f s" % (float(sys.argv[2]) - float(sys.argv[1])))' "$started" "$EPOCHREALTIME")"
 }
-check() { "$python" "$here/check_case.py" "$@" || { cat "$work/$1.log" 2>/dev/null; exit 1; }; }
+# play_batch NAME CASE VARS_JSON [CASE VARS_JSON...]: runs case.yml once for several cases that need no stand-in run
+# and no environment of their own, so that ansible-playbook starts once for them all. Each case is a host of its own,
+# target1-CASE: the same machine as target1, the case's variables as host variables, its own outcome file (checked on
+# its own, as play's). One host at a time (forks 1): the cases' nix calls share a private store without a daemon, and
+# two nix 2.8 processes adding the same source to it race on its lock.
+play_batch() {
+    local name=$1 index; shift
+    local -a cases=()
+    for ((index = 1; index <= $#; index += 2)); do cases+=("${!index}"); done
+    rm -f "$standin_log"
+    for case_name in "${cases[@]}"; do rm -f "$work/$case_name.outcome"; ln -sfn "$name.log" "$work/$case_name.log"; done
+    "$python" - "$work" "$@" > "$work/$name.inventory.yml" <<'PY'
+import json, sys
+import yaml
+work, pairs = sys.argv[1], sys.argv[2:]
+with open(work + "/inventory.yml", encoding="utf-8") as handle:
+    machine = yaml.safe_load(handle)["nixie"]["hosts"]["target1"]
+hosts = {"target1-" + case: dict(machine, **json.loads(given), case_outcome_file="%s/%s.outcome" % (work, case))
+         for case, given in zip(pairs[0::2], pairs[1::2])}
+json.dump({"nixie": {"hosts": hosts}}, sys.stdout)
+PY
+    echo "=== cases $name: ${cases[*]}"
+    local started=$EPOCHREALTIME
+    ANSIBLE_FORKS=1 ip netns exec "$ctl" ansible-playbook -i "$work/$name.inventory.yml" -e "ansible_python_interpreter=$python" \
+        "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
+    echo "=== cases $name: $("$python" -c 'import sys; print("%.1f s" % (float(sys.argv[2]) - float(sys.argv[1])))' "$started" "$EPOCHREALTIME")"
+}
+check() { "$python" "$here/check_case.py" "$@" || { cat "${1%.outcome}.log" 2>/dev/null; exit 1; }; }
 # -r: the target's root too; entering a mount namespace alone resets it to the namespace's, which is not this one when
 # the test runs in a chroot (a container build, the fresh-machine check).
 target_file() { nsenter -t "$(cat "$work/sshd.pid")" -m -r "$@"; }
@@ -246,6 +276,7 @@ full_argv=$("$python" -c 'import json, sys; w, disko, system = sys.argv[1:]; pri
     "--disk-encryption-keys", w + "/remote/a.key", w + "/keys/a.key", "--disk-encryption-keys", w + "/remote/z.key", w + "/keys/b.key",
     "--copy-host-keys", "--ssh-option", "ServerAliveInterval=5", "--no-substitute-on-destination"]))' "$work" "$built_disko" "$built_system")
 connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
+echo "=== set-up: ${SECONDS} s"
 play check_mode "$full_vars" --check
 check "$work/check_mode.outcome" ok --argv "$full_argv" --standin-runs 0
 grep -q "Would run, for target1: timeout --kill-after=30 3600 $work/bin/nixos-anywhere --store-paths $built_disko $built_system" "$work/check_mode.log"
@@ -301,10 +332,6 @@ check "$work/ipv6_agent.outcome" ok --argv "$v6_argv" --standin-runs 1
 grep -q "Accepted publickey for root from fd00:1::1" "$work/sshd.log"
 kill "$agent_pid"; agent_pid=
 unset NIXOS_ANYWHERE_STANDIN_EXPECT
-
-# --- the target offers another host key than the installer reported: nothing is sent, the stand-in never runs.
-play mismatch "$(with '{"nixos_anywhere_expected_host_keys": ["'"$other_key"'"]}')"
-check "$work/mismatch.outcome" failed "Host key mismatch" "$host_fp" "$other_fp" "Nothing was sent" --standin-runs 0
 
 # --- the key changes between the role's check and nixos-anywhere's connections: the pinned ssh refuses.
 rm -rf "${work:?}/mnt"
@@ -419,51 +446,71 @@ print(int(h) * 3600 + int(m) * 60 + float(s))' "$work/timeout.outcome")
 "$python" -c 'import sys; sys.exit(not 4 <= float(sys.argv[1]) < 30)' "$elapsed" || { echo "the timed-out run took $elapsed s" >&2; exit 1; }
 if pgrep -f "$work/bin/nixos-anywhere" > /dev/null; then echo "the hung stand-in survived" >&2; exit 1; fi
 
-# --- the executable is missing: said before anything is contacted.
+# --- Refusals before anything is contacted: no SSH connection reaches the target, the stand-in never runs. One
+# run of the play (play_batch), each case a host of its own with its own variables and its own checks.
+# The executable is missing; wrong arguments; the disks of a flake without disko; a flake that cannot build the
+# system (nix's error), an override of an input the flake does not have; arguments that do not fit the build on
+# the controller, an override nixos-anywhere --flake cannot apply; nixos-anywhere 1.6.0, whose version is read from
+# the store path of its package and which has no --build-on (the build on the controller passes it as local);
+# options the phases would ignore, a disk key path the target's shell would split, an SSH option NIX_SSHOPTS would
+# split (refused together); an encrypted -i key; hosts.json's "system" naming another system than the flake builds.
+ssh-keygen -q -t ed25519 -N 'secret' -C encrypted -f "$work/encrypted_ed25519"
 connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
-play missing "$(with '{"nixos_anywhere_executable": "/nonexistent/nixos-anywhere"}')"
+play_batch refusals \
+    missing "$(with '{"nixos_anywhere_executable": "/nonexistent/nixos-anywhere"}')" \
+    bad_phase "$(with '{"nixos_anywhere_phases": "disko,instal"}')" \
+    disk_eval_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko", "nixos_anywhere_build": "flake"}')" \
+    build_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko"}')" \
+    override_typo "$(with '{"nixos_anywhere_override_inputs": {"nixpgks": "path:'"$work"'/nixpkgs-b"}}')" \
+    build_refusals "$(with '{"nixos_anywhere_build_on": "remote", "nixos_anywhere_extra_args": ["--disko-mode", "mount"]}')" \
+    flake_override "$(with '{"nixos_anywhere_build": "flake", "nixos_anywhere_override_inputs": {"nixpkgs": "path:/x"}}')" \
+    too_old "$(with '{"nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.6.0)"'/bin/nixos-anywhere"}')" \
+    ignored_options "$(with '{"nixos_anywhere_phases": "install,reboot",
+        "nixos_anywhere_disk_encryption_keys": {"/tmp/my key": "'"$work"'/keys/a.key"},
+        "nixos_anywhere_ssh_options": ["ProxyCommand=ssh -W %h:%p bastion"]}')" \
+    extra_files_ignored "$(with '{"nixos_anywhere_phases": "disko", "nixos_anywhere_extra_files": "'"$work"'/extra",
+        "nixos_anywhere_copy_host_keys": true}')" \
+    encrypted_key "$(with '{"nixos_anywhere_ssh_key": "'"$work"'/encrypted_ed25519"}')" \
+    expected_mismatch "$(with '{"nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
 check "$work/missing.outcome" failed "/nonexistent/nixos-anywhere not found on the controller" "Install nixos-anywhere" --standin-runs 0
-[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ]
-
-# --- wrong arguments.
-play bad_phase "$(with '{"nixos_anywhere_phases": "disko,instal"}')"
-check "$work/bad_phase.outcome" failed "Invalid arguments for target1: nixos_anywhere_phases must name some of kexec, disko, install, reboot: disko,instal." --standin-runs 0
-
-# --- the disk guard: the disks the flake's disko configuration names (evaluated by nix, as in every case
-# above) are looked for on the machine over the pinned SSH. A missing one stops the host before nixos-anywhere
-# runs, naming the path and what /dev/disk/by-id holds there.
-play disk_missing "$(with '{"nixos_anywhere_disks": ["/run/nixie-test-disk", "/dev/disk/by-id/nvme-nixie-absent"]}')"
-check "$work/disk_missing.outcome" failed "target1 (198.51.100.2) has no block device /dev/disk/by-id/nvme-nixie-absent" \
-    "/dev/disk/by-id there holds:" "nothing was partitioned" --standin-runs 0
-play disk_eval_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko", "nixos_anywhere_build": "flake"}')"
+check "$work/bad_phase.outcome" failed \
+    "Invalid arguments for target1-bad_phase: nixos_anywhere_phases must name some of kexec, disko, install, reboot: disko,instal." \
+    --standin-runs 0
 check "$work/disk_eval_fails.outcome" failed "Could not evaluate the disks of $work/flake-without-disko#target1" \
     "nix eval of $work/flake-without-disko#nixosConfigurations.target1.config.disko.devices.disk failed" \
     "nixie_disks" --standin-runs 0
-
-# --- the build on the controller: a flake that cannot build the system stops the host before anything is
-# contacted, with nix's error; so does an override of an input the flake does not have.
-connections_before=$(grep -c "Connection from" "$work/sshd.log" || true)
-play build_fails "$(with '{"nixos_anywhere_flake": "'"$work"'/flake-without-disko"}')"
 check "$work/build_fails.outcome" failed "Could not build the system and the disko script of $work/flake-without-disko#target1 on the controller" \
     "does not provide attribute" "Nothing was contacted" --standin-runs 0
-play override_typo "$(with '{"nixos_anywhere_override_inputs": {"nixpgks": "path:'"$work"'/nixpkgs-b"}}')"
 check "$work/override_typo.outcome" failed "override_inputs names nixpgks, which the flake has no input of" --standin-runs 0
-[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ]
-
-# --- arguments that do not fit the build on the controller, or an override nixos-anywhere --flake cannot apply.
-play build_refusals "$(with '{"nixos_anywhere_build_on": "remote", "nixos_anywhere_extra_args": ["--disko-mode", "mount"]}')"
 check "$work/build_refusals.outcome" failed "nixos_anywhere_build_on is only for nixos_anywhere_build flake" \
     "holds --disko-mode, which does not fit nixos_anywhere_build controller" --standin-runs 0
-play flake_override "$(with '{"nixos_anywhere_build": "flake", "nixos_anywhere_override_inputs": {"nixpkgs": "path:/x"}}')"
 check "$work/flake_override.outcome" failed "nixos_anywhere_override_inputs cannot be applied with nixos_anywhere_build flake" \
     --standin-runs 0
-
-# --- the version of nixos-anywhere, read from the store path of its package: 1.6.0 has no --build-on (which the
-# build on the controller passes as local).
-play too_old "$(with '{"nixos_anywhere_executable": "'"$(ls -d "$work"/nix/store/*-nixos-anywhere-1.6.0)"'/bin/nixos-anywhere"}')"
 check "$work/too_old.outcome" failed "is nixos-anywhere 1.6.0, too old for this command line (--target-host needs 1.6.0, --build-on needs 1.7.0)" \
     --standin-runs 0
+check "$work/ignored_options.outcome" failed "Invalid arguments for target1-ignored_options" \
+    "nixos_anywhere_disk_encryption_keys are only used by the disko phase" "'/tmp/my key' on the target may hold only" \
+    "holds whitespace: nixos-anywhere joins the SSH options with spaces into NIX_SSHOPTS" --standin-runs 0
+check "$work/extra_files_ignored.outcome" failed "nixos_anywhere_extra_files is only used by the install phase" \
+    "nixos_anywhere_copy_host_keys is only used by the install phase" --standin-runs 0
+check "$work/encrypted_key.outcome" failed "cannot be read without a passphrase" "load the key into ssh-agent" --standin-runs 0
+check "$work/expected_mismatch.outcome" failed "builds $built_system, but nixos_anywhere_expected_system" \
+    "is $work/store/abc-nixos-system-target1" "Nothing was contacted" --standin-runs 0
+[ "$(grep -c "Connection from" "$work/sshd.log" || true)" = "$connections_before" ] \
+    || { echo "a refusal contacted the target" >&2; cat "$work/refusals.log" >&2; exit 1; }
 grep -q "WARNING: Could not tell which version $work/bin/nixos-anywhere is" "$work/ipv4_full.log"
+
+# --- Refusals after the target is contacted, before anything is sent (one run of the play, as above).
+# The target offers another host key than the installer reported: nothing is sent, the stand-in never runs.
+# The disk guard: the disks the flake's disko configuration names (evaluated by nix, as in every case above) are
+# looked for on the machine over the pinned SSH; a missing one stops the host before nixos-anywhere runs, naming
+# the path and what /dev/disk/by-id holds there.
+play_batch contacted \
+    mismatch "$(with '{"nixos_anywhere_expected_host_keys": ["'"$other_key"'"]}')" \
+    disk_missing "$(with '{"nixos_anywhere_disks": ["/run/nixie-test-disk", "/dev/disk/by-id/nvme-nixie-absent"]}')"
+check "$work/mismatch.outcome" failed "Host key mismatch" "$host_fp" "$other_fp" "Nothing was sent" --standin-runs 0
+check "$work/disk_missing.outcome" failed "target1-disk_missing (198.51.100.2) has no block device /dev/disk/by-id/nvme-nixie-absent" \
+    "/dev/disk/by-id there holds:" "nothing was partitioned" --standin-runs 0
 
 # --- kexec with the SSH port off 22: nixos-anywhere reconnects on the post-kexec port (22, the stock kexec
 # image's), and the pinned known_hosts names the host there too. The stand-in retries as the real one.
@@ -492,24 +539,6 @@ grep -q '"--target-host", "nobody@198.51.100.2"' "$work/other_user.outcome"
 # not "could not be started".
 NIXOS_ANYWHERE_STANDIN_MODE=no-disko play exit127 "$base"
 check "$work/exit127.outcome" failed "nixos-anywhere failed (exit 127)" "was not found" "Formatting hard drive with disko" --standin-runs 1
-
-# --- options the phases would ignore, a disk key path the target's shell would split, an SSH option NIX_SSHOPTS
-# would split: refused together, before anything runs.
-play ignored_options "$(with '{"nixos_anywhere_phases": "install,reboot",
-    "nixos_anywhere_disk_encryption_keys": {"/tmp/my key": "'"$work"'/keys/a.key"},
-    "nixos_anywhere_ssh_options": ["ProxyCommand=ssh -W %h:%p bastion"]}')"
-check "$work/ignored_options.outcome" failed "Invalid arguments for target1" \
-    "nixos_anywhere_disk_encryption_keys are only used by the disko phase" "'/tmp/my key' on the target may hold only" \
-    "holds whitespace: nixos-anywhere joins the SSH options with spaces into NIX_SSHOPTS" --standin-runs 0
-play extra_files_ignored "$(with '{"nixos_anywhere_phases": "disko", "nixos_anywhere_extra_files": "'"$work"'/extra",
-    "nixos_anywhere_copy_host_keys": true}')"
-check "$work/extra_files_ignored.outcome" failed "nixos_anywhere_extra_files is only used by the install phase" \
-    "nixos_anywhere_copy_host_keys is only used by the install phase" --standin-runs 0
-
-# --- an encrypted -i key: said before anything is contacted.
-ssh-keygen -q -t ed25519 -N 'secret' -C encrypted -f "$work/encrypted_ed25519"
-play encrypted_key "$(with '{"nixos_anywhere_ssh_key": "'"$work"'/encrypted_ed25519"}')"
-check "$work/encrypted_key.outcome" failed "cannot be read without a passphrase" "load the key into ssh-agent" --standin-runs 0
 
 # --- after the reboot, host_status must find the installed system: with the build on the controller, the system
 # built (and the user's own override of nixpkgs in it); with nixos-anywhere --flake, the toplevel host_status
@@ -541,9 +570,5 @@ NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/old-system play verify_other "$(with '
     "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_build": "flake",
     "nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
 check "$work/verify_other.outcome" failed "is other_system, not installed" "$work/store/old-system" --standin-runs 1
-# hosts.json's "system" names another system than the flake builds: stopped before the machine is touched.
-play expected_mismatch "$(with '{"nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
-check "$work/expected_mismatch.outcome" failed "builds $built_system, but nixos_anywhere_expected_system" \
-    "is $work/store/abc-nixos-system-target1" "Nothing was contacted" --standin-runs 0
-
+echo "=== total: ${SECONDS} s"
 echo "ok role_nixos_anywhere"
