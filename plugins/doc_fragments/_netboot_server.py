@@ -28,6 +28,21 @@ options:
       - Found by itself on O(interface) (a unique-local address first) when not given. An interface with
         IPv6 addresses but no IPv4 one makes an IPv6-only run.
     type: str
+  dhcp:
+    description:
+      - How machines that boot over IPv4 are answered (see C(docs/dhcp.md) in the collection). The preflight judges the
+        site's DHCP server by it.
+      - V(proxy) answers network-boot firmware beside the site's DHCP server, which keeps giving the addresses.
+      - V(addresses) makes the server the DHCP server of the inventory's MACs, and of nothing else, on a segment
+        with no other DHCP server, for all of their DHCP as long as the run lasts (firmware, iPXE, the installer and
+        the installed system). Each gets its C(ip), or an address from O(dhcp_ranges), with the subnet of the
+        serving address, O(dhcp_routers) and O(dhcp_dns_servers); firmware gets its boot file in the same answer.
+        Leases are kept by MAC, whatever client identifier a system sends. Unknown MACs get nothing.
+      - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served). The site's DHCP server must name the
+        boot file, or the machines use static addresses and UEFI HTTP boot.
+    type: str
+    choices: [proxy, addresses, "off"]
+    default: proxy
   dhcp6:
     description:
       - How machines that boot over IPv6 are answered (see C(docs/ipv6.md) in the collection).

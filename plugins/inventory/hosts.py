@@ -12,7 +12,9 @@ description:
     attribute whose values hold at least C(mac_address), and makes one host per entry.
   - Every host joins the group named by O(group) and the groups listed in its C(groups) field.
   - Each host gets the variables V(nixie_flake_attr), V(nixie_mac) (lower-case, colon-separated),
-    V(nixie_arch), V(nixie_description) when the entry has one, V(ansible_host) when the entry has an C(ip),
+    V(nixie_arch), V(nixie_description) when the entry has one, V(ansible_host) and V(nixie_ip) when the entry has an C(ip)
+    (V(nixie_ip) stays the entry's address when V(ansible_host) is overridden; pxe_server's O(nixie.metal.pxe_server#module:dhcp=addresses)
+    leases it),
     V(nixie_system) when the entry has a C(system) (a prebuilt system's store path),
     and the entry's C(vars) as they are.
   - From the entry's C(power) field (see M(nixie.metal.power)), V(nixie_power_driver) (V(wol) when there is none) and,
@@ -154,6 +156,7 @@ def host_variables(host):
         variables["nixie_description"] = host.description
     if host.ip is not None:
         variables["ansible_host"] = host.ip
+        variables["nixie_ip"] = host.ip
     if host.system is not None:
         variables["nixie_system"] = host.system
     variables.update(power_variables(host.name, host.power))

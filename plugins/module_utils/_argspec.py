@@ -17,6 +17,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options
 
 Spec = dict[str, dict[str, Any]]
 
+DHCP_MODES = ("proxy", "addresses", "off")
 DHCP6_MODES = ("proxy", "addresses", "off")
 
 
@@ -46,6 +47,7 @@ def netboot_server() -> Spec:
         interface=dict(type="str"),
         address=dict(type="str"),
         address6=dict(type="str"),
+        dhcp=dict(type="str", choices=list(DHCP_MODES), default=ServerOptions.dhcp_mode),
         dhcp6=dict(type="str", choices=list(DHCP6_MODES), default="proxy"),
         http_port=dict(type="int", default=ServerOptions.http_port),
         ipxe_dir=dict(type="path", default=IPXE_DIR),

@@ -57,8 +57,15 @@ def installers(flake: str, arches: Iterable[str], attrs: Mapping[str, str | None
 
 
 def server_hosts(machines: Sequence[str], hostvars: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    """What pxe_server's ``hosts`` option wants of each machine: name, MAC and architecture."""
-    return [{"name": name, "mac": hostvars[name]["nixie_mac"], "arch": hostvars[name]["nixie_arch"]} for name in machines]
+    """What pxe_server's ``hosts`` option wants of each machine: name, MAC, architecture, and its hosts.json ``ip``
+    when it has one (the address it leases with ``dhcp: addresses``)."""
+    found = []
+    for name in machines:
+        host = {"name": name, "mac": hostvars[name]["nixie_mac"], "arch": hostvars[name]["nixie_arch"]}
+        if hostvars[name].get("nixie_ip") is not None:
+            host["ip"] = hostvars[name]["nixie_ip"]
+        found.append(host)
+    return found
 
 
 def next_boot_stage(previous: str | None) -> str:

@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.lease_plan import (
     LeasePlanError, WantedLease, plan_addresses,
@@ -26,7 +27,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.lease_s
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._preflight import site_dhcp
 
-MODES = ("proxy", "addresses", "off")
+MODES = _argspec.DHCP_MODES
 ADDRESS_ONLY_OPTIONS = ("dhcp_ranges", "dhcp_routers", "dhcp_dns_servers")
 
 

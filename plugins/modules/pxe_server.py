@@ -79,20 +79,6 @@ options:
           - The machine's address, the C(ip) of C(hosts.json). With O(dhcp=addresses), an IPv4 one is the address it
             leases.
         type: str
-  dhcp:
-    description:
-      - How machines that boot over IPv4 are answered (see C(docs/dhcp.md) in the collection).
-      - V(proxy) answers network-boot firmware beside the site's DHCP server, which keeps giving the addresses.
-      - V(addresses) makes the server the DHCP server of the inventory's MACs, and of nothing else, on a segment
-        with no other DHCP server, for all of their DHCP as long as the run lasts (firmware, iPXE, the installer and
-        the installed system). Each gets its C(ip), or an address from O(dhcp_ranges), with the subnet of the
-        serving address, O(dhcp_routers) and O(dhcp_dns_servers); firmware gets its boot file in the same answer.
-        Leases are kept by MAC, whatever client identifier a system sends. Unknown MACs get nothing.
-      - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served). The site's DHCP server must name the
-        boot file, or the machines use static addresses and UEFI HTTP boot.
-    type: str
-    choices: [proxy, addresses, "off"]
-    default: proxy
   dhcp_ranges:
     description:
       - With O(dhcp=addresses), where machines without an C(ip) get theirs, as V(first-last) ranges (or single
@@ -341,7 +327,6 @@ def main():
                 arch=dict(type="str", choices=["x86_64-linux", "aarch64-linux"], default="x86_64-linux"),
                 ip=dict(type="str"),
             )),
-            dhcp=dict(type="str", choices=list(_pxe_dhcp.MODES), default=ServerOptions.dhcp_mode),
             dhcp_ranges=dict(type="list", elements="str"),
             dhcp_routers=dict(type="list", elements="str"),
             dhcp_dns_servers=dict(type="list", elements="str"),

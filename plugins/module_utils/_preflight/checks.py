@@ -58,5 +58,6 @@ def run(params: Mapping[str, Any], links: list | None = None) -> list[report.Row
     if address is None:
         rows.append(report.passed(report.SITE_DHCP, "not asked: %s has no IPv4 address (an IPv6-only run)" % interface))
     else:
-        rows.append(site_dhcp.read_site_dhcp(interface, params.get("dhcp_wait") or site_dhcp.DEFAULT_WAIT))
+        rows.append(site_dhcp.read_site_dhcp(interface, params.get("dhcp_wait") or site_dhcp.DEFAULT_WAIT,
+                                             params.get("dhcp") or ServerOptions.dhcp_mode))
     return rows

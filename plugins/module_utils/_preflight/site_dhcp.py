@@ -130,11 +130,18 @@ def parse_answer(data: bytes, xid: int, mac: bytes) -> Answer | None:
     return Answer(socket.inet_ntoa(ip[12:16]), packet.server_id, packet.yiaddr, boot_options(packet))
 
 
-def site_dhcp_row(answers: Sequence[Answer], interface: str, waited: float) -> report.Row:
-    """The verdict on the answers to one DISCOVER sent on ``interface``, collected for ``waited`` seconds."""
+def site_dhcp_row(answers: Sequence[Answer], interface: str, waited: float, mode: str = "proxy") -> report.Row:
+    """The verdict on the answers to one DISCOVER sent on ``interface``, collected for ``waited`` seconds, for
+    pxe_server's DHCPv4 ``mode`` (proxy: a site server must give addresses without boot options; addresses: no
+    other server may give addresses; off: the site's server is the machines' only DHCP, whatever it says)."""
     with_boot = [answer for answer in answers if answer.boot]
     addressing = [answer for answer in answers if answer.gives_address]
     heard = "; ".join(answer.describe() for answer in answers)
+    if mode == "addresses":
+        return _addresses_mode_row(addressing, interface, waited, heard)
+    if mode == "off":
+        return report.passed(report.SITE_DHCP, "dhcp=off: the netboot server answers no DHCPv4; heard on %s: %s"
+                             % (interface, heard or "nothing within %.0f s" % waited))
     if with_boot:
         detail = "; ".join("%s with boot options %s" % (answer.describe(), ", ".join("%s %r" % pair for pair in answer.boot))
                            for answer in with_boot)
@@ -151,6 +158,16 @@ def site_dhcp_row(answers: Sequence[Answer], interface: str, waited: float) -> r
                                  "serves it; on an isolated segment run one (e.g. dnsmasq with a dhcp-range and no "
                                  "boot options)" % interface))
     return report.passed(report.SITE_DHCP, "%s; no boot options" % heard)
+
+
+def _addresses_mode_row(addressing: Sequence[Answer], interface: str, waited: float, heard: str) -> report.Row:
+    if addressing:
+        return report.failed(report.SITE_DHCP, "dhcp=addresses, but another DHCP server gives addresses on %s: %s"
+                             % (interface, "; ".join(answer.describe() for answer in addressing)), (
+                                 "two address servers on one segment fight over every client: use dhcp=proxy beside "
+                                 "it, or stop it (pxe_server refuses to start otherwise, unless dhcp_probe is false)"))
+    return report.passed(report.SITE_DHCP, "dhcp=addresses: no other DHCP server gives addresses on %s within %.0f s%s"
+                         % (interface, waited, " (heard: %s)" % heard if heard else ""))
 
 
 def bound_mac(sock: socket.socket) -> bytes:
@@ -192,10 +209,10 @@ def exchange(interface: str, wait: float = DEFAULT_WAIT) -> list[Answer]:
         sock.close()
 
 
-def read_site_dhcp(interface: str, wait: float = DEFAULT_WAIT) -> report.Row:
+def read_site_dhcp(interface: str, wait: float = DEFAULT_WAIT, mode: str = "proxy") -> report.Row:
     try:
         answers = exchange(interface, wait)
     except OSError as exc:
         return report.failed(report.SITE_DHCP, "could not send a DISCOVER on %s: %s" % (interface, exc.strerror or exc),
                              "run as root (sending a raw frame needs CAP_NET_RAW), as the run itself does")
-    return site_dhcp_row(answers, interface, wait)
+    return site_dhcp_row(answers, interface, wait, mode)

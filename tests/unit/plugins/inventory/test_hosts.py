@@ -61,11 +61,11 @@ def test_hosts_groups_and_variables(site):
     assert web1["nixie_flake_attr"] == "web1"
     assert web1["nixie_arch"] == "x86_64-linux"
     assert web1["nixie_description"] == "by the door"
-    assert web1["ansible_host"] == "10.0.0.5"
+    assert web1["ansible_host"] == web1["nixie_ip"] == "10.0.0.5"
     assert web1["ansible_user"] == "root"
     arm1 = inventory.get_host("arm1").get_vars()
     assert arm1["nixie_arch"] == "aarch64-linux"
-    assert "ansible_host" not in arm1 and "nixie_description" not in arm1 and "nixie_system" not in arm1
+    assert "ansible_host" not in arm1 and "nixie_ip" not in arm1 and "nixie_description" not in arm1 and "nixie_system" not in arm1
     assert inventory.get_host("db1").get_vars()["nixie_system"] == HOSTS["db1"]["system"]
 
 

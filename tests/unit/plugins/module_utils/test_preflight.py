@@ -366,6 +366,20 @@ def test_site_dhcp_rows():
     assert not row.ok and "heard: 10.0.0.3 offered no address" in row.detail
 
 
+def test_site_dhcp_rows_in_the_addresses_and_off_modes():
+    plain = site_dhcp.Answer("10.0.0.2", "10.0.0.2", "10.0.0.150", ())
+    proxy_only = site_dhcp.Answer("10.0.0.3", "10.0.0.3", "0.0.0.0", ())
+    alone = site_dhcp.site_dhcp_row([], "lab0", 4, "addresses")
+    assert alone.ok and alone.detail == "dhcp=addresses: no other DHCP server gives addresses on lab0 within 4 s"
+    beside_proxy = site_dhcp.site_dhcp_row([proxy_only], "lab0", 4, "addresses")
+    assert beside_proxy.ok and "(heard: 10.0.0.3 offered no address" in beside_proxy.detail
+    fight = site_dhcp.site_dhcp_row([plain, proxy_only], "lab0", 4, "addresses")
+    assert not fight.ok and fight.detail == "dhcp=addresses, but another DHCP server gives addresses on lab0: 10.0.0.2 offered 10.0.0.150"
+    assert "dhcp=proxy" in fight.hint
+    off = site_dhcp.site_dhcp_row([], "lab0", 4, "off")
+    assert off.ok and off.detail == "dhcp=off: the netboot server answers no DHCPv4; heard on lab0: nothing within 4 s"
+
+
 # -- choosing the interface ----------------------------------------------------------------------------
 
 LINKS = [

@@ -11,7 +11,8 @@ from ansible_collections.nixie.metal.plugins.module_utils import _provision as p
 HOSTVARS = {
     "web1": {"nixie_mac": "52:54:00:00:00:01", "nixie_arch": "x86_64-linux"},
     "arm1": {"nixie_mac": "52:54:00:00:00:02", "nixie_arch": "aarch64-linux"},
-    "web2": {"nixie_mac": "52:54:00:00:00:03", "nixie_arch": "x86_64-linux"},
+    "web2": {"nixie_mac": "52:54:00:00:00:03", "nixie_arch": "x86_64-linux", "nixie_ip": "10.0.0.3",
+             "ansible_host": "web2.example.org"},
 }
 
 
@@ -37,6 +38,11 @@ def test_server_hosts_name_mac_and_arch_in_order():
     assert provision.server_hosts(["arm1", "web1"], HOSTVARS) == [
         {"name": "arm1", "mac": "52:54:00:00:00:02", "arch": "aarch64-linux"},
         {"name": "web1", "mac": "52:54:00:00:00:01", "arch": "x86_64-linux"}]
+
+
+def test_server_hosts_carry_the_hosts_json_ip_not_ansible_host():
+    assert provision.server_hosts(["web2"], HOSTVARS) == [
+        {"name": "web2", "mac": "52:54:00:00:00:03", "arch": "x86_64-linux", "ip": "10.0.0.3"}]
 
 
 @pytest.mark.parametrize("previous, expected", [
