@@ -286,6 +286,7 @@ def decode_dhcp(frame):
     boot_file = options.get(OPT_BOOTFILE) or payload[108:236]
     return {"src": udp[0], "dst": udp[1], "sport": udp[2], "dport": udp[3], "op": payload[0],
             "xid": struct.unpack("!I", payload[4:8])[0], "mac": payload[28:34].hex(":"), "type": mtype,
+            "yiaddr": socket.inet_ntoa(payload[16:20]),
             "file": boot_file.split(b"\0", 1)[0].decode("latin-1")}
 
 

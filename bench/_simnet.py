@@ -263,20 +263,24 @@ class ServerProcess:
         return dict(self.usage, exit_code=self.exit_code)
 
 
-def write_hosts(path, count):
-    hosts = {"rack%04d" % i: {"mac_address": machine_mac(i)} for i in range(count)}
+def write_hosts(path, count, with_ip=False):
+    """A hosts.json of ``count`` machines; ``with_ip``: each with its address as ``ip`` (the addresses mode)."""
+    hosts = {"rack%04d" % i: dict({"mac_address": machine_mac(i)}, **({"ip": machine_ip(i)} if with_ip else {}))
+             for i in range(count)}
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(hosts, handle)
     return path
 
 
-def start_ours(rack, workdir, hosts, kernel, initrd, linger=1.0, tag="ours", peer_check=True):
-    """Our server in the server namespace, started as pxe_server starts it (plan + run); ``peer_check`` is its option."""
+def start_ours(rack, workdir, hosts, kernel, initrd, linger=1.0, tag="ours", peer_check=True, extra=None, with_ip=False):
+    """Our server in the server namespace, started as pxe_server starts it (plan + run); ``peer_check`` is its option,
+    ``extra`` more of its options, ``with_ip`` gives every host its ``ip``."""
     run_dir = os.path.join(workdir, "run-" + tag)
-    params = {"hosts_file": write_hosts(os.path.join(workdir, "hosts.json"), hosts), "kernel": kernel,
+    params = {"hosts_file": write_hosts(os.path.join(workdir, "hosts.json"), hosts, with_ip), "kernel": kernel,
               "initrd": initrd, "interface": SERVER_IF, "address": SERVER_IP, "run_dir": run_dir,
               "max_duration": 3000, "idle_timeout": 600, "linger": linger, "http_port": HTTP_PORT,
               "ipxe_dir": IPXE_DIR, "peer_check": peer_check}
+    params.update(extra or {})
     params_path = os.path.join(workdir, "params-%s.json" % tag)
     with open(params_path, "w", encoding="utf-8") as handle:
         json.dump(params, handle)

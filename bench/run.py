@@ -84,6 +84,12 @@ BENCHES = {
         "quick": ["--quick"],
         "json_arg": "bench/results/dhcp_burst.json",
     },
+    "dhcp_addresses": {
+        "script": "bench/dhcp_addresses.py",
+        "default": [],
+        "quick": ["--quick"],
+        "json_arg": "bench/results/dhcp_addresses.json",
+    },
     "machines": {
         "script": "bench/machines.py",
         "default": ["--peer-check", "both"],
@@ -289,6 +295,20 @@ def rows_dhcp_burst(data):
     return rows
 
 
+def rows_dhcp_addresses(data):
+    args, figures, bars = data["args"], data["figures"], data["bars"]
+    ours, anchor = figures["ours"], figures["dnsmasq"]
+    return [{
+        "figure": "%d machines, dhcp=addresses, %s paced at %d/s: leased their own address, slowest request -> answer, ms "
+                  "(median of %d rounds)" % (args["clients"], what, args["rate"], args["rounds"]),
+        "anchor": data["anchor"],
+        "anchor_value": "%s answered, max %s ms" % (anchor[phase]["answered"], anchor[phase]["delay_max_ms"]),
+        "ours": "%s answered, max %s ms" % (ours[phase]["answered"], ours[phase]["delay_max_ms"]),
+        "ratio": _ratio(ours[phase]["delay_max_ms"], anchor[phase]["delay_max_ms"]),
+        "bar": "all leased, max <= 10 ms", "pass": bars[phase]["pass"]}
+        for phase, what in (("discover", "DISCOVER -> OFFER"), ("request", "REQUEST -> ACK"))]
+
+
 def rows_machines(data):
     args, figures = data["args"], data["figures"]
     ours, anchor = figures.get("ours"), figures.get("anchor")
@@ -344,7 +364,7 @@ def rows_agent_api(data):
 
 
 ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e, "ipv6": rows_ipv6, "provision": rows_provision,
-        "dhcp_burst": rows_dhcp_burst, "machines": rows_machines, "machines_full": rows_machines, "agent_api": rows_agent_api}
+        "dhcp_burst": rows_dhcp_burst, "dhcp_addresses": rows_dhcp_addresses, "machines": rows_machines, "machines_full": rows_machines, "agent_api": rows_agent_api}
 
 
 def kept_rows(text):
