@@ -98,7 +98,7 @@ def test_check_mode_binds_nothing(lab):
     assert result["changed"] is False
     # The lab's bridge is dual-stack (fd77::1): the plan also names the IPv6 side it would serve.
     assert result["server"] == {"interface": lab.bridge, "address": lab.controller_ip, "http_port": 8080,
-                                "address6": IPV6_PREFIX + "1", "dhcp6": "proxy"}
+                                "address6": IPV6_PREFIX + "1", "dhcp": "proxy", "dhcp6": "proxy"}
     assert [host["name"] for host in result["hosts"]] == ["node1"]
     assert bound_ports(lab) == set()
     assert state_record(lab) is None

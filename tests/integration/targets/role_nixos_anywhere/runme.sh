@@ -213,12 +213,12 @@ play() {
 # its own, as play's). One host at a time (forks 1): the cases' nix calls share a private store without a daemon, and
 # two nix 2.8 processes adding the same source to it race on its lock.
 play_batch() {
-    local name=$1 index; shift
-    local -a cases=()
-    for ((index = 1; index <= $#; index += 2)); do cases+=("${!index}"); done
+    local name=$1; shift
+    local -a cases=() pairs=("$@")
+    while [ $# -gt 0 ]; do cases+=("$1"); shift 2; done
     rm -f "$standin_log"
     for case_name in "${cases[@]}"; do rm -f "$work/$case_name.outcome"; ln -sfn "$name.log" "$work/$case_name.log"; done
-    "$python" - "$work" "$@" > "$work/$name.inventory.yml" <<'PY'
+    "$python" - "$work" "${pairs[@]}" > "$work/$name.inventory.yml" <<'PY'
 import json, sys
 import yaml
 work, pairs = sys.argv[1], sys.argv[2:]
