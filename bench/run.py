@@ -364,7 +364,8 @@ def rows_agent_api(data):
 
 
 ROWS = {"inventory": rows_inventory, "tftp": rows_tftp, "http": rows_http, "e2e": rows_e2e, "ipv6": rows_ipv6, "provision": rows_provision,
-        "dhcp_burst": rows_dhcp_burst, "dhcp_addresses": rows_dhcp_addresses, "machines": rows_machines, "machines_full": rows_machines, "agent_api": rows_agent_api}
+        "dhcp_burst": rows_dhcp_burst, "dhcp_addresses": rows_dhcp_addresses, "machines": rows_machines, "machines_full": rows_machines,
+        "agent_api": rows_agent_api}
 
 
 def kept_rows(text):

@@ -35,8 +35,9 @@ options:
       - V(proxy) answers network-boot firmware beside the site's DHCP server, which keeps giving the addresses.
       - V(addresses) makes the server the DHCP server of the inventory's MACs, and of nothing else, on a segment
         with no other DHCP server, for all of their DHCP as long as the run lasts (firmware, iPXE, the installer and
-        the installed system). Each gets its C(ip), or an address from O(dhcp_ranges), with the subnet of the
-        serving address, O(dhcp_routers) and O(dhcp_dns_servers); firmware gets its boot file in the same answer.
+        the installed system). Each gets its C(ip), or an address from O(nixie.metal.pxe_server#module:dhcp_ranges),
+        with the subnet of the serving address, O(nixie.metal.pxe_server#module:dhcp_routers) and
+        O(nixie.metal.pxe_server#module:dhcp_dns_servers); firmware gets its boot file in the same answer.
         Leases are kept by MAC, whatever client identifier a system sends. Unknown MACs get nothing.
       - V(off) answers no DHCPv4 at all (TFTP and HTTP are still served). The site's DHCP server must name the
         boot file, or the machines use static addresses and UEFI HTTP boot.

@@ -310,7 +310,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_dhcp, _pxe_server
+from ansible_collections.nixie.metal.plugins.module_utils import _argspec, _pxe_server
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import runtime
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import ServerOptions
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.http import AIOHTTP_IMPORT_ERROR
