@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ sys.path.insert(0, BENCH_DIR)
 import _common  # noqa: E402
 import _simclient  # noqa: E402
 import _simnet  # noqa: E402
-from dhcp_burst import summarize  # noqa: E402
+from dhcp_burst import median_of, summarize  # noqa: E402
 
 SERVERS = ("dnsmasq", "ours")
 PHASES = ("discover", "request")
@@ -181,17 +180,6 @@ def server_round(rack, name, workdir, args, round_number):
     finally:
         usage = server.stop()
     return {"phases": phases, "usage": usage}
-
-
-def median_of(rounds, name, phase, path):
-    values = []
-    for each in rounds:
-        value = each[name]["phases"][phase]
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None:
-            values.append(value)
-    return statistics.median(values) if values else None
 
 
 def evaluate(rounds, clients):
