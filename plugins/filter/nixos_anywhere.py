@@ -29,12 +29,12 @@ def nixos_anywhere_settle(given):
 
 
 def nixos_anywhere_missing_files(result, settled):
-    stats = [(str(item.get("item")), item.get("stat") or {}) for item in result.get("results") or []]
-    return arguments.missing_files(stats, settled["key"], settled["extra_files"])
+    kinds = arguments.file_kinds(settled["local_files"], _text(result, "stdout"))
+    return arguments.missing_files(kinds, settled["key"], settled["extra_files"])
 
 
-def nixos_anywhere_programs_check(result, executable, path=None):
-    lookups = [(str(item.get("item")), int(item.get("rc", 1)), str(item.get("stdout") or "")) for item in result.get("results") or []]
+def nixos_anywhere_programs_check(result, executable, programs, path=None):
+    lookups = arguments.program_paths([str(program) for program in programs], _text(result, "stdout"))
     # The controller's PATH, as the programs were looked up under it (filters run on the controller).
     found = arguments.programs_found(lookups, str(executable), str(os.environ.get("PATH", "") if path is None else path))
     return dict(found, ok=not found["missing"])

@@ -154,17 +154,31 @@ def _plan_args(given: Mapping[str, Any], settled: Mapping[str, Any], copy_host_k
     }
 
 
-def missing_files(stats: Iterable[tuple[str, Mapping[str, Any]]], key: str | None, extra_files: str | None) -> list[str]:
-    """What is wrong with the controller files the run needs, from ``stat`` of each (item, stat) pair: sentences."""
+def file_kinds(files: Sequence[str], stdout: str) -> list[tuple[str, str]]:
+    """(file, kind) pairs from the role's one look at the controller's files ("Check the local files": directory, file,
+    fifo or missing per line, in the order given); a file it printed nothing for is missing."""
+    kinds = stdout.splitlines()
+    return [(item, kinds[index] if index < len(kinds) else "missing") for index, item in enumerate(files)]
+
+
+def program_paths(programs: Sequence[str], stdout: str) -> list[tuple[str, str]]:
+    """(program, path) pairs from the role's one ``command -v`` of every program ("Find the programs the install needs": a
+    line per program, empty when not found)."""
+    paths = stdout.split("\n")
+    return [(item, paths[index] if index < len(paths) else "") for index, item in enumerate(programs)]
+
+
+def missing_files(kinds: Iterable[tuple[str, str]], key: str | None, extra_files: str | None) -> list[str]:
+    """What is wrong with the controller files the run needs, from the kind of each ((file, kind) pairs): sentences."""
     by_kind = {"key": [], "extra_files": [], "disk_key": []}
-    for item, stat in stats:
+    for item, kind in kinds:
         if item == key:
-            if not stat.get("isreg"):
+            if kind != "file":
                 by_kind["key"].append("nixos_anywhere_ssh_key %s is not a file" % item)
         elif item == extra_files:
-            if not stat.get("isdir"):
+            if kind != "directory":
                 by_kind["extra_files"].append("nixos_anywhere_extra_files %s is not a directory" % item)
-        elif not stat.get("isreg") and not stat.get("isfifo"):
+        elif kind not in ("file", "fifo"):
             by_kind["disk_key"].append("the disk encryption key %s is not a file" % item)
     return by_kind["key"] + by_kind["extra_files"] + by_kind["disk_key"]
 
@@ -181,10 +195,11 @@ def programs_needed(settled: Mapping[str, Any], phases: Sequence[str]) -> list[s
     return list(dict.fromkeys(wanted))
 
 
-def programs_found(lookups: Iterable[tuple[str, int, str]], executable: str, path: str) -> dict[str, Any]:
-    """From ``command -v`` of each program ((item, rc, stdout) triples): the paths found, what is missing and what to do."""
-    found = {item: stdout for item, rc, stdout in lookups if rc == 0 and stdout}
-    missing = [item for item, rc, _stdout in lookups if rc != 0] + [item for item, rc, stdout in lookups if rc == 0 and not stdout]
+def programs_found(lookups: Sequence[tuple[str, str]], executable: str, path: str) -> dict[str, Any]:
+    """From ``command -v`` of each program ((program, path) pairs, path empty when not found): the paths found, what is
+    missing and what to do."""
+    found = {item: where for item, where in lookups if where}
+    missing = [item for item, where in lookups if not where]
     hints = ""
     if executable in missing:
         hints += "Install nixos-anywhere (nix profile install github:nix-community/nixos-anywhere) or set nixos_anywhere_executable. "
@@ -194,4 +209,4 @@ def programs_found(lookups: Iterable[tuple[str, int, str]], executable: str, pat
         hints += "Install GNU coreutils (timeout). "
     message = "%s not found on the controller (PATH=%s). %s" % (", ".join(missing), path, hints) if missing else ""
     return {"found": found, "missing": missing, "message": message, "real_ssh": found.get("ssh", "ssh"),
-            "uses_ssh": "ssh" in [item for item, _rc, _stdout in lookups]}
+            "uses_ssh": "ssh" in [item for item, _where in lookups]}

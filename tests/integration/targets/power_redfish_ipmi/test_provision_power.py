@@ -88,6 +88,7 @@ class Site:
             "nixie_agent_timeout": 240,
             "nixie_install_timeout": 300,
             "nixie_power_timeout": 5,
+            "nixie_preflight_dhcp_wait": 2,  # the site dnsmasq answers at once
         }
         self.standin_log = workdir / "nixos-anywhere.jsonl"
 

@@ -260,6 +260,8 @@ def site():
             "nixie_ssh_key": str(files / "id_ed25519"),
             "nixie_agent_timeout": 5,
             "nixie_install_timeout": 60,
+            # The site dnsmasq answers at once; the default 4 s of listening is for real segments.
+            "nixie_preflight_dhcp_wait": 2,
         }
         lab.env = dict(
             os.environ,
@@ -621,7 +623,9 @@ def test_a_server_that_never_answers_its_health_check_is_stopped_by_the_rescue(s
     site.run(["nft", "add table inet nixie_health; add chain inet nixie_health input { type filter hook input priority 0; "
               "policy accept; }; add rule inet nixie_health input iifname lo tcp dport 8080 reject with tcp reset"])
     try:
-        run = start(site, "no-health")
+        # The server binds and writes its state file within a second or two; 8 s of health checks leave it room on a
+        # busy machine without the default 30 s.
+        run = start(site, "no-health", extra_vars={"nixie_server_start_timeout": 8})
         try:
             code = run.wait_playbook(180)
             out = run.output()

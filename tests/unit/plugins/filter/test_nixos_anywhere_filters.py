@@ -29,10 +29,9 @@ def test_the_version_is_read_from_the_registered_result_or_text():
 
 def test_the_programs_are_looked_up_under_the_controllers_path(monkeypatch):
     monkeypatch.setenv("PATH", "/opt/bin:/usr/bin")
-    found = f.nixos_anywhere_programs_check({"results": [{"item": "nixos-anywhere", "rc": 1, "stdout": ""},
-                                                         {"item": "timeout", "rc": 0, "stdout": "/usr/bin/timeout"}]}, "nixos-anywhere")
-    assert found["ok"] is False and "(PATH=/opt/bin:/usr/bin)" in found["message"]
-    assert f.nixos_anywhere_programs_check({"results": [{"item": "timeout", "rc": 0, "stdout": "/t"}]}, "na", "/x")["ok"] is True
+    found = f.nixos_anywhere_programs_check({"rc": 0, "stdout": "\n/usr/bin/timeout"}, "nixos-anywhere", ["nixos-anywhere", "timeout"])
+    assert found["ok"] is False and found["missing"] == ["nixos-anywhere"] and "(PATH=/opt/bin:/usr/bin)" in found["message"]
+    assert f.nixos_anywhere_programs_check({"rc": 0, "stdout": "/t"}, "na", ["timeout"], "/x")["ok"] is True
 
 
 def test_logins_say_whom_the_role_logs_in_as_and_what_runs():

@@ -52,17 +52,18 @@ def test_the_programs_the_run_needs():
 
 
 def test_missing_files_are_named_by_argument():
-    stats = [("/k", {"exists": True, "isdir": True}), ("/a.key", {"exists": False}), ("/fifo", {"isfifo": True}),
-             ("/files", {"isreg": True})]
-    assert arguments.missing_files(stats, "/k", "/files") == [
+    kinds = arguments.file_kinds(["/k", "/a.key", "/fifo", "/files", "/unprinted.key"], "directory\nmissing\nfifo\nfile")
+    assert kinds[-1] == ("/unprinted.key", "missing")
+    assert arguments.missing_files(kinds, "/k", "/files") == [
         "nixos_anywhere_ssh_key /k is not a file", "nixos_anywhere_extra_files /files is not a directory",
-        "the disk encryption key /a.key is not a file"]
-    assert arguments.missing_files([("/k", {"isreg": True}), ("/files", {"isdir": True})], "/k", "/files") == []
+        "the disk encryption key /a.key is not a file", "the disk encryption key /unprinted.key is not a file"]
+    assert arguments.missing_files([("/k", "file"), ("/files", "directory")], "/k", "/files") == []
 
 
 def test_missing_programs_say_what_to_install():
-    found = arguments.programs_found([("nixos-anywhere", 1, ""), ("timeout", 0, "/usr/bin/timeout"), ("ssh", 0, "")],
-                                     "nixos-anywhere", "/usr/bin")
+    lookups = arguments.program_paths(["nixos-anywhere", "timeout", "ssh"], "\n/usr/bin/timeout\n")
+    assert lookups == [("nixos-anywhere", ""), ("timeout", "/usr/bin/timeout"), ("ssh", "")]
+    found = arguments.programs_found(lookups, "nixos-anywhere", "/usr/bin")
     assert found["missing"] == ["nixos-anywhere", "ssh"]
     assert found["message"] == (
         "nixos-anywhere, ssh not found on the controller (PATH=/usr/bin). Install nixos-anywhere (nix profile install "
@@ -70,9 +71,9 @@ def test_missing_programs_say_what_to_install():
         "(apt-get install openssh-client). ")
     assert found["real_ssh"] == "ssh" and found["uses_ssh"] is True
     installed = "/nix/store/0000-nixos-anywhere/bin/nixos-anywhere"
-    fine = arguments.programs_found([("nixos-anywhere", 0, installed), ("timeout", 0, "/bin/timeout")], "nixos-anywhere", "/bin")
+    fine = arguments.programs_found([("nixos-anywhere", installed), ("timeout", "/bin/timeout")], "nixos-anywhere", "/bin")
     assert fine["missing"] == [] and fine["message"] == "" and fine["uses_ssh"] is False
-    assert "Install GNU coreutils (timeout)." in arguments.programs_found([("timeout", 127, "")], "nixos-anywhere", "/bin")["message"]
+    assert "Install GNU coreutils (timeout)." in arguments.programs_found([("timeout", "")], "nixos-anywhere", "/bin")["message"]
 
 
 def test_logins_bound_the_command_and_pin_only_with_expected_keys():
