@@ -29,6 +29,7 @@ from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostNetw
 
 # The name the NIC gets: short, so that "<name>.<vlan>" stays within the kernel's 15 characters, and
 # outside the kernel's own eth<N> namespace (dracut refuses to rename onto a name the kernel may hand out).
+# nix/module.nix keeps every DHCP client off "nixie*": the prefix is shared with it.
 INTERFACE_NAME = "nixie0"
 # Arguments the static network sets; an operator's own would contradict it.
 NETWORK_PREFIXES = ("ip=", "ifname=", "vlan=", "nameserver=")
