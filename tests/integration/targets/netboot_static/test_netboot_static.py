@@ -53,8 +53,9 @@ STATIC = {
 TAGGED = {"node3": {"mac_address": NODE3, "network": {"address": "10.78.0.50/24", "gateway": "10.78.0.1", "vlan": 20}}}
 
 
-def start(lab, hosts, interface, server_ip):
-    """ansible-playbook serve.yml in the lab namespace; returns (process, result file) once /health answers."""
+def start(lab, hosts, interface, server_ip, refused=False):
+    """ansible-playbook serve.yml in the lab namespace; returns (process, result file) once /health answers
+    (``refused``: once the play has ended, as it must)."""
     work = lab.workdir
     for name in ("kernel", "initrd"):
         (work / name).write_bytes(b"netboot_static stand-in %s\n" % name.encode())
@@ -68,6 +69,8 @@ def start(lab, hosts, interface, server_ip):
                       str(HERE / "serve.yml")], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
+        if play.poll() is not None and refused:
+            return play, work / "result.json"
         if play.poll() is not None:
             pytest.fail("the server ended before serving:\n" + (work / "play.log").read_text(errors="replace")[-3000:])
         health = ["curl", "-sf", "-o", "/dev/null", "http://%s:8080/api/v1/health" % server_ip]
@@ -252,3 +255,46 @@ def test_a_tagged_network_phones_home_tagged_or_is_refused_whole(busybox_path):
         assert "enp1s0" in links and "nixie0" not in links and addresses["enp1s0"] == []
         assert [frame.summary() for frame in frames if IP in frame] == []
         assert host["state"] != "phoned_home"
+
+
+def test_a_bad_network_fails_the_run_before_anything_is_bound():
+    hosts = {"node1": {"mac_address": NODE1, "network": {"address": "10.77.0.50/24", "gateway": "10.78.0.1"}},
+             "node2": {"mac_address": NODE2, "network": {"address": "10.77.0.51", "vlan": 20}}}
+    with Lab(site_dhcp=False) as lab:
+        play, result_file = start(lab, hosts, lab.bridge, "10.77.0.1", refused=True)
+        assert play.wait(timeout=60) == 0  # the play goes on (ignore_errors) to write what the module said
+        listening = lab.run(["ss", "-Hlnut"]).stdout
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    assert result["failed"] is True
+    where = lab.workdir / "hosts.json"
+    assert result["msg"].splitlines() == [
+        "%s: host 'node1', field 'network.gateway': 10.78.0.1 is outside 10.77.0.0/24, the subnet of the address; a gateway "
+        "must be reachable on the link: fix the gateway or the address's prefix" % where,
+        "%s: host 'node2', field 'network.address': '10.77.0.51' has no prefix length; write the address with its prefix, "
+        "such as 192.0.2.10/24" % where,
+    ]
+    assert listening.strip() == "", "something was bound: %s" % listening
+
+
+@pytest.mark.parametrize("arguments, complaint", [
+    ("ifname=nixie0:52:54:00:5a:00:ee ip=10.77.0.50:::255.255.255.0::nixie0:none",
+     "ifname=nixie0:52:54:00:5a:00:ee: no network interface has the MAC 52:54:00:5a:00:ee (after 5s)"),
+    ("ifname=nixie0:%s ip=10.77.0.50:::255.255.0.255::nixie0:none" % NODE1, "255.255.0.255 is not a netmask"),
+    ("ifname=nixie0:%s vlan=nixie0.5000:nixie0 ip=10.77.0.50:::24::nixie0.5000:none" % NODE1,
+     "vlan=nixie0.5000:nixie0: the VLAN's name must end in .<id> or be vlan<id>, with an ID from 1 to 4094"),
+    ("ifname=nixie0:%s ip=10.77.0.50:::255.255.255.0::nixie1:none" % NODE1, "there is no interface nixie1"),
+])
+def test_a_command_line_the_agent_cannot_apply_is_refused_and_undone(busybox_path, arguments, complaint):
+    """No server is needed: the agent stops before it would phone home, says why, and leaves the NIC as it found it."""
+    with Lab(site_dhcp=False) as lab:
+        ns = lab.add_machine(NODE1, "10.77.0.250")
+        lab.run(["ip", "addr", "flush", "dev", "eth0"], ns=ns)
+        lab.run(["ip", "link", "set", "eth0", "name", "enp1s0"], ns=ns)
+        cmdline = lab.workdir / "cmdline"
+        cmdline.write_text("nixie.api=http://10.77.0.1:8080/api/v1 nixie.token=%s nixie.mac=%s %s\n" % ("t" * 32, NODE1, arguments))
+        rc, out, err, resolv = run_agent(lab, ns, cmdline, [BUSYBOX, "sh"], busybox_path, timeout=30)
+        links = link_names(lab, ns)
+        addresses = ipv4_of(lab, ns, "enp1s0") if "enp1s0" in links else None
+    assert rc == 2 and out == "", (out, err)
+    assert "nixie-agent: static network (kernel command line ip=" in err and complaint in err, err
+    assert "enp1s0" in links and "nixie0" not in links and addresses == [] and resolv is None
