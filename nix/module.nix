@@ -5,6 +5,9 @@
 # nixie.api=, nixie.token= and nixie.mac= from the kernel command line, which
 # nixie.metal's PXE server puts there, and reports the installer's addresses and
 # SSH host keys; booted any other way, it finds no nixie.api= and exits 0.
+# A host with a static network (hosts.json "network") also finds ip=, vlan=,
+# ifname= and nameserver= there: nixie-network brings that link up before the
+# OS's own DHCP client starts, and the DHCP clients leave it alone.
 {
   config,
   lib,
@@ -41,6 +44,44 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    # The static network's link is named nixie0 (or nixie0.<vlan>) by the kernel command line's
+    # ifname=/vlan=. A DHCP client on it would send DISCOVERs on a segment that may have no DHCP
+    # server (and, where one answers, add a second address and default route beside the static
+    # ones), so every DHCP client the installer may run is told to leave nixie* alone. Nothing else
+    # is named nixie*, so a DHCP boot is untouched.
+    networking.dhcpcd.denyInterfaces = [ "nixie*" ];
+    networking.networkmanager.unmanaged = [ "interface-name:nixie*" ];
+    systemd.network.networks."10-nixie-static" = {
+      matchConfig.Name = "nixie*";
+      linkConfig.Unmanaged = true;
+    };
+
+    # Renaming the NIC to nixie0 must happen before a DHCP client has started on its old name,
+    # hence a unit of its own, early, rather than the agent (which waits for network-online).
+    systemd.services.nixie-network = {
+      description = "nixie.metal: bring up the static network of the kernel command line (ip=, vlan=, ifname=)";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-pre.target" ];
+      # After udev's coldplug, so that a NIC's own rename by udev is over before this one.
+      after = [ "systemd-udev-trigger.service" ];
+      before = [
+        "network-pre.target"
+        "dhcpcd.service"
+        "systemd-networkd.service"
+        "NetworkManager.service"
+      ];
+      inherit (cfg) environment;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        # Without ip=...:none on the kernel command line it does nothing and exits 0.
+        ExecStart = "${lib.getExe cfg.package} network";
+        StandardOutput = "journal";
+        StandardError = "journal";
+        SyslogIdentifier = "nixie-agent";
+      };
+    };
+
     systemd.services.nixie-agent = {
       description = "nixie.metal agent: report this installer to the provisioning server";
       wantedBy = [ "multi-user.target" ];

@@ -16,6 +16,8 @@ description:
     (V(nixie_ip) stays the entry's address when V(ansible_host) is overridden; pxe_server's O(nixie.metal.pxe_server#module:dhcp=addresses)
     leases it),
     V(nixie_system) when the entry has a C(system) (a prebuilt system's store path),
+    V(nixie_network) when the entry has a C(network) (its installer's static network, as a dictionary with C(address),
+    C(interface) and, when given, C(gateway), C(nameservers) and C(vlan); pxe_server's O(nixie.metal.pxe_server#module:hosts[].network)),
     and the entry's C(vars) as they are.
   - From the entry's C(power) field (see M(nixie.metal.power)), V(nixie_power_driver) (V(wol) when there is none) and,
     for a BMC, V(nixie_power_address), V(nixie_power_user) and, when given, V(nixie_power_port),
@@ -157,6 +159,8 @@ def host_variables(host):
     if host.ip is not None:
         variables["ansible_host"] = host.ip
         variables["nixie_ip"] = host.ip
+    if host.network is not None:
+        variables["nixie_network"] = host.network.to_dict()
     if host.system is not None:
         variables["nixie_system"] = host.system
     variables.update(power_variables(host.name, host.power))

@@ -56,14 +56,17 @@ def installers(flake: str, arches: Iterable[str], attrs: Mapping[str, str | None
     return found
 
 
-def server_hosts(machines: Sequence[str], hostvars: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    """What pxe_server's ``hosts`` option wants of each machine: name, MAC, architecture, and its hosts.json ``ip``
-    when it has one (the address it leases with ``dhcp: addresses``)."""
+def server_hosts(machines: Sequence[str], hostvars: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What pxe_server's ``hosts`` option wants of each machine: name, MAC, architecture, its hosts.json ``ip``
+    when it has one (the address it leases with ``dhcp: addresses``) and its ``network`` (``nixie_network``)
+    when it has one (its installer's static network)."""
     found = []
     for name in machines:
         host = {"name": name, "mac": hostvars[name]["nixie_mac"], "arch": hostvars[name]["nixie_arch"]}
         if hostvars[name].get("nixie_ip") is not None:
             host["ip"] = hostvars[name]["nixie_ip"]
+        if hostvars[name].get("nixie_network") is not None:
+            host["network"] = dict(hostvars[name]["nixie_network"])
         found.append(host)
     return found
 

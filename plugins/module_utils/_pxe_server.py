@@ -26,7 +26,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.nixie.metal.plugins.module_utils import _interfaces, _pxe_dhcp
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, HostsFileError, hosts_from_option, load_hosts
 from ansible_collections.nixie.metal.plugins.module_utils._interfaces import addresses_of
-from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import ipxe, kernel_network
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import privileges, runtime, separation, server, tftp
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve.options import IPXE_DIR, ServerOptions
 
@@ -163,6 +163,7 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
             raise ControlError("address %r is not an IPv4 address" % params["address"]) from None
     links = links if links is not None else read_links()
     interface, server_ip, ipv6 = choose_addresses(links, params)
+    refuse_static_networks_without_ipv4(hosts, interface, server_ip, params.get("hosts_file") or "hosts")
     try:
         addresses = _pxe_dhcp.plan_address_mode(params, hosts, server_ip, _prefixlen(links, interface, server_ip))
     except _pxe_dhcp.DhcpModeError as exc:
@@ -178,9 +179,11 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
     for where, cmdline in [("cmdline", params.get("cmdline"))] + [
             ("artifacts.%s.cmdline" % arch, files.get("cmdline")) for arch, files in sorted(artifacts.items())]:
         try:
-            ipxe.split_cmdline(cmdline)
+            tokens = ipxe.split_cmdline(cmdline)
         except ValueError as exc:
             raise ControlError("%s: %s" % (where, exc)) from None
+        refuse_network_arguments(where, tokens, [host for host in hosts if host.network is not None
+                                                 and (where == "cmdline" or where == "artifacts.%s.cmdline" % host.arch)])
     ipxe_files = _ipxe_files(params.get("ipxe_dir") or IPXE_DIR)
     user = params.get("user") or DEFAULT_USER
     check_switch(_account(user), [files[kind] for arch, files in sorted(artifacts.items()) for kind in ("kernel", "initrd")
@@ -208,6 +211,33 @@ def plan(params: Mapping[str, Any], links: list | None = None) -> ServerOptions:
 
 
 DEFAULT_USER = "nobody"
+
+
+def refuse_static_networks_without_ipv4(hosts: Iterable[Host], interface: str, server_ip: str | None, source: str) -> None:
+    """Refuse hosts.json ``network`` entries on an IPv6-only run.
+
+    A run is IPv6-only when the serving interface has no IPv4 address (and ``address`` is not given): the
+    server then has no IPv4 API URL for the agent to phone home to, and a static network is IPv4 only
+    (the kernel's ``ip=`` has no IPv6 form), so the installer would come up where nothing answers it.
+    """
+    if server_ip is not None:
+        return
+    static = [host.name for host in hosts if host.network is not None]
+    if static:
+        raise ControlError("%s: host%s %s, field 'network': a static network is IPv4, but this run is IPv6-only (%s has "
+                           "no IPv4 address, so the installer could not reach the server over it); give %s an IPv4 "
+                           "address on the machines' segment, or remove network from %s" % (
+                               source, "s" if len(static) > 1 else "", ", ".join(repr(n) for n in static), interface,
+                               interface, "these hosts" if len(static) > 1 else "this host"))
+
+
+def refuse_network_arguments(where: str, tokens: Sequence[str], hosts: Sequence[Host]) -> None:
+    """Refuse the operator's ip=, ifname=, vlan= or nameserver= when a host it reaches has a static network."""
+    clash = kernel_network.conflicting_arguments(tokens)
+    if clash and hosts:
+        raise ControlError("%s: %s would contradict the static network (hosts.json network) of %s; remove %s from %s"
+                           % (where, " ".join(clash), ", ".join(repr(host.name) for host in hosts),
+                              "it" if len(clash) == 1 else "them", where))
 
 
 def check_switch(account: privileges.Account | None, paths: Iterable[str]) -> None:

@@ -79,6 +79,31 @@ options:
           - The machine's address, the C(ip) of C(hosts.json). With O(dhcp=addresses), an IPv4 one is the address it
             leases.
         type: str
+      network:
+        description:
+          - The static network of the machine's installer, the C(network) of C(hosts.json) (docs/dhcp.md, "Static
+            network per host"). The installer gets it on its kernel command line (C(ip=), C(vlan=), C(ifname=),
+            C(nameserver=)) and comes up with it with no DHCP; nixie-agent phones home over it.
+          - An IPv4 network only; refused on an IPv6-only run (an O(interface) without an IPv4 address).
+        type: dict
+        suboptions:
+          address:
+            description: The installer's IPv4 address with its prefix length, for example V(192.0.2.10/24).
+            type: str
+            required: true
+          gateway:
+            description: The default router, on the address's subnet; none when not given.
+            type: str
+          nameservers:
+            description: DNS servers (IP addresses) for the installer's C(/etc/resolv.conf).
+            type: list
+            elements: str
+          vlan:
+            description: The 802.1Q VLAN ID (1-4094) the address lives on; the link is untagged without it.
+            type: int
+          interface:
+            description: MAC address of the NIC to configure; default O(hosts[].mac).
+            type: str
   dhcp_ranges:
     description:
       - With O(dhcp=addresses), where machines without an C(ip) get theirs, as V(first-last) ranges (or single
@@ -326,6 +351,13 @@ def main():
                 mac=dict(type="str", required=True),
                 arch=dict(type="str", choices=["x86_64-linux", "aarch64-linux"], default="x86_64-linux"),
                 ip=dict(type="str"),
+                network=dict(type="dict", options=dict(
+                    address=dict(type="str", required=True),
+                    gateway=dict(type="str"),
+                    nameservers=dict(type="list", elements="str"),
+                    vlan=dict(type="int"),
+                    interface=dict(type="str"),
+                )),
             )),
             dhcp_ranges=dict(type="list", elements="str"),
             dhcp_routers=dict(type="list", elements="str"),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.mac import nic_mac_problem, normalize_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts.network import HostNetwork, network_from_entry
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.record import Host
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.schema import (
     BMC_DRIVERS, DEFAULT_ARCH, REDFISH_ONLY_FIELDS, RESERVED_VAR_PREFIX, HostsFileError, describe_schema_error, schema_validator, where)
@@ -64,6 +65,7 @@ def normalize_hosts(document: object, path: str = "hosts.json") -> list[Host]:
     problems = []
     hosts = []
     owner_of_mac = {}
+    owner_of_address = {}
     for name in sorted(document):
         entry = document[name]
         mac = normalize_mac(entry["mac_address"])
@@ -76,9 +78,10 @@ def normalize_hosts(document: object, path: str = "hosts.json") -> list[Host]:
         owner_of_mac.setdefault(mac, name)
 
         ip = entry.get("ip")
+        checked_ip = None
         if ip is not None:
             try:
-                ip = str(ipaddress.ip_address(ip))
+                ip = checked_ip = str(ipaddress.ip_address(ip))
             except ValueError:
                 problems.append("%s: %r is not an IPv4 or IPv6 address" % (where(path, name, "ip"), ip))
 
@@ -90,6 +93,13 @@ def normalize_hosts(document: object, path: str = "hosts.json") -> list[Host]:
         power = dict(entry.get("power", {"driver": "wol"}))
         problems.extend(_power_problems(path, name, power))
 
+        network = None
+        if "network" in entry:
+            network, found = network_from_entry(entry["network"], mac or "", checked_ip,
+                                                lambda field, name=name: where(path, name, field))
+            problems.extend(found)
+        problems.extend(_shared_address_problems(path, name, checked_ip, network, owner_of_address))
+
         hosts.append(dict(
             name=name,
             mac=mac,
@@ -100,11 +110,33 @@ def normalize_hosts(document: object, path: str = "hosts.json") -> list[Host]:
             description=entry.get("description"),
             system=entry.get("system"),
             power=power,
+            network=network,
         ))
     if problems:
         raise HostsFileError("\n".join(problems))
     # Made only once every field has passed: a Host is never half-checked.
     return [Host(**fields) for fields in hosts]
+
+
+def _shared_address_problems(path: str, name: str, ip: str | None, network: HostNetwork | None,
+                             owner_of_address: dict[str, tuple[str, str]]) -> list[str]:
+    """A static address that another host also holds (as its ``network.address`` or its ``ip``).
+
+    The installer takes a static address without asking anyone, so a second machine with it would answer
+    for the first. ``owner_of_address`` collects the addresses seen so far. Two ``ip`` alone are left to
+    the DHCP mode that leases them (its plan names them), as before ``network`` existed.
+    """
+    problems = []
+    for field, address in (("ip", ip), ("network.address", network.ip if network is not None else None)):
+        if address is None:
+            continue
+        other = owner_of_address.get(address)
+        if other is not None and other[0] != name and "network.address" in (field, other[1]):
+            problems.append("%s: %s is also the address of host %r (its %s); each machine needs its own address" % (
+                where(path, name, field), address, other[0], other[1]))
+        if other is None or other[1] == "ip":
+            owner_of_address[address] = (name, field)
+    return problems
 
 
 def hosts_from_option(entries: Sequence[Mapping[str, Any]], option: str = "hosts") -> list[Host]:
@@ -122,6 +154,9 @@ def hosts_from_option(entries: Sequence[Mapping[str, Any]], option: str = "hosts
         if not isinstance(name, str):
             raise HostsFileError("%s[%d]: every entry needs a name (its flake attribute)" % (option, index))
         fields["mac_address"] = fields.pop("mac", fields.get("mac_address"))
+        if isinstance(fields.get("network"), Mapping):
+            # A module's suboptions come with every unset one as None; hosts.json leaves them out.
+            fields["network"] = {k: v for k, v in fields["network"].items() if v is not None}
         document[name] = {k: v for k, v in fields.items() if v is not None}
     return normalize_hosts(document, option)
 

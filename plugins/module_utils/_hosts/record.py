@@ -6,7 +6,7 @@ A Host is made in one place, :mod:`.loading` (from hosts.json or from a
 module's ``hosts`` option), after every check, so whoever holds one may
 trust it: its MAC is in the one spelling (:mod:`.mac`), its arch is one of
 :data:`~.schema.ARCHITECTURES`. A new hosts.json field becomes one new
-attribute here (issue 16's ``network`` goes beside ``power``), one line in
+attribute here (as ``network``, a :class:`~.network.HostNetwork`, went beside ``power``), one line in
 :func:`.loading.normalize_hosts` and one in each of :meth:`Host.to_dict` and
 :meth:`Host.from_dict`, the pair every crossing to JSON uses (the inventory's
 cache). This file is private to the collection.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.mac import is_canonical_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts.network import HostNetwork
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.schema import ARCHITECTURES, DEFAULT_ARCH
 
 DEFAULT_POWER = {"driver": "wol"}
@@ -38,6 +39,8 @@ class Host:
     extra Ansible groups. ``vars``: extra host variables. ``description``:
     free text. ``system``: the store path of its system when built elsewhere.
     ``power``: how it is powered on (``{"driver": "wol"}`` by default).
+    ``network``: its installer's static network, or None (the installer
+    asks DHCP).
 
     The constructor refuses a MAC in another spelling or an unknown arch
     (ValueError): those are a caller's mistake, since users' text is checked
@@ -53,6 +56,7 @@ class Host:
     description: str | None = None
     system: str | None = None
     power: Mapping[str, Any] = field(default_factory=_default_power)
+    network: HostNetwork | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -62,6 +66,8 @@ class Host:
                              "make hosts with load_hosts or hosts_from_option, which normalise it" % (self.name, self.mac))
         if self.arch not in ARCHITECTURES:
             raise ValueError("host %r: arch %r is not one of %s" % (self.name, self.arch, ", ".join(ARCHITECTURES)))
+        if self.network is not None and not isinstance(self.network, HostNetwork):
+            raise ValueError("host %r: network must be a HostNetwork record; got %r" % (self.name, self.network))
         # Frozen: the record's own copies, so a caller's later edit of its list cannot reach it.
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "vars", dict(self.vars))
@@ -79,6 +85,7 @@ class Host:
             "description": self.description,
             "system": self.system,
             "power": dict(self.power),
+            "network": self.network.to_dict() if self.network is not None else None,
         }
 
     @classmethod
@@ -89,4 +96,5 @@ class Host:
         return cls(name=data["name"], mac=data.get("mac"), arch=data.get("arch", DEFAULT_ARCH), ip=data.get("ip"),
                    groups=tuple(data.get("groups") or ()), vars=dict(data.get("vars") or {}),
                    description=data.get("description"), system=data.get("system"),
-                   power=dict(data.get("power") or DEFAULT_POWER))
+                   power=dict(data.get("power") or DEFAULT_POWER),
+                   network=HostNetwork.from_dict(data["network"]) if data.get("network") is not None else None)

@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts.mac import MAC_PATTERN
+from ansible_collections.nixie.metal.plugins.module_utils._hosts.network import VLAN_IDS
 
 try:
     import jsonschema
@@ -101,6 +102,45 @@ HOSTS_SCHEMA = {
                     "pattern": r"^/nix/store/[0-9a-z]{32}-[^/]+$",
                 },
                 "power": {"$ref": "#/$defs/power"},
+                "network": {"$ref": "#/$defs/network"},
+            },
+        },
+        "network": {
+            "description": (
+                "A static IPv4 network for the machine's installer, given on its kernel command line "
+                "(ip=, nameserver=, vlan=, ifname=): it comes up with this address, on this VLAN, with no "
+                "DHCP at all, and phones home over it. The firmware may still need DHCP to load iPXE "
+                "(see docs/dhcp.md)."
+            ),
+            "type": "object",
+            "required": ["address"],
+            "additionalProperties": False,
+            "properties": {
+                "address": {
+                    "description": "The installer's IPv4 address with its prefix length, such as 192.0.2.10/24.",
+                    "type": "string",
+                },
+                "gateway": {
+                    "description": "The default router, on the address's subnet; none when the segment has no router.",
+                    "type": "string",
+                },
+                "nameservers": {
+                    "description": "DNS servers (IP addresses) the installer writes to /etc/resolv.conf.",
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "uniqueItems": True,
+                },
+                "vlan": {
+                    "description": "The 802.1Q VLAN ID (1-4094) the address lives on; the link is untagged without it.",
+                    "type": "integer",
+                    "minimum": VLAN_IDS[0],
+                    "maximum": VLAN_IDS[1],
+                },
+                "interface": {
+                    "description": "MAC address of the NIC to configure; default the host's mac_address.",
+                    "type": "string",
+                    "pattern": MAC_PATTERN,
+                },
             },
         },
         "power": {
@@ -206,6 +246,9 @@ def describe_schema_error(error: Any, path: str) -> str:
     if validator == "required" and field == "power":
         return "%s: \"driver\" is missing; say how the machine is powered on: %s" % (
             where(path, host, field), ", ".join(POWER_DRIVERS))
+    if validator == "required" and field == "network":
+        return "%s: \"address\" is missing; give the installer's address with its prefix, e.g. " \
+            '"address": "192.0.2.10/24" (or drop network to let the installer ask DHCP)' % where(path, host, field)
     if validator == "required":
         return "%s: \"mac_address\" is missing; add the MAC address the machine network-boots from, " \
             'e.g. "mac_address": "bc:24:11:d0:28:34"' % where(path, host)
@@ -231,6 +274,14 @@ def describe_schema_error(error: Any, path: str) -> str:
         return "%s: must not be empty" % where(path, host, field)
     if validator in ("minimum", "maximum") and field == "power.port":
         return "%s: %r is not a port number (1-65535)" % (where(path, host, field), error.instance)
+    if validator in ("minimum", "maximum") and field == "network.vlan":
+        return "%s: %r is not a VLAN ID (a whole number from 1 to 4094); leave vlan out for an untagged link" % (
+            where(path, host, field), error.instance)
+    if validator == "pattern" and field == "network.interface":
+        return "%s: %r is not a MAC address; name the NIC to configure by its MAC, such as bc:24:11:d0:28:34" % (
+            where(path, host, field), error.instance)
+    if validator == "uniqueItems" and field == "network.nameservers":
+        return "%s: lists the same name server twice" % where(path, host, field)
     if validator == "pattern" and field == "mac_address":
         return "%s: %r is not a MAC address; write six hex octets such as bc:24:11:d0:28:34" % (
             where(path, host, field), error.instance)

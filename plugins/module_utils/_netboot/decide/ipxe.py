@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import is_canonical_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostNetwork, is_canonical_mac
+from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.kernel_network import conflicting_arguments, network_arguments
 
 # Characters allowed in one kernel command-line token. Letters, digits and
 # the punctuation kernel arguments and URLs need (brackets for IPv6 literals);
@@ -99,17 +100,27 @@ def check_base_url(base_url: str) -> str:
     return url
 
 
-def kernel_arguments(api_url: str, token: str, mac: str, extra: str | Sequence[str] | None = None) -> list[str]:
+def kernel_arguments(api_url: str, token: str, mac: str, extra: str | Sequence[str] | None = None,
+                     network: HostNetwork | None = None, host_name: str | None = None) -> list[str]:
     """The kernel command line (as a list) given to the installer, after ``initrd=initrd``.
 
-    ``mac``: the host's MAC as the registry holds it (lower-case, colon-separated).
+    ``mac``: the host's MAC as the registry holds it (lower-case, colon-separated). ``network``: the
+    host's static network (:mod:`.kernel_network`), whose arguments the operator's ``extra`` must not
+    also set; ``host_name`` goes into its ``ip=``.
     """
     if not is_canonical_mac(mac):
         raise ValueError("%r is not a MAC address in the one spelling (lower-case, colon-separated)" % (mac,))
     if not isinstance(token, str) or not _TOKEN_VALUE.match(token):
         raise ValueError("the host token must be 16-128 URL-safe characters")
     api = check_base_url(api_url)
-    return split_cmdline(extra) + [
+    tokens = split_cmdline(extra)
+    if network is not None:
+        clash = conflicting_arguments(tokens)
+        if clash:
+            raise ValueError("kernel argument %s would contradict the host's static network (hosts.json network); "
+                             "remove it from the extra arguments" % ", ".join(clash))
+        tokens += [check_token(argument) for argument in network_arguments(network, host_name)]
+    return tokens + [
         "nixie.api=" + api,
         "nixie.token=" + token,
         "nixie.mac=" + mac,
@@ -118,7 +129,7 @@ def kernel_arguments(api_url: str, token: str, mac: str, extra: str | Sequence[s
 
 def render_script(base_url: str, mac: str, token: str, extra_cmdline: str | Sequence[str] | None = None,
                   host_name: str | None = None, api_url: str | None = None, dhcp_delays: Sequence[float] = DEFAULT_DHCP_DELAYS,
-                  fail_delay: float = DEFAULT_FAIL_DELAY, address_setting: str = "ip") -> str:
+                  fail_delay: float = DEFAULT_FAIL_DELAY, address_setting: str = "ip", network: HostNetwork | None = None) -> str:
     """Return the iPXE script (text ending in a newline) for one host.
 
     ``base_url``: where iPXE reaches this server, e.g. ``http://192.0.2.1:8080``.
@@ -132,13 +143,15 @@ def render_script(base_url: str, mac: str, token: str, extra_cmdline: str | Sequ
     address of the family the script was fetched over: ``ip`` (IPv4) or
     ``ip6`` (IPv6; on an IPv6-only segment ``${ip}`` stays empty, and another
     ``dhcp`` would wait out iPXE's DHCPv4 timeout again).
+    ``network``: the host's static network; the installer gets it as ``ip=``,
+    ``vlan=``, ``ifname=`` and ``nameserver=`` and asks no DHCP.
     """
     if address_setting not in ("ip", "ip6"):
         raise ValueError("address_setting must be ip or ip6, got %r" % (address_setting,))
     base = check_base_url(base_url)
     if not is_canonical_mac(mac):
         raise ValueError("%r is not a MAC address in the one spelling (lower-case, colon-separated)" % (mac,))
-    args = kernel_arguments(api_url or base + "/api/v1", token, mac, extra_cmdline)
+    args = kernel_arguments(api_url or base + "/api/v1", token, mac, extra_cmdline, network, host_name)
     delays = [int(d) for d in dhcp_delays]
     if any(d < 0 or d > 3600 for d in delays) or not 0 <= int(fail_delay) <= 3600:
         raise ValueError("delays must be between 0 and 3600 seconds")

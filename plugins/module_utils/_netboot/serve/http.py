@@ -227,7 +227,8 @@ class NetbootHttp:
         cmdline = self.arch_cmdlines.get(self.registry.arch(mac), []) + self.extra_cmdline
         body = ipxe.render_script(base, mac, self.registry.token_for(mac), extra_cmdline=cmdline,
                                   host_name=self.registry.host_name(mac), api_url=api,
-                                  address_setting="ip6" if arrived_over_ipv6(request) else "ip")
+                                  address_setting="ip6" if arrived_over_ipv6(request) else "ip",
+                                  network=self.registry.network(mac))
         if request.method == hdrs.METH_GET:
             self.emit(self.registry.record(mac, events.SCRIPT_SERVED, peer=self.peer(request)))
         return web.Response(text=body, content_type="text/plain", headers={hdrs.CACHE_CONTROL: "no-store"})

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, is_canonical_mac
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, HostNetwork, is_canonical_mac
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.wire import events
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide import trust
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.decide.agent_report import (
@@ -137,6 +137,11 @@ class Registry:
     def arch(self, mac: str) -> str | None:
         host = self._host(mac)
         return host.arch if host else None
+
+    def network(self, mac: str) -> HostNetwork | None:
+        """The host's static network (hosts.json ``network``), None when its installer asks DHCP."""
+        host = self._host(mac)
+        return host.host.network if host else None
 
     def state(self, mac: str) -> str | None:
         host = self._host(mac)

@@ -99,6 +99,12 @@ in {
   condition = on.config.condition;
   offCondition = (evaluated false).config.condition;
   service = on.config.content.systemd.services.nixie-agent;
+  network = {
+    service = on.config.content.systemd.services.nixie-network;
+    dhcpcdDeny = on.config.content.networking.dhcpcd.denyInterfaces;
+    networkManagerUnmanaged = on.config.content.networking.networkmanager.unmanaged;
+    networkd = on.config.content.systemd.network.networks."10-nixie-static";
+  };
   package = {
     inherit (package) pname version installPhase;
     src = toString package.src;
@@ -137,6 +143,19 @@ def test_module_service(agent_module):
     assert config["StandardOutput"] == "journal" and config["StandardError"] == "journal"
     assert config["RemainAfterExit"] is True
     assert service["startLimitIntervalSec"] == 0
+
+
+def test_module_brings_the_static_network_up_before_any_dhcp_client(agent_module):
+    network = agent_module["network"]
+    service = network["service"]
+    assert service["serviceConfig"]["ExecStart"] == "/stand-in/nixie-agent/bin/nixie-agent network"
+    assert service["serviceConfig"]["Type"] == "oneshot" and service["serviceConfig"]["RemainAfterExit"] is True
+    assert {"dhcpcd.service", "systemd-networkd.service", "NetworkManager.service", "network-pre.target"} <= set(service["before"])
+    assert service["environment"] == {"NIXIE_MAX_DELAY": "10"}
+    # the names the kernel command line's ifname=/vlan= give (decide/kernel_network.py): no DHCP client on them
+    assert network["dhcpcdDeny"] == ["nixie*"]
+    assert network["networkManagerUnmanaged"] == ["interface-name:nixie*"]
+    assert network["networkd"] == {"matchConfig": {"Name": "nixie*"}, "linkConfig": {"Unmanaged": True}}
 
 
 def test_package_wraps_the_unchanged_script(agent_module):

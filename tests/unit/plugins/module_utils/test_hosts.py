@@ -55,7 +55,7 @@ def test_upstream_nixie_file_is_accepted_with_defaults():
     hosts = parse_hosts('{"web1": {"mac_address": "BC-24-11-D0-28-34"}}')
     assert [host.to_dict() for host in hosts] == [{
         "name": "web1", "mac": GOOD_MAC, "arch": "x86_64-linux", "ip": None,
-        "groups": [], "vars": {}, "description": None, "system": None, "power": {"driver": "wol"},
+        "groups": [], "vars": {}, "description": None, "system": None, "power": {"driver": "wol"}, "network": None,
     }]
     assert hosts == [Host("web1", GOOD_MAC)]
 

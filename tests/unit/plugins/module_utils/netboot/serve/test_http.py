@@ -19,7 +19,7 @@ pytest_asyncio = pytest.importorskip("pytest_asyncio")
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host
+from ansible_collections.nixie.metal.plugins.module_utils._hosts import Host, HostNetwork
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.serve import http as nhttp  # noqa: E402
 from ansible_collections.nixie.metal.plugins.module_utils._netboot.state.registry import Registry  # noqa: E402
 
@@ -41,7 +41,7 @@ def _report(mac=MAC1, **extra):
     return body
 
 
-async def _start(tmp_path, http_client=None, **kwargs):
+async def _start(tmp_path, http_client=None, hosts=None, **kwargs):
     kernel = tmp_path / "bzImage"
     kernel.write_bytes(KERNEL)
     initrd = tmp_path / "initrd"
@@ -51,7 +51,7 @@ async def _start(tmp_path, http_client=None, **kwargs):
     ipxe_dir.mkdir()
     (ipxe_dir / "ipxe.efi").write_bytes(b"MZ" + b"\0" * 1000)
     (tmp_path / "secret").write_bytes(b"secret")
-    registry = Registry([Host("node1", MAC1), Host("node2", MAC2), Host("arm1", ARM, arch="aarch64-linux")])
+    registry = Registry(hosts or [Host("node1", MAC1), Host("node2", MAC2), Host("arm1", ARM, arch="aarch64-linux")])
     events = []
     options = dict(
         artifacts={"x86_64-linux": {"kernel": kernel, "initrd": initrd}},
@@ -108,6 +108,19 @@ async def test_script_for_known_host(env):
     assert "nixie.token=%s " % env.registry.token_for(MAC1) in text
     assert env.registry.state(MAC1) == "script_served"
     assert env.events[-1]["event"] == "script_served" and env.events[-1]["mac"] == MAC1
+
+
+async def test_a_static_network_reaches_only_its_hosts_script(tmp_path):
+    static = HostNetwork("10.20.0.50/24", MAC1, gateway="10.20.0.1", nameservers=("10.20.0.53",), vlan=20)
+    ns = await _start(tmp_path, hosts=[Host("node1", MAC1, network=static), Host("node2", MAC2)])
+    try:
+        mine = await (await ns.client.get("/boot/%s/script.ipxe" % MAC1)).text()
+        other = await (await ns.client.get("/boot/%s/script.ipxe" % MAC2)).text()
+    finally:
+        await ns.client.close()
+    assert (" console=ttyS0,115200 ifname=nixie0:%s vlan=nixie0.20:nixie0 ip=10.20.0.50::10.20.0.1:255.255.255.0:node1:nixie0.20:none "
+            "nameserver=10.20.0.53 nixie.api=" % MAC1) in mine
+    assert "ip=" not in other.replace("nixie.api=", "") and "nixie0" not in other
 
 
 async def test_each_architecture_boots_its_own_init(tmp_path):
