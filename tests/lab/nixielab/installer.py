@@ -156,7 +156,9 @@ def unpack_kernel(deb: Path, cache: Path | None = None, modules=BOOT_MODULES) ->
     target = (cache or cache_dir()) / "kernels" / (deb.stem + suffix)
     if (target / "done").exists():
         return target
-    shutil.rmtree(target, ignore_errors=True)
+    # Unpacked beside the target and renamed into place: two test runs at once (the lanes of scripts/test) may both
+    # unpack; the first rename wins and the other's copy is dropped.
+    unpacked = Path(tempfile.mkdtemp(dir=_mkdir(target.parent), prefix=".unpack-"))
     with tempfile.TemporaryDirectory() as tmp:
         wanted = ["./boot/vmlinuz-*"] + [f"*/{m}.ko" for m in modules]
         tar = subprocess.Popen(["tar", "-x", "-C", tmp, "--wildcards", *wanted],
@@ -165,13 +167,25 @@ def unpack_kernel(deb: Path, cache: Path | None = None, modules=BOOT_MODULES) ->
         tar.stdin.close()
         if tar.wait() != 0:
             raise RuntimeError(f"unpacking {deb} failed")
-        (target / "modules").mkdir(parents=True)
+        (unpacked / "modules").mkdir()
         vmlinuz = glob.glob(f"{tmp}/boot/vmlinuz-*")[0]
-        shutil.copy(vmlinuz, target / "vmlinuz")
-        (target / "version").write_text(os.path.basename(vmlinuz)[len("vmlinuz-"):])
+        shutil.copy(vmlinuz, unpacked / "vmlinuz")
+        (unpacked / "version").write_text(os.path.basename(vmlinuz)[len("vmlinuz-"):])
         for ko in glob.glob(f"{tmp}/lib/modules/*/kernel/**/*.ko", recursive=True):
-            shutil.copy(ko, target / "modules" / os.path.basename(ko))
-    (target / "done").touch()
+            shutil.copy(ko, unpacked / "modules" / os.path.basename(ko))
+    (unpacked / "done").touch()
+    os.chmod(unpacked, 0o755)
+    if not (target / "done").exists() and target.exists():
+        # Left unfinished by an older version of this function, which unpacked in place: moved out of the way whole,
+        # never emptied, so that nothing another run is reading changes under it.
+        os.rename(target, Path(tempfile.mkdtemp(dir=target.parent, prefix=".stale-")) / "kernel")
+    try:
+        os.rename(unpacked, target)
+    except OSError:
+        # Another run's rename came first: its copy is the same.
+        shutil.rmtree(unpacked, ignore_errors=True)
+        if not (target / "done").exists():
+            raise
     return target
 
 
