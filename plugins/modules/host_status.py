@@ -19,8 +19,8 @@ description:
   - With O(wait), the machine is looked for in rounds until an SSH server that is the machine answers, or the time is
     up. After a reboot, the installed system may come back late, and at another address than its installer's (NixOS
     leases by DUID, with a new machine-id). Each round looks at O(last_address) first, then for O(mac) as above; the
-    last address counts only when the neighbour table names no other MAC for it and, with O(known_host_keys), it shows
-    one of them.
+    last address counts only when it is still the machine's, that is, with O(known_host_keys), when it shows one of them,
+    and without, when the neighbour table names no other MAC for it.
   - Only when the machine runs NixOS is the expected system needed. It is O(expected_system), or it is evaluated with
     C(nix eval FLAKE#nixosConfigurations.ATTRIBUTE.config.system.build.toplevel.outPath). Nothing is built, and the
     flake's C(flake.lock) is not written. A machine that is absent or runs another OS costs no evaluation.
@@ -59,9 +59,11 @@ options:
     description:
       - Where the machine was last seen, for example its installer's address before the reboot into the installed system.
         Looked at first, then the machine is looked for by O(mac), as without O(address).
-      - It counts as the machine's only when an SSH server answers there, the neighbour table names no other MAC for it,
-        and, with O(known_host_keys), it shows one of them; otherwise another machine may hold it now, and it is passed
-        over (a host key mismatch there is no failure).
+      - It counts as the machine's only when an SSH server answers there and, with O(known_host_keys), it shows one of
+        them (a mismatch there is no failure), or without, the neighbour table names no other MAC for it. Otherwise
+        another machine may hold it now, and it is passed over.
+      - Behind proxy ARP, where every neighbour entry holds the router's MAC, the machine is found only at an address
+        that shows one of O(known_host_keys), or at O(address).
     type: str
   wait:
     description:

@@ -7,8 +7,8 @@ leases by DUID, and its machine-id is new, so a site DHCP server that leases by 
 a new lease. Each round looks at the address the machine was last seen at (``last_address``)
 first, then for its MAC (the neighbour table, then an ARP sweep: :mod:`.address`). An address
 counts as the machine's only when an SSH server answers there; the last address also only when
-the neighbour table names no other MAC for it and, with known host keys, it shows one of them
-(another machine may hold it now). With ``address`` given, only that address is looked at.
+it is still the machine's (another machine may hold it now): with known host keys, when it shows
+one of them; without, when the neighbour table names no other MAC for it. With ``address`` given, only that address is looked at.
 
 :func:`look` judges one address and :func:`locate` runs the rounds; both take the edges (the
 banner check, the neighbour table, the SSH probe, the discovery, the clock) as parameters, so
@@ -74,11 +74,13 @@ def ssh_banner(ip: str, port: int, timeout: float = QUICK_TIMEOUT) -> str:
 
 
 def look(ip: str, source: str, mac: str, port: int, banner: Callable[[str, int], str],
-         owner: Callable[[str], str | None], probe: Callable[[str], dict[str, Any]]) -> Look:
+         owner: Callable[[str], str | None], probe: Callable[[str], dict[str, Any]], pinned: bool = False) -> Look:
     """Judge one address. The last address (``source`` last_address) must also not be another machine's:
-    the neighbour table's MAC for it, read again after the connection refreshed it, must be ``mac`` when
-    it names one, and a host key mismatch there means another machine holds it (elsewhere it is an error)."""
-    checks_owner = source == "last_address"
+    a host key mismatch there means another machine holds it (elsewhere it is an error), and without
+    known host keys (``pinned``) the neighbour table's MAC for it, read again after the connection
+    refreshed it, must be ``mac`` when it names one. With known keys the key decides alone, so a segment
+    behind proxy ARP (every neighbour entry the router's MAC) still finds the machine there."""
+    checks_owner = source == "last_address" and not pinned
     if checks_owner:
         held = owner(ip)
         if held and held != mac:
@@ -95,7 +97,7 @@ def look(ip: str, source: str, mac: str, port: int, banner: Callable[[str, int],
     try:
         found = probe(ip)
     except HostKeyMismatch:
-        if checks_owner:
+        if source == "last_address":
             return Look(ip, source, note="%s shows a host key none of known_host_keys: another machine holds it" % ip)
         raise
     if found.get("outcome") in DOWN_OUTCOMES:
@@ -180,9 +182,9 @@ def absent_reason(mac: str, located: Located, wait: float) -> str:
 def look_edges(mac: str, port: int, neighbours: Callable[[], list[Mapping[str, Any]]],
                owner_of: Callable[[list[Mapping[str, Any]], str], str | None],
                banner: Callable[..., str] = ssh_banner, quick_timeout: float = QUICK_TIMEOUT,
-               probe: Callable[[str], dict[str, Any]] | None = None) -> Callable[[str, str], Look]:
+               probe: Callable[[str], dict[str, Any]] | None = None, pinned: bool = False) -> Callable[[str, str], Look]:
     """:func:`look` bound to the machine and its edges, as :func:`locate` calls it."""
     def look_at(ip: str, source: str) -> Look:
         return look(ip, source, mac, port, lambda where, on: banner(where, on, quick_timeout),
-                    lambda where: owner_of(neighbours(), where), probe)
+                    lambda where: owner_of(neighbours(), where), probe, pinned)
     return look_at

@@ -137,7 +137,7 @@ def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, di
     found = None
     if wait or params.get("last_address"):
         look_at = locate.look_edges(mac, port, lambda: neighbours(params.get("interface")), neighbour_owner,
-                                    banner=banner, probe=probe_at)
+                                    banner=banner, probe=probe_at, pinned=bool(known))
         try:
             located = locate.locate(mac, port, wait, params.get("address"), params.get("last_address"),
                                     discover_skipping, look_at, warnings=warnings, clock=clock, sleep=sleep)

@@ -80,6 +80,16 @@ def test_the_last_address_is_passed_over_when_it_is_not_the_machine(segment, not
     assert not seen.answered and seen.note == note
 
 
+def test_with_known_host_keys_the_key_decides_alone():
+    # Behind proxy ARP every neighbour entry holds the router's MAC: the pinned key still says it is the machine.
+    segment = Segment(banners={"10.0.0.5": "ssh"}, owners={"10.0.0.5": OTHER_MAC})
+    seen = locate.look("10.0.0.5", "last_address", MAC, 22, segment.banner, segment.owner, segment.probe, pinned=True)
+    assert seen.answered
+    segment.probes["10.0.0.5"] = common.HostKeyMismatch("key")
+    seen = locate.look("10.0.0.5", "last_address", MAC, 22, segment.banner, segment.owner, segment.probe, pinned=True)
+    assert not seen.answered and "shows a host key none of known_host_keys" in seen.note
+
+
 def test_another_machine_at_the_last_address_is_not_even_connected_to():
     segment = Segment(banners={"10.0.0.5": "ssh"}, owners={"10.0.0.5": OTHER_MAC})
     segment.look_at("10.0.0.5", "last_address")
