@@ -126,12 +126,16 @@ def nixos_anywhere_login_check(login, destination, port):
     return outcome.login_check(login, str(destination), port)
 
 
-def nixos_anywhere_status_args(settled, expected_system=""):
-    return logins.status_args(settled, str(expected_system or ""))
+def nixos_anywhere_status_args(settled, expected_system="", verify=True):
+    return logins.status_args(settled, str(expected_system or ""), verify)
 
 
-def nixos_anywhere_installed_check(status, address, expected_system=""):
-    return outcome.installed_check(status, str(address), str(expected_system or ""))
+def nixos_anywhere_refind(settled, wait_for_reboot, reboot_timeout, verify=True):
+    return logins.refind(settled, wait_for_reboot, reboot_timeout, verify)
+
+
+def nixos_anywhere_installed_check(status, host, refind, expected_system="", verify=True):
+    return outcome.installed_check(status or {}, str(host), refind, str(expected_system or ""), verify)
 
 
 class FilterModule:
@@ -158,6 +162,7 @@ class FilterModule:
             "nixos_anywhere_login_check": nixos_anywhere_login_check,
             "nixos_anywhere_status_args": nixos_anywhere_status_args,
             "nixos_anywhere_installed_check": nixos_anywhere_installed_check,
+            "nixos_anywhere_refind": nixos_anywhere_refind,
             "nixos_anywhere_built": nixos_anywhere_built,
             "nixos_anywhere_run_environment": nixos_anywhere_run_environment,
             "nixos_anywhere_pinned_use": nixos_anywhere_pinned_use,

@@ -69,8 +69,12 @@ def provision_server_boot(installer, built=None, check_mode=False):
 
 def provision_report(name, hostvars, server_result=None):
     variables = hostvars[name]
+    installed = variables.get("nixos_anywhere_result") or {}
+    installer = variables.get("provision_machine_installer") or {}
     facts = {"state": _status_state(variables), "outcome": variables.get("provision_machine_outcome"),
-             "seconds": variables.get("provision_machine_seconds"), "failure": variables.get("provision_machine_failure")}
+             "seconds": variables.get("provision_machine_seconds"), "failure": variables.get("provision_machine_failure"),
+             "address": installed.get("ip") if hasattr(installed, "get") else None,
+             "installer_address": installer.get("ip") if hasattr(installer, "get") else None}
     return _provision.report_line(str(name), facts, (server_result or {}).get("hosts") or [])
 
 

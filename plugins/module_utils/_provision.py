@@ -149,7 +149,8 @@ def installer_target(agent: Mapping[str, Any], check_mode: bool) -> dict[str, An
 def report_line(name: str, facts: Mapping[str, Any], server_hosts: Sequence[Mapping[str, Any]] = ()) -> str:
     """One machine's line of the run's report: outcome, time taken, why it failed, refused requests for its boot.
 
-    ``facts``: ``state`` (host_status's), ``outcome``, ``seconds`` and ``failure`` of the machine's run, each
+    ``facts``: ``state`` (host_status's), ``outcome``, ``seconds`` and ``failure`` of the machine's run, ``address``
+    where the installed system was found after its reboot and ``installer_address`` where its installer was, each
     absent when the run never got there; ``server_hosts`` the netboot server's per-host result, whose warnings
     say that another machine asked for this one's boot and was refused (pxe_server's peer_check).
     """
@@ -157,6 +158,10 @@ def report_line(name: str, facts: Mapping[str, Any], server_hosts: Sequence[Mapp
     parts = [str(outcome)]
     if facts.get("seconds") is not None:
         parts.append("in %ss" % facts["seconds"])
+    if facts.get("address"):
+        # The installed system may have come back at another address than its installer (a new DHCP lease).
+        moved = facts.get("installer_address") and facts["installer_address"] != facts["address"]
+        parts.append("at %s%s" % (facts["address"], " (its installer was at %s)" % facts["installer_address"] if moved else ""))
     if facts.get("failure") is not None:
         parts.append("- %s" % facts["failure"])
     warnings = [warning for host in server_hosts if host.get("name") == name for warning in host.get("warnings") or []]

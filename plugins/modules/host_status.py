@@ -16,6 +16,11 @@ description:
     Failing that, an ARP sweep asks every address of the directly connected IPv4 subnets (or of O(interface)/O(subnet))
     who has the MAC. A confirmed IPv6 neighbour is used only when no IPv4 address answers.
   - Over SSH, one command reads the C(ID) of C(/etc/os-release) and the target of C(/run/current-system).
+  - With O(wait), the machine is looked for in rounds until an SSH server that is the machine answers, or the time is
+    up. After a reboot, the installed system may come back late, and at another address than its installer's (NixOS
+    leases by DUID, with a new machine-id). Each round looks at O(last_address) first, then for O(mac) as above; the
+    last address counts only when it is still the machine's, that is, with O(known_host_keys), when it shows one of them,
+    and without, when the neighbour table names no other MAC for it.
   - Only when the machine runs NixOS is the expected system needed. It is O(expected_system), or it is evaluated with
     C(nix eval FLAKE#nixosConfigurations.ATTRIBUTE.config.system.build.toplevel.outPath). Nothing is built, and the
     flake's C(flake.lock) is not written. A machine that is absent or runs another OS costs no evaluation.
@@ -48,7 +53,25 @@ options:
   address:
     description:
       - The machine's IP address or host name, when known. No discovery is made then.
+      - Mutually exclusive with O(last_address).
     type: str
+  last_address:
+    description:
+      - Where the machine was last seen, for example its installer's address before the reboot into the installed system.
+        Looked at first, then the machine is looked for by O(mac), as without O(address).
+      - It counts as the machine's only when an SSH server answers there and, with O(known_host_keys), it shows one of
+        them (a mismatch there is no failure), or without, the neighbour table names no other MAC for it. Otherwise
+        another machine may hold it now, and it is passed over.
+      - Behind proxy ARP, where every neighbour entry holds the router's MAC, the machine is found only at an address
+        that shows one of O(known_host_keys), or at O(address).
+    type: str
+  wait:
+    description:
+      - Seconds to keep looking for the machine while it is V(absent) (no address for O(mac), or no SSH server that is
+        the machine answering). Rounds follow each other about a second apart; a round begun before the end is finished.
+      - V(0) looks once (with O(last_address), at it and then by O(mac)).
+    type: int
+    default: 0
   interface:
     description:
       - The controller's network interface on the machines' segment, for example V(enp3s0). Limits the neighbour
@@ -95,12 +118,13 @@ options:
       - Store path of the system the machine should run, for example
         V(/nix/store/0c2l4jxqn1g4q3z6jdd6yzkmzy8jzd0w-nixos-system-web1-24.05).
       - Mutually exclusive with O(flake).
+      - Without O(expected_system) and O(flake), what the machine runs is read but compared with nothing, and a machine
+        running NixOS is V(other_system).
     type: str
   flake:
     description:
       - Flake reference holding the machine's NixOS configuration, for example V(.) or V(github:example/site).
       - Evaluated, with O(attribute), only when the machine runs NixOS.
-      - One of O(expected_system) and O(flake) is required.
     type: str
   attribute:
     description:
@@ -174,6 +198,18 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: after
   failed_when: after.state != 'installed'
+
+- name: After the reboot, find the installed system by its MAC (it may have another address than its installer) and check it
+  nixie.metal.host_status:
+    mac: "{{ nixie_mac }}"
+    last_address: "{{ agent.ip }}"
+    wait: 900
+    expected_system: "{{ built.toplevel }}"
+    known_host_keys: "{{ installed_host_keys }}"
+  delegate_to: localhost
+  become: true  # the ARP sweep needs raw sockets
+  register: after
+  failed_when: after.state != 'installed'
 """
 
 RETURN = r"""
@@ -196,7 +232,7 @@ mac:
 address_source:
   description:
     - Where RV(ip) came from. V(address) (the option), V(neighbour) (a confirmed entry of the neighbour table),
-      V(arp) (the ARP sweep), V(stale_neighbour) (an unconfirmed entry, used only when no sweep was possible,
+      V(arp) (the ARP sweep), V(last_address) (the option), V(stale_neighbour) (an unconfirmed entry, used only when no sweep was possible,
       with a warning), or V(null).
   returned: always
   type: str
@@ -218,6 +254,11 @@ expected_system:
   returned: always
   type: str
   sample: /nix/store/0c2l4jxqn1g4q3z6jdd6yzkmzy8jzd0w-nixos-system-web1-24.05
+waited:
+  description: Seconds spent looking for the machine (O(wait)); V(0) when it was looked for once.
+  returned: success
+  type: float
+  sample: 23.4
 reason:
   description: Why RV(state) is what it is, in words.
   returned: success
@@ -236,6 +277,8 @@ def main():
         argument_spec=dict(
             mac=dict(type="str", required=True),
             address=dict(type="str"),
+            last_address=dict(type="str"),
+            wait=dict(type="int", default=0),
             interface=dict(type="str"),
             subnet=dict(type="str"),
             arp_timeout=dict(type="float", default=address.DEFAULT_ARP_TIMEOUT),
@@ -251,14 +294,15 @@ def main():
             eval_timeout=dict(type="int", default=probe.DEFAULT_EVAL_TIMEOUT),
             **_argspec.flake_inputs(),
         ),
-        mutually_exclusive=[("expected_system", "flake")],
-        required_one_of=[("expected_system", "flake")],
+        mutually_exclusive=[("expected_system", "flake"), ("address", "last_address")],
         required_together=[("flake", "attribute")],
         supports_check_mode=True,
     )
     for name in ("timeout", "eval_timeout", "ssh_port"):
         if module.params[name] <= 0:
             module.fail_json(msg="%s must be a positive number" % name)
+    if module.params["wait"] < 0:
+        module.fail_json(msg="wait must be 0 (look once) or a positive number of seconds")
     if module.params["arp_timeout"] <= 0:
         module.fail_json(msg="arp_timeout must be a positive number")
     warnings = []

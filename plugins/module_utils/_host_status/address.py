@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils import _interfaces
@@ -203,13 +203,28 @@ def arp_sweep(targets: Iterable[tuple[str, ipaddress.IPv4Network]], mac: str, ti
     return found
 
 
+def neighbour_owner(neighbours: Iterable[Mapping[str, Any]], ip: str) -> str | None:
+    """The MAC the neighbour table holds for ``ip`` (lower-case), or None when it holds none that is alive."""
+    for entry in neighbours:
+        if entry["ip"] == ip and entry["mac"] and not set(entry["states"]) & DEAD_NEIGHBOUR_STATES:
+            return entry["mac"]
+    return None
+
+
 def discover_address(mac: str, interface: str | None = None, subnet: str | None = None, arp_timeout: float = DEFAULT_ARP_TIMEOUT,
                      warnings: list[str] | None = None, neighbours: Callable[..., list[dict[str, Any]]] = read_neighbours,
                      addresses: Callable[[], list[tuple[str, ipaddress.IPv4Interface]]] = read_addresses,
-                     sweep: Callable[..., list[str]] = arp_sweep) -> tuple[str | None, str | None]:
-    """(ip or None, source) with source one of neighbour, arp, stale_neighbour, None."""
+                     sweep: Callable[..., list[str]] = arp_sweep, skip: Collection[str] = ()) -> tuple[str | None, str | None]:
+    """(ip or None, source) with source one of neighbour, arp, stale_neighbour, None.
+
+    ``skip``: addresses just found not to answer (the machine's address before a reboot). The neighbour
+    table may call them confirmed for up to 45 s after the machine left them, so they never stand in
+    for a sweep; a sweep that finds only them still returns them.
+    """
     warnings = warnings if warnings is not None else []
     trusted, stale = neighbour_candidates(neighbours(interface), mac, interface)
+    trusted = [ip for ip in trusted if ip not in skip]
+    stale = [ip for ip in stale if ip not in skip]
     # IPv4 first: a confirmed IPv6 neighbour is used only when no IPv4 address answers.
     if trusted and ":" not in trusted[0]:
         return trusted[0], "neighbour"
@@ -224,7 +239,8 @@ def discover_address(mac: str, interface: str | None = None, subnet: str | None 
             return stale[0], "stale_neighbour"
         raise
     if found:
-        return found[0], "arp"
+        fresh = [ip for ip in found if ip not in skip]
+        return (fresh or found)[0], "arp"
     if trusted:
         return trusted[0], "neighbour"
     return None, None

@@ -21,6 +21,10 @@ class HostStatusError(Exception):
         self.result = result
 
 
+class HostKeyMismatch(HostStatusError):
+    """The machine at the address showed a host key none of the known ones: it is not the machine expected there."""
+
+
 def run(argv: Sequence[str], timeout: float | None = None, env: Mapping[str, str] | None = None) -> tuple[int | None, str, str]:
     """(rc, stdout, stderr); rc None on timeout. Raises FileNotFoundError when argv[0] is missing."""
     try:

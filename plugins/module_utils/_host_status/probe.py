@@ -24,7 +24,7 @@ from typing import Any
 from ansible_collections.nixie.metal.plugins.module_utils import _ssh
 from ansible_collections.nixie.metal.plugins.module_utils._nix import (
     calls as nix_calls, commands as nix_commands, errors as nix_errors, process as nix_process, version as nix_version)
-from ansible_collections.nixie.metal.plugins.module_utils._host_status.common import HostStatusError, run
+from ansible_collections.nixie.metal.plugins.module_utils._host_status.common import HostKeyMismatch, HostStatusError, run
 
 #: Seconds for the SSH connection, and for ``nix eval`` of the expected system.
 DEFAULT_TIMEOUT = 10
@@ -204,7 +204,7 @@ def ssh_probe(ssh: str, ip: str, user: str = "root", port: int = 22, key: str | 
     if rc == 255 and BEGIN not in out:
         kind = classify_ssh_failure(err)
         if kind == "host_key":
-            raise HostStatusError(
+            raise HostKeyMismatch(
                 "the SSH host key of %s is none of known_host_keys, so the machine at that address is not the "
                 "one expected (another machine took the address, it was reinstalled with new keys, or someone is "
                 "in the middle); nothing was sent. ssh said: %s" % (ip, last_line(err)), ip=ip)

@@ -9,7 +9,9 @@ One run:
    used as is; otherwise an ARP sweep (scapy, imported only then) of the directly connected
    IPv4 subnets, or of the given interface/subnet, asks every address who has it. A confirmed
    IPv6 neighbour is used when no IPv4 address answers; a stale entry only when no sweep is
-   possible (no scapy, no root), with a warning.
+   possible (no scapy, no root), with a warning. With ``wait`` (and ``last_address``, the
+   machine's address before a reboot) this is done in rounds until an SSH server that is the
+   machine answers (:mod:`.locate`).
 2. One SSH connection (the OpenSSH client, BatchMode) runs one command that prints
    ``/etc/os-release`` and the target of ``/run/current-system``. It is a new connection with
    the collection's pinned options (``_ssh``), whatever the operator's ssh configuration shares.
@@ -18,7 +20,7 @@ One run:
    is built, with the same input overrides as nix_build), unless given as a store path.
 4. :func:`classify` turns that into one of :data:`STATES`.
 
-Step 1 is :mod:`.address`, steps 2 and 3 are :mod:`.probe`; this file judges what they found
+Step 1 is :mod:`.address` (and :mod:`.locate`), steps 2 and 3 are :mod:`.probe`; this file judges what they found
 (:func:`classify`, pure) and runs the steps in order (:func:`host_status`), which takes the
 edges as parameters so the whole run can be tested without a network. No Ansible imports.
 """
@@ -26,13 +28,16 @@ edges as parameters so the whole run can be tested without a network. No Ansible
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible_collections.nixie.metal.plugins.module_utils import _ssh
 from ansible_collections.nixie.metal.plugins.module_utils._nix import errors as nix_errors, overrides as nix_overrides
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import normalize_mac
-from ansible_collections.nixie.metal.plugins.module_utils._host_status.address import DEFAULT_ARP_TIMEOUT, discover_address
+from ansible_collections.nixie.metal.plugins.module_utils._host_status import locate
+from ansible_collections.nixie.metal.plugins.module_utils._host_status.address import (
+    DEFAULT_ARP_TIMEOUT, discover_address, neighbour_owner, read_neighbours)
 from ansible_collections.nixie.metal.plugins.module_utils._host_status.common import HostStatusError
 from ansible_collections.nixie.metal.plugins.module_utils._host_status.probe import (
     DEFAULT_EVAL_TIMEOUT, DEFAULT_TIMEOUT, evaluate_expected_system, find_ssh, known_hosts_lines, last_line, normalize_store_path, ssh_probe)
@@ -78,8 +83,14 @@ def classify(ip: str | None, probe: Mapping[str, Any] | None, expected_system: s
 
 def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, discover: Callable[..., tuple[str | None, str | None]] = discover_address,
                 probe: Callable[..., dict[str, Any]] = ssh_probe, evaluate: Callable[..., str | None] = evaluate_expected_system,
-                read_ssh_version: Callable[[str], str] = _ssh.read_version) -> dict[str, Any]:
-    """The module's result for ``params`` (the module's options). Raises HostStatusError."""
+                read_ssh_version: Callable[[str], str] = _ssh.read_version,
+                neighbours: Callable[..., list[dict[str, Any]]] = read_neighbours, banner: Callable[..., str] = locate.ssh_banner,
+                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """The module's result for ``params`` (the module's options). Raises HostStatusError.
+
+    With ``wait`` or ``last_address`` the machine is looked for in rounds (:mod:`.locate`); otherwise
+    once, at ``address`` or where its MAC is found.
+    """
     warnings = warnings if warnings is not None else []
     mac = normalize_mac(params["mac"])
     if not mac:
@@ -104,25 +115,50 @@ def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, di
         raise HostStatusError(exc.msg) from None
 
     result = {"mac": mac, "ip": None, "address_source": None, "state": None, "os_id": None,
-              "current_system": None, "expected_system": expected, "reason": None}
-    if params.get("address"):
-        ip, source = params["address"], "address"
-    else:
-        ip, source = discover(mac, interface=params.get("interface"), subnet=params.get("subnet"),
-                              arp_timeout=params.get("arp_timeout") or DEFAULT_ARP_TIMEOUT, warnings=warnings)
-    result.update(ip=ip, address_source=source)
+              "current_system": None, "expected_system": expected, "reason": None, "waited": 0.0}
+    port = params.get("ssh_port") or 22
+    versions = []
+
+    def probe_at(ip: str) -> dict[str, Any]:
+        if not versions:  # read once, and only when there is an address to probe
+            version_text = read_ssh_version(ssh)
+            versions.append(_ssh.parse_ssh_version(version_text))
+            if versions[0] is None:
+                warnings.append(_ssh.version_warning(ssh, version_text, versions[0]))
+        return probe(ssh, ip, user=params.get("ssh_user") or "root", port=port,
+                     key=key, known_host_keys=known, timeout=timeout, ssh_version=versions[0])
+
+    def discover_skipping(skip: list[str]) -> tuple[str | None, str | None]:
+        return discover(mac, interface=params.get("interface"), subnet=params.get("subnet"),
+                        arp_timeout=params.get("arp_timeout") or DEFAULT_ARP_TIMEOUT, warnings=warnings, skip=skip)
+
+    wait = float(params.get("wait") or 0)
+    located = None
     found = None
-    if ip:
-        version_text = read_ssh_version(ssh)
-        ssh_version = _ssh.parse_ssh_version(version_text)
-        if ssh_version is None:
-            warnings.append(_ssh.version_warning(ssh, version_text, ssh_version))
+    if wait or params.get("last_address"):
+        look_at = locate.look_edges(mac, port, lambda: neighbours(params.get("interface")), neighbour_owner,
+                                    banner=banner, probe=probe_at, pinned=bool(known))
         try:
-            found = probe(ssh, ip, user=params.get("ssh_user") or "root", port=params.get("ssh_port") or 22,
-                          key=key, known_host_keys=known, timeout=timeout, ssh_version=ssh_version)
+            located = locate.locate(mac, port, wait, params.get("address"), params.get("last_address"),
+                                    discover_skipping, look_at, warnings=warnings, clock=clock, sleep=sleep)
         except HostStatusError as exc:
             exc.result = dict(result, **exc.result)
             raise
+        ip, source, found = located.ip, located.source, located.probe
+        result.update(ip=ip, address_source=source, waited=located.waited)
+    else:
+        if params.get("address"):
+            ip, source = params["address"], "address"
+        else:
+            ip, source = discover_skipping([])
+        result.update(ip=ip, address_source=source)
+        if ip:
+            try:
+                found = probe_at(ip)
+            except HostStatusError as exc:
+                exc.result = dict(result, **exc.result)
+                raise
+    if found is not None:
         result.update(os_id=found.get("os_id"), current_system=found.get("current_system"))
         if found.get("os_id") == "nixos" and expected is None and params.get("flake"):
             try:
@@ -135,7 +171,9 @@ def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, di
                 raise
             result["expected_system"] = expected
     state, reason = classify(ip, found, expected)
-    if not ip:
+    if located is not None and state == "absent":
+        reason = locate.absent_reason(mac, located, wait)
+    elif not ip:
         reason = "no address found for %s: not in the neighbour table and no answer to the ARP sweep" % mac
     result.update(state=state, reason=reason)
     return result

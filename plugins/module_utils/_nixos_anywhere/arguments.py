@@ -128,6 +128,9 @@ def settle(given: Mapping[str, Any], resolve: Callable[[str], str] = lambda path
         "build": text("build", "controller"),
         "override_inputs": dict(given.get("override_inputs") or {}),
         "installed_address": _address(given.get("installed_address")) or _address(given.get("target_host")),
+        # An address given for the installed system is where it is; otherwise it is looked for by its MAC after the reboot.
+        "installed_address_given": bool(_address(given.get("installed_address"))),
+        "interface": text("interface"),
     }
     phases = [phase.strip() for phase in text("phases").split(",") if phase.strip()]
     settled["installed_keys"] = settled["installed_given"] or (settled["expected_keys"] if copy_host_keys else [])

@@ -82,21 +82,44 @@ def disk_probe_script(disks: Sequence[str]) -> str:
             % " ".join(shlex.quote(str(disk)) for disk in disks))
 
 
-def status_args(settled: Mapping[str, Any], expected_system: str) -> dict[str, Any]:
+def status_args(settled: Mapping[str, Any], expected_system: str, verify: object = True) -> dict[str, Any]:
     """The optional arguments of host_status after the install: only those that say something.
 
-    The expected system, when known (built on the controller, or given), replaces the flake's evaluation.
+    The expected system, when known (built on the controller, or given), replaces the flake's evaluation;
+    without verify nothing is compared, so nothing is evaluated either.
     """
     args = {}
     if settled["key"]:
         args["ssh_key"] = settled["key"]
     if settled["installed_keys"]:
         args["known_host_keys"] = list(settled["installed_keys"])
+    if not _truth(verify):
+        return args
     if expected_system:
         args["expected_system"] = expected_system
     else:
         args.update(flake=settled["flake"], attribute=settled["attribute"], override_inputs=dict(settled["override_inputs"]))
     return args
+
+
+def refind(settled: Mapping[str, Any], wait_for_reboot: object, reboot_timeout: object, verify: object = True) -> dict[str, Any]:
+    """Where the installed system is looked for after the reboot, and how long: host_status's address options.
+
+    Its installer's address is looked at first, then its MAC (a site DHCP server leasing by client-id gives the
+    installed system, with its new machine-id, another address). An installed address given is where it is;
+    without a MAC only the address is there to wait at, and without verify a port wait is all that is needed then.
+    """
+    wait = int(reboot_timeout) if _truth(wait_for_reboot) else 0
+    found = {"wait": wait, "mac": settled["mac"], "installer_address": settled["target"]}
+    if settled["installed_address_given"] or not settled["mac"]:
+        found.update(address=settled["installed_address"], by_mac=False,
+                     port_wait_only=not settled["mac"] and not _truth(verify) and bool(wait))
+    else:
+        found.update(last_address=settled["installed_address"], by_mac=True, port_wait_only=False)
+        if settled["interface"]:
+            found["interface"] = settled["interface"]
+    found["look"] = not found["port_wait_only"]
+    return found
 
 
 def run_environment(tmp_dir: str, pinned: bool, path: str) -> dict[str, str]:

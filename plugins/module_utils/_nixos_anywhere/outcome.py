@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.nixie.metal.plugins.module_utils._nixos_anywhere.arguments import _truth
+
 
 def disk_check(host: str, disks: Sequence[str], rc: int, stdout: str, stderr: str) -> dict[str, Any]:
     """Reads the target's answer to the disk guard (``present PATH``, ``missing PATH``,
@@ -117,13 +119,36 @@ def login_check(login: Mapping[str, Any], destination: str, port: object) -> dic
         "sent to it." % (destination, port, rc, str(login.get("stderr") or "").strip()))}
 
 
-def installed_check(status: Mapping[str, Any], address: str, expected_system: str) -> dict[str, Any]:
-    """Whether host_status found the installed system, and what it found: ``ok``, ``message``, ``found``."""
+def installed_check(status: Mapping[str, Any], host: str, refind: Mapping[str, Any], expected_system: str,
+                    verify: object = True) -> dict[str, Any]:
+    """Whether the installed system was found after the reboot, and (with ``verify``) runs the expected system:
+    ``ok``, ``message`` and ``found`` (its state, system and final address, for the role's result).
+
+    ``status`` is host_status's registered result (skipped when only a port wait was made), ``refind`` the
+    decision of :func:`logins.refind` (where it was looked for, for how long), ``host`` the inventory name.
+    """
+    mac = refind.get("mac") or ""
+    who = "%s (MAC %s)" % (host, mac) if mac else str(host)
+    if status.get("skipped"):
+        # Only the port was waited for, at the address given (no MAC to look for, nothing to verify).
+        return {"ok": True, "message": "", "found": {"ip": refind.get("address"), "address_source": "address"}}
+    found = {"state": status.get("state"), "current_system": status.get("current_system"), "ip": status.get("ip"),
+             "address_source": status.get("address_source"), "waited": status.get("waited")}
+    if status.get("failed"):
+        return {"ok": False, "found": found, "message": (
+            "Could not check the installed system of %s after the reboot: %s"
+            % (who, str(status.get("msg") or "host_status failed").strip()))}
     state = status.get("state")
-    found = {"state": state, "current_system": status.get("current_system")}
-    if state == "installed":
+    if state == "absent":
+        where = ("by its MAC and at its installer's address %s" % refind.get("last_address") if refind.get("by_mac")
+                 else "at %s" % refind.get("address"))
+        return {"ok": False, "found": found, "message": (
+            "The installed system of %s was not found %s within %s s after the reboot: %s. The install itself ended; "
+            "check the machine's console, that it boots from its disk, and that it joins this segment."
+            % (who, where, refind.get("wait"), status.get("reason") or "nothing answered"))}
+    if state == "installed" or not _truth(verify):
         return {"ok": True, "message": "", "found": found}
     return {"ok": False, "found": found, "message": (
-        "After the install, %s is %s, not installed: it runs %s (os %s), expected %s."
-        % (address, state, status.get("current_system") or "an unknown system", status.get("os_id") or "unknown",
+        "After the install, %s at %s is %s, not installed: it runs %s (os %s), expected %s."
+        % (who, status.get("ip"), state, status.get("current_system") or "an unknown system", status.get("os_id") or "unknown",
            status.get("expected_system") or expected_system))}

@@ -8,6 +8,7 @@
 #                         host key, in a private mount namespace whose /run/current-system and /etc/os-release
 #                         are the test's (so it can pose as a NixOS installer, then as the installed system);
 #                         for some cases an impostor's sshd with another host key in its place.
+# For the last cases the site's DHCP server (dnsmasq, in ctl on na0) gives the target its addresses instead.
 # files/nixos-anywhere is the stand-in for nixos-anywhere (it cannot run offline): it checks its exact
 # command line and makes the SSH connections the real one makes.
 set -euo pipefail
@@ -25,6 +26,9 @@ cleanup() {
     if [ -s "$work/sshd.pid" ]; then kill "$(cat "$work/sshd.pid")" 2>/dev/null || true; fi
     if [ -s "$work/master.pid" ]; then kill "$(cat "$work/master.pid")" 2>/dev/null || true; fi
     if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; fi
+    for pid_file in "$work/relet.pid" "$work/dnsmasq.pid"; do
+        if [ -s "$pid_file" ]; then kill "$(cat "$pid_file")" 2>/dev/null || true; fi
+    done
     ip netns del "$ctl" 2>/dev/null || true
     ip netns del "$tgt" 2>/dev/null || true
     if [ -n "${NIXIE_KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
@@ -205,7 +209,8 @@ play() {
     "${play_prefix[@]}" ip netns exec "$ctl" ansible-playbook -i "$work/inventory.yml" -e "ansible_python_interpreter=$python" \
         -e "@$work/$name.vars.json" "$@" "$here/case.yml" > "$work/$name.log" 2>&1 || { cat "$work/$name.log"; return 1; }
     # The time per case goes to CI's log: the target is the suite's longest.
-    echo "=== case $name: $("$python" -c 'import sys; print("%.1f s" % (float(sys.argv[2]) - float(sys.argv[1])))' "$started" "$EPOCHREALTIME")"
+    play_seconds=$("$python" -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$started" "$EPOCHREALTIME")
+    echo "=== case $name: $play_seconds s"
 }
 # play_batch NAME CASE VARS_JSON [CASE VARS_JSON...]: runs case.yml once for several cases that need no stand-in run
 # and no environment of their own, so that ansible-playbook starts once for them all. Each case is a host of its own,
@@ -570,5 +575,91 @@ NIXOS_ANYWHERE_STANDIN_SYSTEM=$work/store/old-system play verify_other "$(with '
     "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_build": "flake",
     "nixos_anywhere_expected_system": "'"$work"'/store/abc-nixos-system-target1"}')"
 check "$work/verify_other.outcome" failed "is other_system, not installed" "$work/store/old-system" --standin-runs 1
+
+# --- after the reboot the installed system comes back at another address, and is found again by its MAC. The site's
+# DHCP server, real dnsmasq in ctl on na0, leases by client-id (dnsmasq's default). The target holds only what it leases
+# (its static addresses go, and ctl forgets its neighbours), so only its lease can answer the ARP sweep. The installer
+# (busybox udhcpc) asks with one client-id; the stand-in's reboot takes that address off the target without a RELEASE
+# (a rebooting machine sends none) and, 6 s later, the installed system asks with another client-id (RFC 4361, as
+# NixOS does from its new machine-id) and gets another address, where sshd answers. The role must end installed, with
+# the new address in its result, well before its reboot timeout of 120 s.
+ip -n "$tgt" addr flush dev na1
+ip -n "$ctl" neigh flush dev na0
+ip netns exec "$ctl" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --bind-interfaces --interface=na0 \
+    --except-interface=lo --dhcp-authoritative --no-ping --dhcp-range=198.51.100.100,198.51.100.199,255.255.255.0,10m \
+    --dhcp-leasefile="$work/dnsmasq.leases" --pid-file="$work/dnsmasq.pid" --log-dhcp --log-facility="$work/dnsmasq.log" &
+for _ in $(seq 50); do [ -s "$work/dnsmasq.pid" ] && break; sleep 0.1; done
+[ -s "$work/dnsmasq.pid" ] || { echo "dnsmasq did not start" >&2; cat "$work/dnsmasq.log" >&2; exit 1; }
+cat > "$work/udhcpc.sh" <<SCRIPT
+#!/bin/sh
+case "\$1" in bound|renew) ip addr add "\$ip/\${mask:-24}" dev "\$interface" && echo "\$ip" > "$work/leased";; esac
+exit 0
+SCRIPT
+chmod 755 "$work/udhcpc.sh"
+# lease CLIENT_ID: one DHCP lease for the target with that client-id (option 61), configured on na1; prints the address.
+lease() {
+    rm -f "$work/leased"
+    ip netns exec "$tgt" busybox udhcpc -f -q -n -t 3 -T 1 -i na1 -s "$work/udhcpc.sh" -x "0x3d:$1" >> "$work/udhcpc.log" 2>&1 \
+        || { cat "$work/udhcpc.log" "$work/dnsmasq.log" >&2; return 1; }
+    cat "$work/leased"
+}
+installer_id=ff00000001000100000001
+installed_id=ff00000002000100000002
+cat > "$work/reboot.sh" <<SCRIPT
+#!/usr/bin/env bash
+# The stand-in's reboot: the installer's address leaves the target; with come-back, the installed system leases anew.
+set -euo pipefail
+ip -n "$tgt" -4 addr flush dev na1
+if [ "\$1" = come-back ]; then
+    ( sleep 6; ip netns exec "$tgt" busybox udhcpc -f -q -n -t 5 -T 1 -i na1 -s "$work/udhcpc.sh" -x "0x3d:$installed_id" ) \
+        > "$work/relet.log" 2>&1 < /dev/null &
+    echo \$! > "$work/relet.pid"
+fi
+SCRIPT
+chmod 755 "$work/reboot.sh"
+installer_ip=$(lease "$installer_id")
+standin_system=$work/store/abc-nixos-system-target1
+refind_vars() {
+    with '{"nixos_anywhere_target_host": "'"$installer_ip"'", "nixos_anywhere_phases": "install,reboot", "nixos_anywhere_build": "flake",
+        "nixos_anywhere_copy_host_keys": true, "nixos_anywhere_verify": true, "nixos_anywhere_expected_system": "'"$standin_system"'",
+        "nixos_anywhere_reboot_timeout": '"$1"'}'
+}
+NIXOS_ANYWHERE_STANDIN_SYSTEM=$standin_system NIXOS_ANYWHERE_STANDIN_REBOOT="$work/reboot.sh come-back" \
+    play refind "$(refind_vars 120)"
+check "$work/refind.outcome" ok --standin-runs 1
+installed_ip=$(cat "$work/leased")
+# Found in seconds after the reboot (6 s of "booting", partly spent by the role's own tasks), the play well within the timeout.
+"$python" - "$work/refind.outcome" "$installer_ip" "$installed_ip" "$play_seconds" <<'PY'
+import json, sys
+path, installer_ip, installed_ip, seconds = sys.argv[1:]
+result = json.load(open(path))["result"]
+assert installer_ip != installed_ip, (installer_ip, installed_ip)
+assert result["state"] == "installed" and result["ip"] == installed_ip and result["address_source"] in ("arp", "neighbour"), result
+assert float(result["waited"]) < 30, "host_status looked for %s s" % result["waited"]
+assert float(seconds) < 60, "the case took %s s, the reboot timeout is 120 s" % seconds
+PY
+# Both leases are dnsmasq's, one per client-id, for the one MAC; host_status's login reached the new address.
+grep -q " 52:54:00:aa:bb:01 $installer_ip .* ff:00:00:00:01:00:01:00:00:00:01$" "$work/dnsmasq.leases" || { cat "$work/dnsmasq.leases" >&2; exit 1; }
+grep -q " 52:54:00:aa:bb:01 $installed_ip .* ff:00:00:00:02:00:01:00:00:00:02$" "$work/dnsmasq.leases" || { cat "$work/dnsmasq.leases" >&2; exit 1; }
+grep -q "Connection from 198.51.100.1 port [0-9]* on $installed_ip port 22" "$work/sshd.log" || { echo "nothing logged in at $installed_ip" >&2; exit 1; }
+
+# --- the MAC never comes back after the reboot: the host fails within its reboot timeout, naming itself and its MAC.
+rm -f "$work/relet.pid"
+ip -n "$tgt" -4 addr flush dev na1
+[ "$(lease "$installer_id")" = "$installer_ip" ] || { echo "the installer's client-id got another lease" >&2; exit 1; }
+ip -n "$ctl" neigh flush dev na0   # the installed system's address of the case before is not this machine's past
+NIXOS_ANYWHERE_STANDIN_SYSTEM=$standin_system NIXOS_ANYWHERE_STANDIN_REBOOT="$work/reboot.sh stay-down" \
+    play refind_lost "$(refind_vars 8)"
+check "$work/refind_lost.outcome" failed \
+    "The installed system of target1 (MAC 52:54:00:aa:bb:01) was not found by its MAC and at its installer's address $installer_ip within 8 s" \
+    "$installer_ip: no answer" "52:54:00:aa:bb:01: no address found for it (neighbour table, ARP sweep)" --standin-runs 1
+# Given up once the reboot timeout is over: after the round that ends past it (a look at the old address, a sweep: 4 s).
+"$python" - "$work/refind_lost.outcome" "$play_seconds" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))["result"]
+assert result["state"] == "absent" and result["ip"] is None, result
+assert 8 <= float(result["waited"]) < 8 + 6, "host_status looked for %s s with a reboot timeout of 8 s" % result["waited"]
+assert float(sys.argv[2]) < 60, "the case took %s s with a reboot timeout of 8 s" % sys.argv[2]
+PY
 echo "=== total: ${SECONDS} s"
 echo "ok role_nixos_anywhere"

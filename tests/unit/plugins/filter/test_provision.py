@@ -45,6 +45,13 @@ def test_the_report_reads_the_machine_s_facts_and_the_server_s_warnings():
     assert provision.provision_report("web2", HOSTVARS, None) == "web2: not reached"
 
 
+def test_the_report_names_the_address_the_installed_system_was_found_at():
+    hostvars = {"web3": {"nixie_status": {"state": "absent"}, "provision_machine_outcome": "installed",
+                         "provision_machine_seconds": 61.2, "provision_machine_installer": {"ip": "10.0.0.31"},
+                         "nixos_anywhere_result": {"ip": "10.0.0.57", "state": "installed"}}}
+    assert provision.provision_report("web3", hostvars) == "web3: installed in 61.2s at 10.0.0.57 (its installer was at 10.0.0.31)"
+
+
 def test_the_boot_wait_asks_for_the_next_stage_within_the_budget(monkeypatch):
     monkeypatch.setattr(provision.time, "time", lambda: 1100.0)
     assert provision.provision_boot_wait(None, "1000.0", "900") == {"until_state": "offered", "timeout": 800}

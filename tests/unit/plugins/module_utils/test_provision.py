@@ -151,6 +151,10 @@ def test_a_prebuilt_installer_or_the_built_ones_are_served():
     ({}, "web1: not reached"),
     ({"state": "absent", "outcome": "installed", "seconds": 312.4}, "web1: installed in 312.4s"),
     ({"state": "absent", "outcome": "would be installed", "seconds": 0.8}, "web1: would be installed in 0.8s"),
+    ({"state": "absent", "outcome": "installed", "seconds": 40.0, "address": "10.0.0.31", "installer_address": "10.0.0.31"},
+     "web1: installed in 40.0s at 10.0.0.31"),
+    ({"state": "absent", "outcome": "installed", "seconds": 40.0, "address": "10.0.0.57", "installer_address": "10.0.0.31"},
+     "web1: installed in 40.0s at 10.0.0.57 (its installer was at 10.0.0.31)"),
     ({"state": "absent", "outcome": "failed", "seconds": 5.2, "failure": "Follow the network boot: no DHCP"},
      "web1: failed in 5.2s - Follow the network boot: no DHCP"),
 ])

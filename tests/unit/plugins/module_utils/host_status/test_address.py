@@ -157,3 +157,32 @@ def test_discover_falls_back_to_stale_when_sweep_impossible():
     assert "needs root" in warnings[-1]
     with pytest.raises(common.HostStatusError, match="needs root"):
         address.discover_address(MAC, neighbours=lambda i: [], addresses=lambda: address.serving_ipv4(json.loads(ADDR_JSON)), sweep=sweep)
+
+
+def test_neighbour_owner():
+    entries = address.parse_neighbours(NEIGH_JSON)
+    assert address.neighbour_owner(entries, "10.77.0.2") == "aa:bb:cc:00:00:02"
+    assert address.neighbour_owner(entries, "10.77.0.173") == MAC  # STALE still names its holder
+    assert address.neighbour_owner(entries, "10.77.0.151") is None  # INCOMPLETE: nobody answered
+    assert address.neighbour_owner(entries, "10.77.0.150") is None
+    assert address.neighbour_owner(entries, "10.77.0.99") is None
+
+
+def test_discover_skips_an_address_just_found_silent():
+    # Right after a reboot the table may still call the installer's address confirmed: it must not stand in for a sweep.
+    neighbours = [{"ip": "10.77.0.5", "dev": "br0", "mac": MAC, "states": ["REACHABLE"]}]
+    swept = []
+
+    def sweep(targets, mac, timeout):
+        swept.append(mac)
+        return ["10.77.0.5", "10.77.0.9"]
+
+    def addresses():
+        return address.serving_ipv4(json.loads(ADDR_JSON))
+
+    assert address.discover_address(MAC, neighbours=lambda i: neighbours, addresses=addresses, sweep=sweep,
+                                    skip=["10.77.0.5"]) == ("10.77.0.9", "arp")
+    assert swept == [MAC]
+    # A sweep that finds the skipped address only still returns it: the machine does hold it.
+    assert address.discover_address(MAC, neighbours=lambda i: neighbours, addresses=addresses, sweep=lambda *a: ["10.77.0.5"],
+                                    skip=["10.77.0.5"]) == ("10.77.0.5", "arp")

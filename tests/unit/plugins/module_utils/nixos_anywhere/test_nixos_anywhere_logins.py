@@ -90,3 +90,31 @@ def test_host_status_gets_the_expected_system_instead_of_the_flake():
         "ssh_key": "/resolved/k", "known_host_keys": ["ssh-ed25519 AAAA"], "expected_system": "/nix/store/abc-system"}
     assert logins.status_args(arguments.settle(given(override_inputs={"a": "path:/a"})), "") == {
         "flake": "/site", "attribute": "web1", "override_inputs": {"a": "path:/a"}}
+
+
+def test_without_verify_host_status_compares_nothing():
+    settled = arguments.settle(given(ssh_key="/k"), resolved)
+    assert logins.status_args(settled, "/nix/store/abc-system", False) == {"ssh_key": "/resolved/k"}
+
+
+# refind: where the installed system is looked for after the reboot
+
+def test_the_installed_system_is_looked_for_by_its_mac_after_its_installers_address():
+    refind = logins.refind(arguments.settle(given(target_host="192.0.2.10", interface="br0")), True, 900)
+    assert refind == {"wait": 900, "mac": "52:54:00:00:00:01", "installer_address": "192.0.2.10", "last_address": "192.0.2.10",
+                      "by_mac": True, "port_wait_only": False, "interface": "br0", "look": True}
+    # Without waiting for the reboot (-e nixos_anywhere_wait_for_reboot=false): one look.
+    assert logins.refind(arguments.settle(given()), "false", 900)["wait"] == 0
+
+
+def test_an_installed_address_given_is_the_only_place_looked_at():
+    refind = logins.refind(arguments.settle(given(installed_address="192.0.2.50")), True, 300)
+    assert refind["address"] == "192.0.2.50" and "last_address" not in refind and refind["by_mac"] is False
+    assert refind["look"] is True and refind["wait"] == 300
+
+
+def test_without_a_mac_or_verify_only_the_port_is_waited_for():
+    refind = logins.refind(arguments.settle(given(mac="", verify=False)), True, 900, False)
+    assert refind["address"] == "192.0.2.10" and refind["port_wait_only"] is True and refind["look"] is False
+    # Not waiting either: nothing is done after the reboot (steps.after_reboot is false then); nothing to look at.
+    assert logins.refind(arguments.settle(given(mac="", verify=False)), False, 900, False)["port_wait_only"] is False

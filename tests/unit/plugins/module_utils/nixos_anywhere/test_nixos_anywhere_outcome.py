@@ -107,12 +107,49 @@ def test_a_failed_pinned_login_names_the_destination_and_the_exit():
         "failed.. Nothing else was sent to it.")
 
 
+REFIND = {"mac": "52:54:00:00:00:01", "last_address": "192.0.2.10", "by_mac": True, "wait": 900, "look": True}
+
+
 def test_the_installed_system_is_judged_by_its_state():
-    found = outcome.installed_check({"state": "installed", "current_system": "/nix/store/s"}, "192.0.2.10", "/nix/store/s")
-    assert found == {"ok": True, "message": "", "found": {"state": "installed", "current_system": "/nix/store/s"}}
+    found = outcome.installed_check({"state": "installed", "current_system": "/nix/store/s", "ip": "192.0.2.31",
+                                     "address_source": "arp", "waited": 12.5}, "web1", REFIND, "/nix/store/s")
+    assert found == {"ok": True, "message": "", "found": {"state": "installed", "current_system": "/nix/store/s",
+                                                          "ip": "192.0.2.31", "address_source": "arp", "waited": 12.5}}
     other = outcome.installed_check({"state": "other_system", "current_system": "/nix/store/t", "os_id": "nixos",
-                                     "expected_system": ""}, "192.0.2.10", "/nix/store/s")
+                                     "expected_system": "", "ip": "192.0.2.10"}, "web1", REFIND, "/nix/store/s")
     assert other["ok"] is False and other["found"]["state"] == "other_system"
-    assert other["message"] == ("After the install, 192.0.2.10 is other_system, not installed: it runs /nix/store/t (os nixos), "
-                                "expected /nix/store/s.")
-    assert "it runs an unknown system (os unknown)" in outcome.installed_check({"state": "unknown_os"}, "h", "")["message"]
+    assert other["message"] == ("After the install, web1 (MAC 52:54:00:00:00:01) at 192.0.2.10 is other_system, not installed: "
+                                "it runs /nix/store/t (os nixos), expected /nix/store/s.")
+    assert "it runs an unknown system (os unknown)" in outcome.installed_check({"state": "unknown_os"}, "h", REFIND, "")["message"]
+
+
+def test_without_verify_being_found_is_enough():
+    status = {"state": "other_system", "current_system": "/nix/store/t", "ip": "192.0.2.31", "address_source": "arp"}
+    judged = outcome.installed_check(status, "web1", REFIND, "", verify=False)
+    assert judged["ok"] is True and judged["found"]["ip"] == "192.0.2.31"
+    assert outcome.installed_check({"state": "absent", "reason": "x"}, "web1", REFIND, "", verify=False)["ok"] is False
+
+
+def test_a_machine_not_found_after_the_reboot_is_named_with_its_mac():
+    status = {"state": "absent", "ip": None, "reason": "52:54:00:00:00:01 not found within 900 s (300 rounds): 192.0.2.10: no answer"}
+    judged = outcome.installed_check(status, "web1", REFIND, "/nix/store/s")
+    assert judged["ok"] is False and judged["found"]["ip"] is None
+    assert judged["message"].startswith(
+        "The installed system of web1 (MAC 52:54:00:00:00:01) was not found by its MAC and at its installer's address "
+        "192.0.2.10 within 900 s after the reboot: 52:54:00:00:00:01 not found within 900 s (300 rounds): 192.0.2.10: no answer.")
+    at_address = outcome.installed_check(status, "web1", {"mac": "", "address": "192.0.2.50", "by_mac": False, "wait": 60}, "")
+    assert "The installed system of web1 was not found at 192.0.2.50 within 60 s" in at_address["message"]
+
+
+def test_host_status_failing_is_said_with_the_host():
+    judged = outcome.installed_check({"failed": True, "msg": "the SSH host key of 192.0.2.31 is none of known_host_keys"},
+                                     "web1", REFIND, "")
+    assert judged["ok"] is False
+    assert judged["message"] == ("Could not check the installed system of web1 (MAC 52:54:00:00:00:01) after the reboot: "
+                                 "the SSH host key of 192.0.2.31 is none of known_host_keys")
+
+
+def test_a_port_wait_alone_records_the_address():
+    refind = {"mac": "", "address": "192.0.2.10", "by_mac": False, "wait": 900, "port_wait_only": True, "look": False}
+    assert outcome.installed_check({"skipped": True}, "web1", refind, "", verify=False) == {
+        "ok": True, "message": "", "found": {"ip": "192.0.2.10", "address_source": "address"}}
