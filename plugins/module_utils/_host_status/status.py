@@ -81,6 +81,31 @@ def classify(ip: str | None, probe: Mapping[str, Any] | None, expected_system: s
     return "other_system", "%s runs %s, expected %s" % (ip, current, expected_system)
 
 
+def _checked_inputs(params: Mapping[str, Any]) -> tuple[str, str | None, list[str]]:
+    """The MAC, the expected system and the known host keys of ``params``, each checked before anything is contacted
+    (the SSH key and the flake's input overrides too). Raises HostStatusError naming the option."""
+    mac = normalize_mac(params["mac"])
+    if not mac:
+        raise HostStatusError("mac %r is not a MAC address such as 52:54:00:12:34:01" % (params["mac"],))
+    expected = params.get("expected_system")
+    if expected is not None:
+        expected = normalize_store_path(expected)
+        if not expected.startswith("/"):
+            raise HostStatusError("expected_system %r is not an absolute store path such as "
+                                  "/nix/store/<hash>-nixos-system-<name>" % params["expected_system"])
+    key = params.get("ssh_key")
+    if key and not os.path.isfile(key):
+        raise HostStatusError("ssh_key %s does not exist" % key)
+    known = [k for k in (params.get("known_host_keys") or []) if k and str(k).strip()]
+    if known:
+        known_hosts_lines(known)  # fail early on a malformed key
+    try:
+        nix_overrides.check_override_inputs(params.get("override_inputs"))  # early too, whether or not the flake is evaluated
+    except nix_errors.NixError as exc:
+        raise HostStatusError(exc.msg) from None
+    return mac, expected, known
+
+
 def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, discover: Callable[..., tuple[str | None, str | None]] = discover_address,
                 probe: Callable[..., dict[str, Any]] = ssh_probe, evaluate: Callable[..., str | None] = evaluate_expected_system,
                 read_ssh_version: Callable[[str], str] = _ssh.read_version,
@@ -92,27 +117,10 @@ def host_status(params: Mapping[str, Any], warnings: list[str] | None = None, di
     once, at ``address`` or where its MAC is found.
     """
     warnings = warnings if warnings is not None else []
-    mac = normalize_mac(params["mac"])
-    if not mac:
-        raise HostStatusError("mac %r is not a MAC address such as 52:54:00:12:34:01" % (params["mac"],))
-    expected = params.get("expected_system")
-    if expected is not None:
-        expected = normalize_store_path(expected)
-        if not expected.startswith("/"):
-            raise HostStatusError("expected_system %r is not an absolute store path such as "
-                                  "/nix/store/<hash>-nixos-system-<name>" % params["expected_system"])
+    mac, expected, known = _checked_inputs(params)
     timeout = params.get("timeout") or DEFAULT_TIMEOUT
     ssh = find_ssh(params.get("ssh_executable"))
     key = params.get("ssh_key")
-    if key and not os.path.isfile(key):
-        raise HostStatusError("ssh_key %s does not exist" % key)
-    known = [k for k in (params.get("known_host_keys") or []) if k and str(k).strip()]
-    if known:
-        known_hosts_lines(known)  # fail early on a malformed key
-    try:
-        nix_overrides.check_override_inputs(params.get("override_inputs"))  # early too, whether or not the flake is evaluated
-    except nix_errors.NixError as exc:
-        raise HostStatusError(exc.msg) from None
 
     result = {"mac": mac, "ip": None, "address_source": None, "state": None, "os_id": None,
               "current_system": None, "expected_system": expected, "reason": None, "waited": 0.0}
