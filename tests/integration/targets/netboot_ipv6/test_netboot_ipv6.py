@@ -90,8 +90,10 @@ def boot(lab, installers, arm64_ipxe, machines, **server_vars):
     assert "failed=0" in log, log[-3000:]
     for mac, vm in vms.items():
         agent = agent_result(result, mac)
-        assert not agent.get("failed"), "%s\n--- DHCPv6 on the wire ---\n%s\n--- console ---\n%s" % (
-            agent.get("msg"), wire(lab), vm.serial()[-3000:])
+        # How the server ended says why an agent's wait found no API (it stopped, or it crashed and why).
+        server_end = {key: result["server"].get(key) for key in ("stop_reason", "msg", "failed", "finished", "exception")}
+        assert not agent.get("failed"), "%s\n--- the server's end ---\n%s\n--- DHCPv6 on the wire ---\n%s\n--- console ---\n%s" % (
+            agent.get("msg"), server_end, wire(lab), vm.serial()[-3000:])
     server = result["server"]
     assert server["server"]["address"] is None and server["server"]["address6"] == ipv6.CONTROLLER_IP6
     return result, vms
