@@ -4,7 +4,7 @@
 
 Topology (private namespaces, made and removed by the test; no site DHCP server)::
 
-    netns <id>-m0 .. -m2 (udhcpc, dhcpcd)  --veth--  br0 10.77.0.1/24 in netns <id>-lab (pxe_server)
+    netns <id>-m0 .. -m3 (udhcpc, dhcpcd, systemd-networkd)  --veth--  br0 10.77.0.1/24 in netns <id>-lab (pxe_server)
 
 The module runs from ansible-playbook in the lab namespace, as a user's play would
 start it; it is stopped with state=stopped, and what it returned (the leases) is
@@ -27,16 +27,19 @@ import pytest
 COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().parents[4]))
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
-from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
-from scapy.layers.dhcp import BOOTP  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab import networkd  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.net import Lab, stop_process  # noqa: E402  pylint: disable=wrong-import-position
+from scapy.layers.dhcp import BOOTP, DHCP  # noqa: E402  pylint: disable=wrong-import-position
 from scapy.layers.inet import IP  # noqa: E402  pylint: disable=wrong-import-position
 from scapy.utils import rdpcap  # noqa: E402  pylint: disable=wrong-import-position
 
 HERE = Path(__file__).resolve().parent
 NODE1 = "52:54:00:ad:00:01"   # hosts.json ip 10.77.0.60
 NODE2 = "52:54:00:ad:00:02"   # no ip: the first address of the range
+NODE3 = "52:54:00:ad:00:03"   # hosts.json ip 10.77.0.70: systemd-networkd
 STRANGER = "52:54:00:ad:00:ff"
-HOSTS = {"node1": {"mac_address": NODE1, "ip": "10.77.0.60"}, "node2": {"mac_address": NODE2}}
+HOSTS = {"node1": {"mac_address": NODE1, "ip": "10.77.0.60"}, "node2": {"mac_address": NODE2},
+         "node3": {"mac_address": NODE3, "ip": "10.77.0.70"}}
 RANGE = "10.77.0.100-10.77.0.109"
 UDHCPC_SCRIPT = "#!/bin/sh\n[ \"$1\" = bound ] || [ \"$1\" = renew ] || exit 0\necho \"$1 $ip $mask $router $dns\" >> \"$0.log\"\n"
 
@@ -104,25 +107,54 @@ def dhcpcd(lab, ns):
     return lab.run(["ip", "-4", "-j", "addr", "show", "dev", "eth0"], ns=ns).stdout
 
 
+def networkd_twice(lab, ns, address):
+    """systemd-networkd as the installer, then as the installed system (another machine id, so another
+    DUID client identifier): each time until eth0 holds ``address``, then stopped, which sends a RELEASE."""
+    for name, machine_id in (("installer", networkd.INSTALLER_MACHINE_ID), ("installed", networkd.INSTALLED_MACHINE_ID)):
+        log = lab.workdir / ("networkd-%s.log" % name)
+        with open(log, "wb") as stderr:
+            client = lab.popen(networkd.command(lab.workdir / ("networkd-" + name), machine_id), ns=ns,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 20
+        while "%s/24" % address not in lab.run(["ip", "-4", "addr", "show", "dev", "eth0"], ns=ns).stdout:
+            assert client.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        stop_process(client)
+        assert client.returncode == 0, log.read_text(errors="replace")[-3000:]
+        # networkd leaves the address on eth0 when it stops; the installed system starts without it.
+        lab.run(["ip", "addr", "flush", "dev", "eth0"], ns=ns)
+
+
 def test_the_installers_clients_get_their_hosts_addresses_and_a_stranger_nothing():
     with Lab(site_dhcp=False) as lab:
         play, result_file = start(lab)
         assert play.poll() is None, (lab.workdir / "play.log").read_text(errors="replace")[-3000:]
         capture = lab.capture(lab.workdir / "dhcp.pcap", "udp port 67 or udp port 68").start()
-        node1, node2, stranger = machine(lab, NODE1), machine(lab, NODE2), machine(lab, STRANGER)
+        node1, node2, node3, stranger = machine(lab, NODE1), machine(lab, NODE2), machine(lab, NODE3), machine(lab, STRANGER)
         done, bound = udhcpc(lab, node1)
         assert bound[:3] == ["bound", "10.77.0.60", "24"] and bound[3] == "10.77.0.1", (done.stderr, bound)
         addresses = json.loads(dhcpcd(lab, node2))
         assert addresses[0]["addr_info"][0]["local"] == "10.77.0.100"
+        networkd_twice(lab, node3, "10.77.0.70")
         refused, nothing = udhcpc(lab, stranger, check=False)
         assert refused.returncode != 0 and nothing == []
+        time.sleep(0.3)
         capture.stop()
-        replies = [frame for frame in rdpcap(str(lab.workdir / "dhcp.pcap")) if BOOTP in frame and frame[BOOTP].op == 2]
+        frames = [frame for frame in rdpcap(str(lab.workdir / "dhcp.pcap")) if BOOTP in frame]
+        replies = [frame for frame in frames if frame[BOOTP].op == 2]
         result = stop(lab, play, result_file)
     assert not result.get("failed"), result.get("msg")
     leases = {row["mac"]: row for row in result["leases"]}
     assert (leases[NODE1]["address"], leases[NODE1]["state"]) == ("10.77.0.60", "lease_acked")
     assert (leases[NODE2]["address"], leases[NODE2]["state"]) == ("10.77.0.100", "lease_acked")
+    # networkd: one lease for both of its DUID client identifiers (RFC 4361: type 255, IAID, DUID), given back twice.
+    assert (leases[NODE3]["address"], leases[NODE3]["state"]) == ("10.77.0.70", "lease_released")
+    node3_mac = bytes.fromhex(NODE3.replace(":", ""))
+    client_ids = {dict(o for o in frame[DHCP].options if isinstance(o, tuple)).get("client_id")
+                  for frame in frames if frame[BOOTP].op == 1 and frame[BOOTP].chaddr[:6] == node3_mac}
+    assert len(client_ids) == 2 and all(cid and cid[0] == 0xFF for cid in client_ids), client_ids
+    timeline = [event["event"] for host in result["hosts"] if host["mac"] == NODE3 for event in host["events"]]
+    assert timeline == ["lease_offered", "lease_acked", "lease_released"] * 2, timeline
     assert result["server"]["dhcp"] == "addresses"
     stranger_mac = bytes.fromhex(STRANGER.replace(":", ""))
     assert replies, "no DHCP answer was captured at all"

@@ -132,6 +132,61 @@ def test_a_stranger_gets_nothing():
     assert leases.answer(discover, other, CAPTURE_CONFIG).reason == policy.IGNORE_UNKNOWN_HOST
 
 
+# -- systemd-networkd, NixOS's own client: a DUID client identifier that changes with the install ----
+
+NETWORKD = FIXTURES / "leases" / "systemd-networkd.pcap"
+# Its capture's dnsmasq gave the MAC a 2-minute lease (dhcp-host=...,2m) with T1 5 s, so that
+# networkd renews within seconds; T1 and T2 are left out of the comparison as above.
+NETWORKD_CONFIG = leases.LeaseConfig("10.99.0.1", "10.99.0.0/24", ("10.99.0.1",), ("10.99.0.1",), 120)
+
+
+def test_systemd_networkd_gets_what_dnsmasq_gave_it():
+    book = LeaseBook({MAC: "10.99.0.50"}, SPARES)
+    steps = []
+    for now, (request, theirs, their_destination) in enumerate(exchanges(NETWORKD)):
+        ours = leases.answer(request, book.host(MAC), NETWORKD_CONFIG)
+        assert isinstance(ours, leases.LeaseAnswer), (request.message_type_name, ours)
+        steps.append((ours.change, ours.detail))
+        if theirs is None:
+            # systemd 252's RELEASE has no server identifier (RFC 2131 table 5 wants one): dnsmasq drops
+            # it without a word, we take it by ciaddr, the MAC's address (still no answer either way).
+            assert ours.packet is None and ours.change == leases.RELEASE
+            assert request.ciaddr == "10.99.0.50" and request.server_id is None
+        else:
+            assert (ours.packet.message_type, ours.packet.xid, ours.packet.chaddr, ours.packet.yiaddr) == \
+                (theirs.message_type, theirs.xid, theirs.chaddr, theirs.yiaddr)
+            for code in LEASE_OPTIONS:
+                assert ours.packet.options.get(code) == theirs.options.get(code), (request.message_type_name, code)
+            if ours.destination.broadcast:
+                # networkd asks for no broadcast (RequestBroadcast=no), so dnsmasq unicast to yiaddr
+                # by writing the ARP table; a broadcast reaches the same client (the integration target shows it).
+                assert not request.broadcast and their_destination == "10.99.0.50"
+                assert ours.destination.address == ("255.255.255.255", 68)
+            else:
+                assert ours.destination.address == (their_destination, 68)
+        book.apply(MAC, ours, float(now), NETWORKD_CONFIG.lease_time)
+    # The installer: DORA, the renewal at T1, RELEASE when stopped; the installed system: DORA, RELEASE.
+    assert steps == [(leases.OFFER, ""), (leases.BIND, "SELECTING"), (leases.BIND, "RENEWING"), (leases.RELEASE, ""),
+                     (leases.OFFER, ""), (leases.BIND, "SELECTING"), (leases.RELEASE, "")]
+    assert book.lease(MAC).state == leases.RELEASE
+
+
+def test_systemd_networkd_asks_by_duid_and_is_still_known_by_its_mac():
+    """The installed system asks with another client identifier (its machine id, so its DUID,
+    changed); the lease is keyed by chaddr, so it gets the installer's address back."""
+    installer, installed = [request for request, dummy, dummy in exchanges(NETWORKD) if request.message_type == dhcp.DHCPDISCOVER]
+    for discover in (installer, installed):
+        client_id = discover.options[61]
+        # RFC 4361: type 255, a 4-byte IAID, then the DUID: DUID-EN (2) with systemd's enterprise number 43793.
+        assert client_id[0] == 0xFF and client_id[5:7] == b"\x00\x02" and client_id[7:11] == (43793).to_bytes(4, "big")
+        assert MAC_BYTES not in client_id and discover.mac == MAC
+    assert installer.options[61][:5] == installed.options[61][:5] and installer.options[61] != installed.options[61]
+    book = LeaseBook({MAC: "10.99.0.50"}, SPARES)
+    for discover in (installer, installed):
+        assert leases.answer(discover, book.host(discover.mac), NETWORKD_CONFIG).address == "10.99.0.50"
+    assert leases.answer(installed, None, NETWORKD_CONFIG).reason == policy.IGNORE_UNKNOWN_HOST
+
+
 # -- the firmware, in the same answer as its address -------------------------------------------------
 
 def firmware_requests(name):

@@ -94,3 +94,25 @@ def test_a_stranger_gets_nothing_and_is_counted():
     netboot.on_dhcp_request(endpoint, stranger, source)
     assert endpoint.transport.sent == []
     assert netboot.registry.snapshot()["ignored"]["macs"]["52:54:00:99:99:99"]["events"] == {"dhcp_ignored": 1}
+
+
+def test_systemd_networkd_keeps_its_address_through_renewal_release_and_a_new_duid():
+    """The captured networkd conversation: the installer's DORA, renewal and RELEASE, then the
+    installed system's DORA with another DUID client identifier: one lease, keyed by the MAC."""
+    netboot = netboot_server("10.99.0.1", "10.99.0.0/24", "10.99.0.50")
+    endpoint = Endpoint(dhcp.SERVER_PORT)
+    conversation = requests("leases/systemd-networkd.pcap")
+    assert len({packet.options[61] for packet, dummy, dummy in conversation}) == 2
+    for packet, source, dummy in conversation:
+        netboot.on_dhcp_request(endpoint, packet, source)
+    assert [(p.message_type, p.yiaddr, to) for p, to in endpoint.transport.sent] == [
+        (dhcp.DHCPOFFER, "10.99.0.50", ("255.255.255.255", 68)), (dhcp.DHCPACK, "10.99.0.50", ("255.255.255.255", 68)),
+        (dhcp.DHCPACK, "10.99.0.50", ("10.99.0.50", 68)),
+        (dhcp.DHCPOFFER, "10.99.0.50", ("255.255.255.255", 68)), (dhcp.DHCPACK, "10.99.0.50", ("255.255.255.255", 68))]
+    events = netboot.registry.snapshot()["hosts"][0]["events"]
+    assert [(e["event"], e["address"], e["detail"]) for e in events] == [
+        (leases.OFFER, "10.99.0.50", ""), (leases.BIND, "10.99.0.50", "SELECTING"), (leases.BIND, "10.99.0.50", "RENEWING"),
+        (leases.RELEASE, "10.99.0.50", ""),
+        (leases.OFFER, "10.99.0.50", ""), (leases.BIND, "10.99.0.50", "SELECTING"), (leases.RELEASE, "10.99.0.50", "")]
+    assert netboot.leases.snapshot()[0]["state"] == leases.RELEASE
+    assert netboot.counters["dhcp_answered"] == 5
