@@ -5,8 +5,9 @@
 It stands in for the NixOS netboot image, which cannot be built offline
 here (no nixpkgs).  It does what matters to the netboot server under test:
 it boots from the kernel/initrd the server hands out, takes an address by
-DHCP, and runs the phone-home agent (``nix/agent/nixie-agent``) with the
-kernel command line the server chose.  Every step prints a
+DHCP (or, given a static ``ip=...:none`` as a NixOS initrd would be, runs no
+DHCP client and leaves the address to the agent), and runs the phone-home
+agent (``nix/agent/nixie-agent``) with the kernel command line the server chose.  Every step prints a
 ``NIXIE-LAB: ...`` marker on the serial console (``console=ttyS0``) so
 tests can follow the boot by reading the serial log.
 
@@ -43,7 +44,7 @@ BOOT_MODULES = NIC_MODULES + DISK_MODULES
 BUSYBOX = "/bin/busybox"
 MARKER = "NIXIE-LAB:"
 #: Bumped when the layout of a build changes, so old cache entries are ignored.
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3
 
 
 def default_agent() -> Path:
@@ -254,7 +255,13 @@ while [ -z "$iface" ] && [ $i -lt 50 ]; do
 done
 api=""
 for w in $(cat /proc/cmdline); do case "$w" in nixie.api=*) api="${w#nixie.api=}";; esac; done
-if [ -z "$iface" ]; then mark "no network interface"; else
+netmode="$(nixie-lab-network-mode)"
+if [ -z "$iface" ]; then mark "no network interface"
+elif [ "${netmode%% *}" = static ]; then
+  # As a NixOS initrd given ip=...:none: no DHCP client at all; the NIC stays down under its kernel name, so
+  # that nixie-agent (run below) renames it by ifname= and brings up the address before it phones home.
+  mark "network static ${netmode#static } dev $iface mac $(cat /sys/class/net/$iface/address): no DHCP client, left to nixie-agent"
+else
   ip link set "$iface" up
   case "$api" in
   http://\[*|https://\[*)
@@ -335,6 +342,21 @@ case "$1" in
     ;;
 esac
 exit 0
+"""
+
+
+NETWORK_MODE_SCRIPT = r"""#!/bin/sh
+# nixie-lab-network-mode [CMDLINE_FILE]: how the lab installer's /init brings up the network, read from the
+# kernel command line (default /proc/cmdline) as a NixOS initrd reads it. Prints "static <ip= value>" when
+# the last ip= is a static configuration (its seventh field, autoconf, is none, off or static): the init
+# then starts no DHCP client. Prints "dhcp" otherwise: no ip=, ip=dhcp, ip=<...>:dhcp and the like.
+set -f
+value=""
+for w in $(cat "${1:-/proc/cmdline}"); do case "$w" in ip=*) value="${w#ip=}";; esac; done
+case "$(printf '%s\n' "$value" | cut -s -d: -f7)" in
+  none|off|static) echo "static $value" ;;
+  *) echo dhcp ;;
+esac
 """
 
 
@@ -481,6 +503,7 @@ def _initramfs_tree(root: Path, kdir: Path, agent: Path | None, busybox: str = B
     (root / "bin/nixie-lab-pose").write_text(POSE_SCRIPT)
     os.chmod(root / "bin/nixie-lab-pose", 0o755)
     (root / "etc/udhcpc.script").write_text(UDHCPC_SCRIPT)
+    (root / "bin/nixie-lab-network-mode").write_text(NETWORK_MODE_SCRIPT)
     order = load_order(kdir / "modules", modules)
     (root / "etc/modules.order").write_text("\n".join(order) + "\n")
     for name in order:
@@ -490,7 +513,7 @@ def _initramfs_tree(root: Path, kdir: Path, agent: Path | None, busybox: str = B
     if agent is not None:
         shutil.copy(agent, root / "bin/nixie-agent")
         os.chmod(root / "bin/nixie-agent", 0o755)
-    for script in ("init", "etc/udhcpc.script"):
+    for script in ("init", "etc/udhcpc.script", "bin/nixie-lab-network-mode"):
         os.chmod(root / script, 0o755)
 
 
@@ -508,7 +531,7 @@ def _build_key(deb: Path, agent: Path | None, with_sshd: bool,
     """Content key of a build: any input change gives a new cache entry."""
     digest = hashlib.sha256()
     for part in (str(BUILD_FORMAT), deb.name, str(deb.stat().st_size), INIT_SCRIPT,
-                 UDHCPC_SCRIPT, POSE_SCRIPT, ",".join(BOOT_MODULES), str(with_sshd)):
+                 UDHCPC_SCRIPT, NETWORK_MODE_SCRIPT, POSE_SCRIPT, ",".join(BOOT_MODULES), str(with_sshd)):
         digest.update(part.encode() + b"\0")
     digest.update(_sha256_file(Path(BUSYBOX)).encode())
     digest.update(_sha256_file(agent).encode() if agent else b"no-agent")

@@ -27,12 +27,16 @@ COLLECTION = Path(os.environ.get("NIXIE_COLLECTION", Path(__file__).resolve().pa
 sys.path.insert(0, str(COLLECTION / "tests" / "lab"))
 
 from nixielab import installer as lab_installer  # noqa: E402  pylint: disable=wrong-import-position
-from nixielab.net import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from nixielab.net import SITE_VETH, Lab, wait_for_file_text  # noqa: E402  pylint: disable=wrong-import-position
 from nixielab.vm import VM  # noqa: E402  pylint: disable=wrong-import-position
+from scapy.layers.inet import IP, TCP, UDP  # noqa: E402  pylint: disable=wrong-import-position
+from scapy.utils import rdpcap  # noqa: E402  pylint: disable=wrong-import-position
 
 HERE = Path(__file__).resolve().parent
 AGENT_TIMEOUT = 180
 NETWORK_UP = re.compile(r"NIXIE-LAB: network up (\S+) dev \S+ mac (\S+)")
+# DHCPv4 (67, 68), the PXE boot server port (4011) and DHCPv6 (546, 547): every way a machine asks for an address.
+DHCP_PORTS = {67, 68, 546, 547, 4011}
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +211,97 @@ def test_addresses_mode_on_a_segment_without_dhcp(installer):
         serial = stranger_vm.serial()
         assert "nixie.metal" not in serial and "script.ipxe" not in serial, serial[-2000:]
         assert "failed=0" in log
+
+
+def payload(frame):
+    """A TCP segment's bytes, however scapy dissected them (an HTTP layer, when one is loaded, takes the Raw's place)."""
+    return bytes(frame[TCP].payload) if TCP in frame else b""
+
+
+def first_request(frames, method, path_end):
+    """Index of the first frame that opens an HTTP request ``method`` for a path ending in ``path_end``."""
+    pattern = re.compile(rb"^%s /\S*%s(?:\?\S*)? HTTP/" % (method, re.escape(path_end)))
+    return next((index for index, frame in enumerate(frames) if pattern.match(payload(frame))), None)
+
+
+def start_ipv6_router(lab):
+    """A router in the site namespace that advertises an IPv6 prefix and gives no address by DHCP of either family.
+
+    iPXE (2019) waits about 16 s for a router advertisement on a segment with none; with one it goes on at once.
+    Were this dnsmasq to answer DHCPv4, the addresses mode's own probe would refuse to start.
+    """
+    log = lab.workdir / "router.log"
+    conf = lab.workdir / "router.conf"
+    conf.write_text("\n".join(["port=0", "interface=%s" % SITE_VETH, "bind-interfaces", "enable-ra", "dhcp-range=fd77::,ra-only",
+                               "log-facility=%s" % log, "user=root", "group=root", "pid-file="]) + "\n", encoding="utf-8")
+    router = lab.popen(["dnsmasq", "-k", "--conf-file=%s" % conf], ns=lab.site_ns, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.STDOUT)
+    wait_for_file_text(log, "router advertisement on", 10, router)
+    return router
+
+
+def test_a_static_network_boots_with_no_dhcp_after_the_kernel_starts(installer):
+    """A host whose hosts.json has a ``network``, on a segment with no site DHCP server (dhcp=addresses).
+
+    The segment's only other machine is an IPv6 router (router advertisements, no DHCP). SeaBIOS's iPXE
+    takes an address of dhcp_ranges to load the installer (firmware needs one); the lab installer's own
+    init does what a NixOS initrd given ``ip=...:none`` does (no DHCP client), and the agent brings up the
+    static address, a different one, and phones home from it. The capture keeps only the frames the
+    machine sent: DHCP comes before its request for the initrd and never after it.
+
+    The ``vlan`` half of a static network is not booted here: the CI machines' kernel has no 802.1Q
+    (see docs/dhcp.md, "Static network per host", for what a VLAN lab needs).
+    """
+    with Lab(site_dhcp=False) as lab:
+        start_ipv6_router(lab)
+        mac = "52:54:00:12:34:51"
+        static, gateway, nameserver = "%s.50" % lab.subnet, lab.controller_ip, "%s.53" % lab.subnet
+        hosts = {"static1": {"mac_address": mac, "network": {"address": static + "/24", "gateway": gateway,
+                                                             "nameservers": [nameserver]}}}
+        play, result_file = start_play(lab, installer, hosts, [mac], dhcp="addresses",
+                                       dhcp_ranges=["%s.100-%s.109" % (lab.subnet, lab.subnet)])
+        pcap = lab.workdir / "static.pcap"
+        capture = lab.capture(pcap, "ether src %s" % mac).start()
+        vm = VM(lab, "seabios-ipxe", mac=mac).start()
+        result, log = finish_play(lab, play, result_file)
+        agent_line = vm.wait_for(r"nixie-agent: phoned home to ", timeout=10)
+        # dumpcap hands over its last block only after a while: stopped at once, the newest frames are lost.
+        time.sleep(2)
+        capture.stop()
+        frames = list(rdpcap(str(pcap)))
+        serial = vm.serial()
+    assert agent_line
+    agent = agent_result(result, mac)
+    assert not agent.get("failed"), agent.get("msg")
+    assert agent["state"] == "phoned_home" and agent["ip"] == static, agent
+    assert "failed=0" in log
+
+    # The firmware's lease (iPXE's) came from the range; the installer asked for none.
+    events = agent["events"]
+    names = [event["event"] for event in events]
+    for name in ("lease_offered", "lease_acked", "script_served", "kernel_served", "initrd_served", "phoned_home"):
+        assert name in names, (name, names)
+    leased = {event.get("address") for event in events if event["event"] == "lease_acked"}
+    assert leased == {"%s.100" % lab.subnet}, events
+    after_initrd = names[names.index("initrd_served"):]
+    assert not [name for name in after_initrd if name.startswith("lease_")], names
+
+    # On the wire: DHCP only before the installer's initrd was asked for; the phone-home from the static address.
+    summaries = [frame.summary() for frame in frames]
+    dhcp = [index for index, frame in enumerate(frames) if UDP in frame and {frame[UDP].sport, frame[UDP].dport} & DHCP_PORTS]
+    initrd_get = first_request(frames, b"GET", b"/initrd")
+    phone_home = first_request(frames, b"POST", b"/phone-home")
+    assert dhcp, "the capture holds no DHCP from the firmware: it missed the boot\n%s" % "\n".join(summaries[:40])
+    assert initrd_get is not None and phone_home is not None, "\n".join(summaries[-60:])
+    assert max(dhcp) < initrd_get < phone_home, [summaries[index] for index in dhcp if index > initrd_get]
+    assert frames[initrd_get][IP].src == "%s.100" % lab.subnet
+    assert frames[phone_home][IP].src == static
+    assert {frame[IP].src for frame in frames[phone_home:] if IP in frame} == {static}
+
+    # The serial console: the init left the network to the agent, which applied the kernel line's static network.
+    expected_ip = "ip=%s::%s:255.255.255.0:static1:nixie0:none" % (static, gateway)
+    assert "ifname=nixie0:%s %s nameserver=%s" % (mac, expected_ip, nameserver) in serial, serial[-3000:]
+    assert "NIXIE-LAB: network static %s dev " % expected_ip[len("ip="):] in serial, serial[-3000:]
+    assert "nixie-agent: static network: nixie0 %s/24 via %s, name servers %s (from the kernel command line; no DHCP)" % (
+        static, gateway, nameserver) in serial, serial[-3000:]
+    assert "NIXIE-LAB: dhcp " not in serial and "NIXIE-LAB: network up" not in serial, serial[-3000:]
