@@ -63,7 +63,8 @@ def plan_address_mode(params: Mapping[str, Any], hosts: Sequence[Host], server_i
         config = LeaseConfig(server_ip, str(network), routers, dns_servers, lease_time)
     except ValueError as exc:
         raise DhcpModeError("dhcp_routers, dhcp_dns_servers or dhcp_lease_time: %s" % exc) from None
-    wanted = [WantedLease(host.name, host.mac, _ipv4_of(host)) for host in hosts]
+    wanted = [WantedLease(host.name, host.mac, _ipv4_of(host), host.network.address.split("/")[0] if host.network else None)
+              for host in hosts]
     try:
         plan = plan_addresses(wanted, str(network), (server_ip,) + routers, params.get("dhcp_ranges") or ())
     except LeasePlanError as exc:

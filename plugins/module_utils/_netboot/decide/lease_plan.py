@@ -34,11 +34,13 @@ class LeasePlanError(ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WantedLease:
-    """A host as the plan sees it: name, canonical MAC and hosts.json ``ip`` (None: from a range)."""
+    """A host as the plan sees it: name, canonical MAC, hosts.json ``ip`` (None: from a range) and the address of its
+    hosts.json ``network`` (None: none), which its installer takes by itself and no other host may lease."""
 
     name: str
     mac: str
     ip: str | None = None
+    static: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ def plan_addresses(hosts: Sequence[WantedLease], network: str, reserved: Iterabl
     spans = _check_ranges(ranges, subnet, problems)
     reservations: dict[str, str] = {}
     owner: dict[ipaddress.IPv4Address, str] = {}
+    statics = {ipaddress.IPv4Address(host.static): host.name for host in hosts if host.static}
     for host in hosts:
         if host.ip is None:
             continue
@@ -82,12 +85,16 @@ def plan_addresses(hosts: Sequence[WantedLease], network: str, reserved: Iterabl
             continue
         if address in taken:
             problems.append("host %s: ip %s is %s's address; give the host another one" % (host.name, address, taken[address]))
+        elif statics.get(address, host.name) != host.name:
+            problems.append("host %s: ip %s is the static network address of host %s; give the host another one"
+                            % (host.name, address, statics[address]))
         elif address in owner:
             problems.append("hosts %s and %s: both have ip %s; each host needs its own" % (owner[address], host.name, address))
         else:
             owner[address] = host.name
             reservations[host.mac] = str(address)
-    free = (a for dummy, low, high in spans for a in _addresses(low, high) if a not in owner and a not in taken and a not in edges)
+    free = (a for dummy, low, high in spans for a in _addresses(low, high)
+            if a not in owner and a not in taken and a not in statics and a not in edges)
     waiting = [host for host in hosts if host.ip is None]
     for host in waiting:
         address = next(free, None)

@@ -25,6 +25,18 @@ def test_hosts_json_ips_first_then_the_ranges_in_inventory_order():
     assert plan.spare == ("10.0.0.103",)
 
 
+def test_a_hosts_static_network_address_is_never_leased_to_another_host():
+    """node1's installer takes 10.0.0.100 by itself (hosts.json network): the range skips it, and an ip naming it is refused."""
+    static = WantedLease("node1", "52:54:00:12:34:01", None, "10.0.0.100")
+    plan = plan_addresses([static, host(2)], NET, SERVER, ["10.0.0.100-10.0.0.102"])
+    assert plan.reservations == {"52:54:00:12:34:01": "10.0.0.101", "52:54:00:12:34:02": "10.0.0.102"}
+    with pytest.raises(LeasePlanError, match="host node2: ip 10.0.0.100 is the static network address of host node1"):
+        plan_addresses([static, host(2, "10.0.0.100")], NET, SERVER, ["10.0.0.100-10.0.0.102"])
+    # A host's own ip may be its own static address (hosts.json lets the two agree).
+    own = WantedLease("node1", "52:54:00:12:34:01", "10.0.0.100", "10.0.0.100")
+    assert plan_addresses([own], NET, SERVER).reservations == {"52:54:00:12:34:01": "10.0.0.100"}
+
+
 def test_the_same_inventory_gets_the_same_addresses():
     hosts = [host(n) for n in range(1, 6)]
     assert plan_addresses(hosts, NET, SERVER, ["10.0.0.50-10.0.0.60"]) == plan_addresses(hosts, NET, SERVER, ["10.0.0.50-10.0.0.60"])
