@@ -4,14 +4,11 @@
 
 from __future__ import annotations
 
-import json
-import pathlib
-import shutil
-import tempfile
 
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, plan
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.served_site import served_site, site_params
 
 
 def link(name, address, prefixlen=24):
@@ -23,23 +20,12 @@ LINKS = [link("eth0", "192.0.2.10")]
 
 @pytest.fixture
 def site():
-    top = pathlib.Path(tempfile.mkdtemp(prefix="nixie-test-pxe-dhcp-"))
-    top.chmod(0o755)
-    for name in ("bzImage", "initrd"):
-        (top / name).write_bytes(b"x")
-    ipxe = top / "ipxe"
-    ipxe.mkdir(mode=0o755)
-    (ipxe / "ipxe.efi").write_bytes(b"efi")
-    yield top
-    shutil.rmtree(top)
+    with served_site("nixie-test-pxe-dhcp-") as top:
+        yield top
 
 
 def params(site, hosts, **extra):
-    (site / "hosts.json").write_text(json.dumps(hosts), encoding="utf-8")
-    values = {"hosts_file": str(site / "hosts.json"), "kernel": str(site / "bzImage"), "initrd": str(site / "initrd"),
-              "ipxe_dir": str(site / "ipxe"), "dhcp": "addresses"}
-    values.update(extra)
-    return values
+    return site_params(site, hosts, **dict({"dhcp": "addresses"}, **extra))
 
 
 HOSTS = {"node1": {"mac_address": "52:54:00:12:34:01", "ip": "192.0.2.50"},

@@ -5,13 +5,11 @@
 from __future__ import annotations
 
 import json
-import pathlib
-import shutil
-import tempfile
 
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, choose_address6, plan
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.served_site import served_site
 
 
 def link(name, v4=(), v6=(), up=True, loopback=False):
@@ -29,17 +27,9 @@ LO = link("lo", ["127.0.0.1"], ["::1"], loopback=True)
 
 @pytest.fixture
 def site():
-    # Not pytest's tmp_path: /tmp/pytest-of-root is root's only, and the server reads its files as nobody once bound.
-    top = pathlib.Path(tempfile.mkdtemp(prefix="nixie-test-pxe-server-ipv6-"))
-    top.chmod(0o755)
-    (top / "bzImage").write_bytes(b"x")
-    (top / "initrd").write_bytes(b"x")
-    ipxe = top / "ipxe"
-    ipxe.mkdir(mode=0o755)
-    (ipxe / "ipxe.efi").write_bytes(b"efi")
-    (top / "hosts.json").write_text(json.dumps({"node1": {"mac_address": "52:54:00:12:34:01"}}), encoding="utf-8")
-    yield top
-    shutil.rmtree(top)
+    with served_site("nixie-test-pxe-server-ipv6-") as top:
+        (top / "hosts.json").write_text(json.dumps({"node1": {"mac_address": "52:54:00:12:34:01"}}), encoding="utf-8")
+        yield top
 
 
 def params(site, **extra):

@@ -4,15 +4,12 @@
 
 from __future__ import annotations
 
-import json
-import pathlib
-import shutil
-import tempfile
 
 import pytest
 
 from ansible_collections.nixie.metal.plugins.module_utils._hosts import HostNetwork
 from ansible_collections.nixie.metal.plugins.module_utils._pxe_server import ControlError, plan
+from ansible_collections.nixie.metal.tests.unit.plugins.module_utils.served_site import served_site, site_params
 
 MAC1 = "52:54:00:12:34:01"
 MAC2 = "52:54:00:12:34:02"
@@ -32,24 +29,12 @@ IPV6_ONLY = [LO, link("br0", v6=["fd77::1"])]
 
 @pytest.fixture
 def site():
-    # Not pytest's tmp_path: /tmp/pytest-of-root is root's only, and the server reads its files as nobody once bound.
-    top = pathlib.Path(tempfile.mkdtemp(prefix="nixie-test-pxe-server-network-"))
-    top.chmod(0o755)
-    (top / "bzImage").write_bytes(b"x")
-    (top / "initrd").write_bytes(b"x")
-    ipxe = top / "ipxe"
-    ipxe.mkdir(mode=0o755)
-    (ipxe / "ipxe.efi").write_bytes(b"efi")
-    yield top
-    shutil.rmtree(top)
+    with served_site("nixie-test-pxe-server-network-") as top:
+        yield top
 
 
 def params(site, hosts, **extra):
-    (site / "hosts.json").write_text(json.dumps(hosts), encoding="utf-8")
-    values = {"hosts_file": str(site / "hosts.json"), "kernel": str(site / "bzImage"), "initrd": str(site / "initrd"),
-              "ipxe_dir": str(site / "ipxe"), "interface": "br0"}
-    values.update(extra)
-    return values
+    return site_params(site, hosts, **dict({"interface": "br0"}, **extra))
 
 
 def test_a_dual_stack_run_carries_the_network_to_the_server(site):
